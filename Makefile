@@ -1,0 +1,68 @@
+# churnwise: every target creates (or reuses) the virtual environment in .venv first.
+# Pass Hydra overrides with ARGS, e.g.  make train ARGS="debug=default data.generator.seed=7"
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: help setup lock data validate train test test-fast bench lint format ui clean clean-data
+
+help: ## List the targets and what they do
+	@echo "churnwise: make <target> [ARGS='hydra overrides']"
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check uv
+	@echo "Installing churnwise and its pinned dependencies into $(VENV) (uv)..."
+	@$(UV) pip install --quiet --python $(PY) -r requirements.lock -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP) ## Create or update the virtual environment in .venv (Python 3.11, uv, pinned lock)
+
+lock: ## Re-resolve requirements.lock from pyproject.toml (run after changing dependencies)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check uv
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --quiet -o requirements.lock
+
+data: $(STAMP) ## Generate the demo data set (always regenerates; same seed, same files)
+	$(PY) -m pipeline.generate $(ARGS)
+
+validate: $(STAMP) ## Check the configured input tables against the data contract
+	$(PY) -m pipeline.validate $(ARGS)
+
+train: $(STAMP) ## Make demo data if none, validate, train and track the run in MLflow
+	$(PY) -m pipeline.train $(ARGS)
+
+test: $(STAMP) ## Run the whole test suite (unit, data, model, end-to-end; slow ones included)
+	$(PY) -m pytest $(ARGS)
+
+test-fast: $(STAMP) ## Run the tests not marked slow
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+bench: $(STAMP) ## Run the benchmarks in bench/ and write their results to bench/results/
+	$(PY) bench/generate_memory.py $(ARGS)
+
+lint: $(STAMP) ## Check style with ruff
+	$(VENV)/bin/ruff check pipeline features models tests bench
+	$(VENV)/bin/ruff format --check pipeline features models tests bench
+
+format: $(STAMP) ## Format and auto-fix with ruff
+	$(VENV)/bin/ruff format pipeline features models tests bench
+	$(VENV)/bin/ruff check --fix pipeline features models tests bench
+
+ui: $(STAMP) ## Start the MLflow UI on the project's tracking store at 127.0.0.1
+	$(PY) -m pipeline.ui $(ARGS)
+
+clean: ## Remove caches and Hydra run folders (keeps data, MLflow store and .venv)
+	rm -rf outputs multirun .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
+
+clean-data: ## Remove generated data and the local MLflow store
+	rm -rf data mlflow.db mlartifacts

@@ -1,0 +1,1 @@
+"""Churn models: estimators, calibration, evaluation and the MLflow model that owns them."""
