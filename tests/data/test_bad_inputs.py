@@ -1,0 +1,182 @@
+"""The bad-input corpus: each broken input is refused with a message naming table, column, rule and rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.validation import DataContractError, load_tables
+
+# A small valid data set, as CSV text per table. Each case below breaks one thing.
+VALID = {
+    "customers": """customer_id,signup_date,segment,region
+1,2023-01-05,consumer,north
+2,2023-02-10,consumer,south
+3,2023-03-15,small_business,north
+""",
+    "subscriptions": """customer_id,product,product_category,start_date,end_date,monthly_price,contract_term_months,bundle_id
+1,broadband_500,broadband,2023-01-10,,35.0,12,B1
+1,tv_basic,tv,2023-01-10,,12.5,12,B1
+2,mobile_s,mobile,2023-02-12,2023-08-12,15.0,0,
+3,broadband_100,broadband,2023-03-20,,25.0,24,
+""",
+    "orders": """customer_id,order_date,product_category,amount
+1,2023-02-01,devices,199.0
+2,2023-03-01,accessories,19.9
+""",
+    "complaints": """customer_id,opened_at,resolved_at,category,severity,satisfaction
+1,2023-04-01 09:00:00,2023-04-03 17:30:00,billing,medium,4
+3,2023-05-02 11:00:00,,network,high,
+""",
+    "events": """customer_id,event_time,event_type,quantity
+1,2023-04-01 08:00:00,login,
+2,2023-04-02 21:15:00,usage,3.5
+""",
+    "referrals": """referrer_customer_id,referred_customer_id,referral_date
+1,3,2023-03-01
+""",
+    "offers": """customer_id,offered_at,action,accepted,cost
+2,2023-07-01 10:00:00,discount,false,10.0
+""",
+}
+
+
+def write(folder: Path, tables: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in tables.items():
+        (folder / f"{name}.csv").write_text(text)
+    return folder
+
+
+def replace(table: str, old: str, new: str) -> Callable[[Path], None]:
+    def change(folder: Path) -> None:
+        path = folder / f"{table}.csv"
+        text = path.read_text()
+        assert old in text, f"test setup: {old!r} not in {table}"
+        path.write_text(text.replace(old, new, 1))
+
+    return change
+
+
+def remove(table: str) -> Callable[[Path], None]:
+    return lambda folder: (folder / f"{table}.csv").unlink()
+
+
+def as_parquet(table: str, frame: pd.DataFrame) -> Callable[[Path], None]:
+    def change(folder: Path) -> None:
+        (folder / f"{table}.csv").unlink()
+        frame.to_parquet(folder / f"{table}.parquet", index=False)
+
+    return change
+
+
+def several(*changes: Callable[[Path], None]) -> Callable[[Path], None]:
+    def change(folder: Path) -> None:
+        for one in changes:
+            one(folder)
+
+    return change
+
+
+def garbage_parquet(folder: Path) -> None:
+    (folder / "orders.csv").unlink()
+    (folder / "orders.parquet").write_text("this is not a parquet file")
+
+
+def duplicate_format(folder: Path) -> None:
+    pd.read_csv(folder / "orders.csv").to_parquet(folder / "orders.parquet", index=False)
+
+
+# id, change, table, column, rule, phrases that the message must contain
+CASES = [
+    ("missing_column", lambda f: (f / "customers.csv").write_text("customer_id,segment\n1,a\n2,b\n3,c\n"), "customers",
+     "signup_date", "required_column", ["required column 'signup_date' is missing", "the file has: customer_id"]),
+    ("misnamed_column", replace("orders", "customer_id,order_date", "Customer_ID,order_date"), "orders",
+     "customer_id", "required_column", ["Rename 'Customer_ID' to 'customer_id'"]),
+    ("wrong_type_number", replace("subscriptions", ",35.0,", ",35 EUR,"), "subscriptions", "monthly_price",
+     "type", ["1 of 4 rows have values that are not numbers", "line 2", "monthly_price='35 EUR'"]),
+    ("wrong_storage_type", as_parquet("customers", pd.DataFrame(
+        {"customer_id": [1, 2, 3], "signup_date": [20230105, 20230210, 20230315]})), "customers", "signup_date",
+     "type", ["stored as BIGINT, which cannot hold dates"]),
+    ("duplicate_ids", replace("customers", "3,2023-03-15", "2,2023-03-15"), "customers", "customer_id",
+     "unique", ["customer_id=2 appears 2 times, at line 3, line 4"]),
+    ("orphan_rows", replace("orders", "2,2023-03-01", "42,2023-03-01"), "orders", "customer_id",
+     "references customers.customer_id", ["1 row(s) refer to 1 customer id(s) that are not in the customers",
+                                          "line 3: customer_id='42'"]),
+    ("end_before_start", replace("subscriptions", "2023-02-12,2023-08-12", "2023-02-12,2023-01-12"),
+     "subscriptions", "end_date", "end_date >= start_date",
+     ["end_date before start_date", "line 4", "end_date='2023-01-12'", "leave end_date empty"]),
+    ("resolved_before_opened", replace("complaints", "2023-04-03 17:30:00", "2023-03-03 17:30:00"), "complaints",
+     "resolved_at", "resolved_at >= opened_at", ["resolved_at before opened_at", "line 2"]),
+    ("negative_amount", replace("orders", ",19.9", ",-19.9"), "orders", "amount", ">= 0",
+     ["values below 0", "amount='-19.9'"]),
+    ("empty_table", lambda f: (f / "orders.csv").write_text("customer_id,order_date,product_category,amount\n"),
+     "orders", None, "not_empty", ["the table has no rows", "remove the file if you have no orders"]),
+    ("unparseable_dates", replace("customers", "2023-02-10", "10/02/2023"), "customers", "signup_date", "type",
+     ["not dates (YYYY-MM-DD)", "line 3", "signup_date='10/02/2023'", "ISO YYYY-MM-DD"]),
+    ("mixed_time_zones", replace("events", "2023-04-02 21:15:00", "2023-04-02T21:15:00+02:00"), "events",
+     "event_time", "one_time_zone", ["mixed time zones: 1 values carry a UTC offset and 1 do not"]),
+    ("stray_delimiter", replace("orders", "1,2023-02-01,devices,199.0", "1,2023-02-01,devices,phone,199.0"),
+     "orders", None, "csv_structure", ["line 2", "too many columns", "stray delimiter"]),
+    ("disallowed_value", replace("complaints", ",network,high,", ",network,urgent,"), "complaints", "severity",
+     "allowed_values", ["values outside low, medium, high, critical", "severity='urgent'"]),
+    ("out_of_range", replace("complaints", ",medium,4", ",medium,7"), "complaints", "satisfaction", "<= 5",
+     ["values above 5", "satisfaction='7'"]),
+    ("missing_value", replace("customers", "2,2023-02-10", "2,"), "customers", "signup_date", "not_null",
+     ["1 of 3 rows have empty values", "line 3"]),
+    ("no_customers_table", remove("customers"), "customers", None, "required_table", ["no customers table found"]),
+    ("no_activity_table", several(remove("subscriptions"), remove("orders"), remove("events")),
+     "subscriptions|orders|events", None, "activity_table", ["churn needs at least one of them"]),
+    ("two_inputs_for_a_table", duplicate_format, "orders", None, "one_input_per_table",
+     ["found several inputs for orders", "keep exactly one"]),
+    ("fractional_term", replace("subscriptions", ",12.5,12,B1", ",12.5,1.5,B1"), "subscriptions",
+     "contract_term_months", "type", ["not whole numbers", "contract_term_months='1.5'"]),
+    ("not_a_boolean", replace("offers", ",false,", ",maybe,"), "offers", "accepted", "type",
+     ["not true/false values", "accepted='maybe'"]),
+    ("infinite_amount", replace("orders", ",199.0", ",inf"), "orders", "amount", "type", ["not numbers"]),
+    ("unreadable_file", garbage_parquet, "orders", None, "readable", ["cannot be read as PARQUET"]),
+    ("orphan_referral", replace("referrals", "1,3,", "1,99,"), "referrals", "referred_customer_id",
+     "references customers.customer_id", ["not in the customers table"]),
+]  # fmt: skip
+
+
+def test_valid_corpus_base_passes(tmp_path: Path) -> None:
+    tables = load_tables(write(tmp_path, VALID))
+    assert set(tables.report.present) == set(VALID)
+    assert tables.report.tables["subscriptions"].rows == 4
+
+
+@pytest.mark.parametrize(("case", "change", "table", "column", "rule", "phrases"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_with_an_actionable_message(
+    tmp_path: Path, case: str, change, table: str, column: str | None, rule: str, phrases: list[str]
+) -> None:
+    folder = write(tmp_path / case, VALID)
+    change(folder)
+    with pytest.raises(DataContractError) as caught:
+        load_tables(folder)
+    matching = [v for v in caught.value.violations if v.table == table and v.rule == rule]
+    assert matching, f"no {table}/{rule} violation in:\n{caught.value}"
+    violation = matching[0]
+    assert violation.column == column
+    text = violation.render()
+    for phrase in phrases:
+        assert phrase in text, f"{phrase!r} not in:\n{text}"
+    # The whole error names the table (and column) so a person can find the problem.
+    assert f"[{table}.{column}]" in str(caught.value) if column else f"[{table}]" in str(caught.value)
+    assert violation.hint or rule == "readable"
+
+
+def test_corpus_is_at_least_fifteen_cases() -> None:
+    assert len({case[0] for case in CASES}) >= 15
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    folder = write(tmp_path, VALID)
+    replace("orders", ",19.9", ",-19.9")(folder)
+    replace("complaints", ",network,high,", ",network,urgent,")(folder)
+    with pytest.raises(DataContractError) as caught:
+        load_tables(folder)
+    assert {v.table for v in caught.value.violations} == {"orders", "complaints"}

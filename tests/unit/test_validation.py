@@ -1,0 +1,110 @@
+"""Unit tests of reading and typing input tables: what a valid input becomes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.contract import CONTRACT
+from features.io import discover_tables, fingerprint
+from features.validation import DataContractError, load_tables
+
+
+def write_csv(folder: Path, name: str, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.csv").write_text(text)
+
+
+def test_csv_values_become_typed_columns(tmp_path: Path) -> None:
+    write_csv(
+        tmp_path, "customers", "customer_id,signup_date,segment\nA1,2023-01-05,consumer\nA2,2023-02-01,\n"
+    )
+    write_csv(
+        tmp_path,
+        "complaints",
+        "customer_id,opened_at,resolved_at,category,severity\n"
+        "A1,2023-04-01T09:00:00+02:00,2023-04-01T12:00:00Z,billing,low\n",
+    )
+    write_csv(
+        tmp_path, "offers", "customer_id,offered_at,action,accepted,cost\nA2,2023-05-01,discount,yes,5\n"
+    )
+    write_csv(tmp_path, "events", "customer_id,event_time,event_type\nA1,2023-03-01 10:00:00,login\n")
+    tables = load_tables(tmp_path)
+    con = tables.con
+    assert tables.report.id_type == "VARCHAR"
+    opened, resolved = con.execute("SELECT opened_at, resolved_at FROM complaints").fetchall()[0]
+    # Values with an offset are converted to UTC.
+    assert opened == datetime(2023, 4, 1, 7, 0) and resolved == datetime(2023, 4, 1, 12, 0)
+    accepted, cost, offered = con.execute("SELECT accepted, cost, offered_at FROM offers").fetchall()[0]
+    assert accepted is True and cost == 5.0 and offered == datetime(2023, 5, 1)
+    # Optional columns that are absent exist as typed NULLs.
+    assert con.execute("SELECT satisfaction FROM complaints").fetchall() == [(None,)]
+    assert con.execute("SELECT count(*) FROM customers WHERE segment IS NULL").fetchall() == [(1,)]
+    assert tables.report.absent == ("subscriptions", "orders", "referrals")
+
+
+def test_parquet_integer_ids_and_native_types(tmp_path: Path) -> None:
+    pd.DataFrame(
+        {
+            "customer_id": [1, 2],
+            "signup_date": pd.to_datetime(["2022-01-01", "2022-06-01"]),
+            "vip": [True, False],
+        }
+    ).to_parquet(tmp_path / "customers.parquet")
+    pd.DataFrame(
+        {
+            "customer_id": [1, 2],
+            "order_date": [date(2022, 2, 1), date(2022, 7, 1)],
+            "product_category": ["devices", "devices"],
+            "amount": [10.0, float("nan")],
+        }
+    ).to_parquet(tmp_path / "orders.parquet")
+    with pytest.raises(DataContractError) as caught:  # NaN is a missing amount, and amount is required
+        load_tables(tmp_path)
+    assert [(v.table, v.column, v.rule) for v in caught.value.violations] == [
+        ("orders", "amount", "not_null")
+    ]
+    assert "row 2" in str(caught.value)
+
+    pd.read_parquet(tmp_path / "orders.parquet").fillna({"amount": 0.0}).to_parquet(
+        tmp_path / "orders.parquet"
+    )
+    tables = load_tables(tmp_path)
+    assert tables.report.id_type == "BIGINT"
+    kinds = dict(tables.con.execute("SELECT column_name, column_type FROM (DESCRIBE orders)").fetchall())
+    assert kinds["customer_id"] == "BIGINT" and kinds["order_date"] == "DATE" and kinds["amount"] == "DOUBLE"
+    # Extra customer attributes are kept.
+    assert tables.con.execute("SELECT vip FROM customers ORDER BY customer_id").fetchall() == [
+        (True,),
+        (False,),
+    ]
+    assert tables.report.tables["customers"].extra_columns == ("vip",)
+
+
+def test_folder_of_part_files_reports_the_file_and_line(tmp_path: Path) -> None:
+    write_csv(tmp_path, "customers", "customer_id,signup_date\n1,2023-01-01\n2,2023-01-02\n")
+    parts = tmp_path / "orders"
+    write_csv(parts, "part-0", "customer_id,order_date,product_category,amount\n1,2023-02-01,devices,5\n")
+    write_csv(
+        parts, "part-1", "customer_id,order_date,product_category,amount\n2,2023-02-01,devices,5\n2,x,y,1\n"
+    )
+    with pytest.raises(DataContractError) as caught:
+        load_tables(tmp_path)
+    assert "part-1.csv line 3: customer_id='2', order_date='x'" in str(caught.value)
+
+
+def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="make data"):
+        load_tables(tmp_path / "nowhere")
+
+
+def test_fingerprint_changes_with_content_only(tmp_path: Path) -> None:
+    write_csv(tmp_path, "customers", "customer_id,signup_date\n1,2023-01-01\n")
+    files, _ = discover_tables(tmp_path, CONTRACT)
+    first, per_table = fingerprint(files)
+    assert fingerprint(files)[0] == first and set(per_table) == {"customers"}
+    write_csv(tmp_path, "customers", "customer_id,signup_date\n1,2023-01-02\n")
+    assert fingerprint(files)[0] != first
