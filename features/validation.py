@@ -189,6 +189,7 @@ def load_tables(
     id_type = "BIGINT"
     order = [name for name in contract.table_names if name in files]
     for name in order:
+        log.info("checking %s (%s)", name, files[name].path)
         if not checker.read(files[name]):
             continue
         if name == "customers":
