@@ -149,7 +149,9 @@ def test_valid_corpus_base_passes(tmp_path: Path) -> None:
     assert tables.report.tables["subscriptions"].rows == 4
 
 
-@pytest.mark.parametrize(("case", "change", "table", "column", "rule", "phrases"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("case", "change", "table", "column", "rule", "phrases"), CASES, ids=[c[0] for c in CASES]
+)
 def test_bad_input_is_refused_with_an_actionable_message(
     tmp_path: Path, case: str, change, table: str, column: str | None, rule: str, phrases: list[str]
 ) -> None:

@@ -1,0 +1,94 @@
+"""Helpers shared by the stage entry points: running a stage, data loading, MLflow set-up, provenance."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+
+from features.catalog import FamilyAvailability, feature_availability, render_availability
+from features.validation import DataContractError, ValidatedTables, load_tables
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def stage(func: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
+    """Turn known input errors of a stage into a clear message and exit code 2, without a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(cfg: DictConfig) -> T:
+        try:
+            return func(cfg)
+        except (DataContractError, FileNotFoundError) as error:
+            log.error("%s", error)
+            raise SystemExit(2) from error
+
+    return wrapper
+
+
+def load_inputs(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailability]]:
+    """Validate the configured input tables, log what was found and which feature families can be built."""
+    tables = load_tables(Path(cfg.data.path), csv_delimiter=cfg.data.csv_delimiter)
+    availability = feature_availability(OmegaConf.to_container(cfg.features.families), tables.report.present)
+    log.info("%s", tables.report.render())
+    log.info("%s", render_availability(availability))
+    return tables, availability
+
+
+def git_commit(cwd: Path | None = None) -> tuple[str, bool]:
+    """The current git commit and whether the work tree has uncommitted changes ('unknown' outside git)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+    return commit, dirty
+
+
+def setup_mlflow(cfg: DictConfig) -> str:
+    """Point MLflow at the configured store and experiment; return the experiment id."""
+    import mlflow  # imported here: mlflow is slow to import and not every stage needs it
+
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    name = cfg.mlflow.experiment_name
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        mlflow.set_experiment(experiment_id=experiment.experiment_id)
+        return experiment.experiment_id
+    artifact_location = None
+    if cfg.mlflow.get("artifact_location"):
+        folder = Path(cfg.mlflow.artifact_location).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        artifact_location = folder.as_uri()
+    experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config as dotted keys, for MLflow params."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, list) else value
+    return flat
