@@ -24,12 +24,7 @@ def demo_spec(cfg: DictConfig) -> DemoSpec:
 
 def generate(cfg: DictConfig, *, progress: bool = True) -> DemoSummary:
     """Generate the demo tables and the truth files at the configured paths (replacing what is there)."""
-    spec = demo_spec(cfg)
-    log.info("generating demo data: %s", spec)
-    summary = generate_demo(spec, Path(cfg.data.path), Path(cfg.data.truth_path), progress=progress)
-    rows = ", ".join(f"{name} {count:,}" for name, count in summary.rows.items())
-    log.info("wrote %s in %.1f s: %s", summary.tables_dir, summary.seconds, rows)
-    return summary
+    return generate_demo(demo_spec(cfg), Path(cfg.data.path), Path(cfg.data.truth_path), progress=progress)
 
 
 def ensure_demo_data(cfg: DictConfig) -> bool:
