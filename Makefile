@@ -11,7 +11,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help setup lock data validate train test test-fast bench lint format ui clean clean-data
+.PHONY: help setup lock data validate features train test test-fast bench lint format ui clean clean-data
 
 help: ## List the targets and what they do
 	@echo "churnwise: make <target> [ARGS='hydra overrides']"
@@ -37,7 +37,10 @@ data: $(STAMP) ## Generate the demo data set (always regenerates; same seed, sam
 validate: $(STAMP) ## Check the configured input tables against the data contract
 	$(PY) -m pipeline.validate $(ARGS)
 
-train: $(STAMP) ## Make demo data if none, validate, train and track the run in MLflow
+features: $(STAMP) ## Build the point-in-time feature table and labels (Parquet + manifest)
+	$(PY) -m pipeline.features $(ARGS)
+
+train: $(STAMP) ## Make demo data if none, validate, build features, train and track the run in MLflow
 	$(PY) -m pipeline.train $(ARGS)
 
 test: $(STAMP) ## Run the whole test suite (unit, data, model, end-to-end; slow ones included)

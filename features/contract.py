@@ -35,6 +35,9 @@ class Column:
     max_value: float | None = None
     allowed: tuple[str, ...] | None = None  # allowed values (text columns, compared case-sensitively)
     references: str | None = None  # foreign key to customers.customer_id
+    # Point in time: the column whose date says when this value became known, when that is later than the
+    # row itself (an end_date is known on that date, a satisfaction score when the complaint is resolved).
+    known_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Table:
     unique_key: tuple[str, ...] = ()
     date_orders: tuple[DateOrder, ...] = ()
     required: bool = False
+    known_at: str | None = None  # the column dating a row: the row exists for observation dates after it
 
     def column(self, name: str) -> Column:
         """The column called `name`."""
@@ -98,6 +102,7 @@ CUSTOMERS = Table(
     description="One row per known customer, including prospects who never bought.",
     required=True,
     unique_key=("customer_id",),
+    known_at="signup_date",
     columns=(
         Column("customer_id", Kind.ID, "Customer identifier (integer or text), unique."),
         Column("signup_date", Kind.DATE, "Date the customer became known (account created)."),
@@ -110,12 +115,14 @@ CUSTOMERS = Table(
             "Date the customer became a business partner (empty if never).",
             required=False,
             nullable=True,
+            known_from="partner_since",
         ),
     ),
 )
 
 SUBSCRIPTIONS = Table(
     name="subscriptions",
+    known_at="start_date",
     description=(
         "Contractual products held. One row per contract period at one price: a price change or renewal "
         "closes the row and opens a new one for the same product."
@@ -133,7 +140,13 @@ SUBSCRIPTIONS = Table(
         Column("product", Kind.TEXT, "Product name, e.g. broadband_500."),
         Column("product_category", Kind.TEXT, "Product category, e.g. broadband, mobile, tv."),
         Column("start_date", Kind.DATE, "First day of the contract period."),
-        Column("end_date", Kind.DATE, "Day the period ended; empty while still active.", nullable=True),
+        Column(
+            "end_date",
+            Kind.DATE,
+            "Day the period ended (the first day without it); empty while still active.",
+            nullable=True,
+            known_from="end_date",
+        ),
         Column("monthly_price", Kind.NUMBER, "Price per month, in the reporting currency.", **MONEY),
         Column(
             "contract_term_months",
@@ -153,6 +166,7 @@ SUBSCRIPTIONS = Table(
 
 ORDERS = Table(
     name="orders",
+    known_at="order_date",
     description="One row per purchase (one-off or repeat).",
     columns=(
         Column("customer_id", Kind.ID, "Buying customer.", references="customers"),
@@ -164,6 +178,7 @@ ORDERS = Table(
 
 COMPLAINTS = Table(
     name="complaints",
+    known_at="opened_at",
     description="Complaints and support tickets.",
     date_orders=(
         DateOrder(
@@ -176,7 +191,13 @@ COMPLAINTS = Table(
     columns=(
         Column("customer_id", Kind.ID, "Complaining customer.", references="customers"),
         Column("opened_at", Kind.TIMESTAMP, "When the complaint was opened."),
-        Column("resolved_at", Kind.TIMESTAMP, "When it was resolved; empty while still open.", nullable=True),
+        Column(
+            "resolved_at",
+            Kind.TIMESTAMP,
+            "When it was resolved; empty while still open.",
+            nullable=True,
+            known_from="resolved_at",
+        ),
         Column("category", Kind.TEXT, "What it is about, e.g. billing, network."),
         Column("severity", Kind.TEXT, "How serious it is.", allowed=("low", "medium", "high", "critical")),
         Column(
@@ -187,12 +208,14 @@ COMPLAINTS = Table(
             nullable=True,
             min_value=1,
             max_value=5,
+            known_from="resolved_at",
         ),
     ),
 )
 
 EVENTS = Table(
     name="events",
+    known_at="event_time",
     description="Engagement log: logins, sessions, usage.",
     columns=(
         Column("customer_id", Kind.ID, "Customer the event belongs to.", references="customers"),
@@ -211,6 +234,7 @@ EVENTS = Table(
 
 REFERRALS = Table(
     name="referrals",
+    known_at="referral_date",
     description="Referrals made by customers (a loyalty signal).",
     columns=(
         Column("referrer_customer_id", Kind.ID, "Customer who referred.", references="customers"),
@@ -228,6 +252,7 @@ REFERRALS = Table(
 
 OFFERS = Table(
     name="offers",
+    known_at="offered_at",
     description="Past retention offers and interventions.",
     columns=(
         Column("customer_id", Kind.ID, "Customer who received the offer.", references="customers"),

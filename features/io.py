@@ -7,6 +7,8 @@ A tables directory holds one entry per contract table: `<table>.parquet`, `<tabl
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -137,3 +139,19 @@ def fingerprint(files: dict[str, TableFile]) -> tuple[str, dict[str, str]]:
         per_table[name] = digest.hexdigest()
     overall = hashlib.sha256("".join(f"{k}={v};" for k, v in per_table.items()).encode()).hexdigest()
     return overall, per_table
+
+
+def replace_atomically(write: Callable[[Path], None], target: Path) -> Path:
+    """Write a file through `write(temp_path)` beside `target`, then rename it into place.
+
+    A crash or error leaves any previous `target` untouched and no partial file behind.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        write(temp)
+        os.replace(temp, target)
+    finally:
+        if temp.exists():
+            temp.unlink()
+    return target

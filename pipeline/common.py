@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -82,13 +83,20 @@ def setup_mlflow(cfg: DictConfig) -> str:
     return experiment_id
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config as dotted keys, for MLflow params."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = json.dumps(value) if isinstance(value, list) else value
+def config_params(config: dict[str, Any], skip: tuple[str, ...] = ("features.families",)) -> dict[str, str]:
+    """Nested config as dotted keys for MLflow params; `skip` subtrees (e.g. feature SQL) go to artifacts only."""
+    flat: dict[str, str] = {}
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if name in skip:
+                continue
+            if isinstance(value, dict):
+                walk(value, f"{name}.")
+            else:
+                text = json.dumps(value) if isinstance(value, list) else str(value)
+                flat[re.sub(r"[^A-Za-z0-9_\-. :/]", "_", name)] = text[:6000]
+
+    walk(config, "")
     return flat

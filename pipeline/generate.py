@@ -32,7 +32,7 @@ def ensure_demo_data(cfg: DictConfig) -> bool:
 
     Returns whether data was generated.
     """
-    if cfg.data.name != "demo" or not cfg.data.get("generate_if_missing", False):
+    if cfg.data.get("generator") is None or not cfg.data.get("generate_if_missing", False):
         return False
     manifest = Path(cfg.data.path) / "_manifest.json"
     wanted = json.loads(json.dumps(asdict(demo_spec(cfg)), default=str))

@@ -1,8 +1,9 @@
 """Stage: training (`python -m pipeline.train`, `make train`).
 
-Today it makes the demo data if none exists, validates the inputs, says which tables it found and which
-feature families it can build, and records all of it as an MLflow run (resolved config, git commit, input
-fingerprint, data inventory). Model fitting, calibration and registration plug in here with the training
+Today it makes the demo data if none exists, validates the inputs (saying which tables it found and which
+feature families it can build), builds the point-in-time feature table with labels, and records all of it
+as an MLflow run (resolved config, git commit, input fingerprint, data inventory, feature manifest, churn
+rate per observation date). Model fitting, calibration and registration plug in here with the training
 issue; the run says plainly that no model was trained yet.
 """
 
@@ -11,16 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from features.catalog import FamilyAvailability
-from features.io import fingerprint
-from pipeline.common import flatten, git_commit, load_inputs, setup_mlflow, stage
-from pipeline.generate import ensure_demo_data
+from pipeline.common import config_params, setup_mlflow, stage
+from pipeline.features import build_features
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,11 @@ class TrainResult:
     run_id: str
     experiment_id: str
     data_fingerprint: str
-    tables: dict[str, int]
-    buildable_families: tuple[str, ...]
+    tables: list[str]
+    feature_table: Path
+    n_features: int
+    snapshots: int
+    labeled_snapshots: int
     skipped_families: tuple[str, ...]
     model_trained: bool
 
@@ -42,64 +45,65 @@ def train(cfg: DictConfig) -> TrainResult:
     """Validate the inputs and track the run in MLflow."""
     import mlflow
 
-    ensure_demo_data(cfg)
-    tables, availability = load_inputs(cfg)
-    data_fingerprint, table_fingerprints = fingerprint(tables.files)
-    commit, dirty = git_commit()
+    built = build_features(cfg)
+    manifest = built.manifest
     experiment_id = setup_mlflow(cfg)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    rows = {name: summary.rows for name, summary in tables.report.tables.items()}
-
     with mlflow.start_run(run_name=f"train-{cfg.data.name}") as run:
         mlflow.set_tags(
             {
                 "stage": "train",
                 "data.name": cfg.data.name,
-                "data.fingerprint": data_fingerprint,
-                "git.commit": commit,
-                "git.dirty": str(dirty).lower(),
+                "data.fingerprint": manifest["input"]["fingerprint"],
+                "git.commit": manifest["git"]["commit"],
+                "git.dirty": str(manifest["git"]["dirty"]).lower(),
+                "label": cfg.label.name,
                 "model.status": "not trained: model fitting arrives with the training stage",
             }
         )
-        mlflow.log_params({k: str(v)[:6000] for k, v in flatten(resolved).items()})
-        mlflow.log_metrics({f"rows_{name}": count for name, count in rows.items()})
+        mlflow.log_params(config_params(OmegaConf.to_container(cfg, resolve=True)))
+        mlflow.log_metrics(
+            {
+                "snapshots": manifest["rows"],
+                "labeled_snapshots": manifest["labeled_rows"],
+                "n_features": len(manifest["features"]),
+            }
+        )
+        for day, stats in manifest["churn_by_observation_date"].items():
+            if stats["churn_rate"] is not None:
+                timestamp = int(datetime.fromisoformat(day).timestamp() * 1000)
+                mlflow.log_metric("churn_rate_by_date", stats["churn_rate"], timestamp=timestamp)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             (folder / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-            inventory = {
-                "tables_dir": str(tables.report.tables_dir),
-                "customer_id_type": tables.report.id_type,
-                "tables": {n: {**asdict(s), "path": str(s.path)} for n, s in tables.report.tables.items()},
-                "absent_tables": list(tables.report.absent),
-                "fingerprint": {"overall": data_fingerprint, "tables": table_fingerprints},
-                "feature_families": [asdict(a) for a in availability],
-                "git": {"commit": commit, "dirty": dirty},
-            }
-            (folder / "data_inventory.json").write_text(json.dumps(inventory, indent=2))
+            (folder / "feature_manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
             mlflow.log_artifacts(str(folder), artifact_path="run_info")
 
     result = TrainResult(
         run_id=run.info.run_id,
         experiment_id=experiment_id,
-        data_fingerprint=data_fingerprint,
-        tables=rows,
-        buildable_families=tuple(a.name for a in availability if a.buildable),
-        skipped_families=tuple(a.name for a in availability if not a.buildable),
+        data_fingerprint=manifest["input"]["fingerprint"],
+        tables=manifest["input"]["tables"],
+        feature_table=built.table_path,
+        n_features=len(manifest["features"]),
+        snapshots=manifest["rows"],
+        labeled_snapshots=manifest["labeled_rows"],
+        skipped_families=tuple(manifest["skipped_families"]),
         model_trained=False,
     )
-    log.info("%s", summary_table(result, cfg, availability))
+    log.info("%s", summary_table(result, cfg))
     return result
 
 
-def summary_table(result: TrainResult, cfg: DictConfig, availability: list[FamilyAvailability]) -> str:
+def summary_table(result: TrainResult, cfg: DictConfig) -> str:
     """The end-of-run summary printed on the terminal."""
+    skipped = f" (skipped: {', '.join(result.skipped_families)})" if result.skipped_families else ""
     lines = [
         "",
         "churnwise train: summary",
-        f"  data            {cfg.data.name} ({cfg.data.path})",
+        f"  data            {cfg.data.name} ({cfg.data.path}): {', '.join(result.tables)}",
         f"  fingerprint     {result.data_fingerprint[:16]}",
-        f"  tables          {', '.join(f'{n} {c:,}' for n, c in result.tables.items())}",
-        f"  features        {len(result.buildable_families)}/{len(availability)} families buildable",
+        f"  features        {result.n_features} features{skipped}, label '{cfg.label.name}'",
+        f"  snapshots       {result.snapshots:,} ({result.labeled_snapshots:,} labeled) in {result.feature_table}",
         "  model           not trained yet (the training stage fills this in)",
         f"  MLflow run      {result.run_id} in experiment '{cfg.mlflow.experiment_name}'",
         f"  open the UI     make ui  (store: {cfg.mlflow.tracking_uri})",

@@ -77,9 +77,10 @@ def test_train_from_nothing_generates_validates_and_tracks(tmp_path: Path) -> No
     assert len(run.data.tags["data.fingerprint"]) == 64
     assert run.data.tags["git.commit"]
     assert run.data.params["data.generator.n_customers"] == "1500"
-    assert run.data.metrics["rows_customers"] == 1500
+    assert run.data.metrics["labeled_snapshots"] > 0 and run.data.metrics["n_features"] > 40
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "run_info")}
-    assert artifacts == {"run_info/resolved_config.yaml", "run_info/data_inventory.json"}
+    assert artifacts == {"run_info/resolved_config.yaml", "run_info/feature_manifest.json"}
+    assert (tmp_path / "data" / "features" / "demo_debug_contractual" / "features.parquet").is_file()
 
     # A second run reuses the data (same spec) and records the same fingerprint.
     again = run_stage("train", f"paths.root_dir={tmp_path}", "debug=default", cwd=tmp_path)

@@ -1,0 +1,400 @@
+"""Building the point-in-time feature table and its churn labels on DuckDB.
+
+The observation grid holds one row per (customer_id, observation_date) for the customers active at each
+date. Every feature family is one aggregate query over its point-in-time source (`features.sources`)
+joined to the grid; labels look forward from each date (`features.labels`). All of it runs as SQL inside
+DuckDB over the validated tables, so inputs larger than memory stream from disk.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import duckdb
+
+from features.catalog import feature_availability
+from features.dialect import install_duckdb_functions
+from features.labels import label_sql
+from features.sources import Source, source_for
+
+log = logging.getLogger(__name__)
+
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+KEYS = ("customer_id", "observation_date")
+
+
+@dataclass(frozen=True)
+class FeatureDef:
+    """One feature: its name, family, the SQL aggregate computing it, and what it means."""
+
+    name: str
+    family: str
+    source: str
+    sql: str
+    description: str
+    fill: Any = None
+    kind: str = "numeric"
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    """The features a run builds, grouped by family, and the families it skips with the reason."""
+
+    features: tuple[FeatureDef, ...]
+    skipped: dict[str, str]
+    event_types: tuple[str, ...]
+    lookback_days: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        """Feature column names, in order."""
+        return [f.name for f in self.features]
+
+    @property
+    def categorical(self) -> list[str]:
+        """Names of the categorical features."""
+        return [f.name for f in self.features if f.kind == "categorical"]
+
+    def family(self, name: str) -> list[FeatureDef]:
+        """Features of one family."""
+        return [f for f in self.features if f.family == name]
+
+    @property
+    def families(self) -> list[str]:
+        """Families built, in order."""
+        return list(dict.fromkeys(f.family for f in self.features))
+
+
+def event_type_name(event_type: str) -> str:
+    """A column-safe name for an event type ('Page View' -> 'page_view')."""
+    name = re.sub(r"[^a-z0-9]+", "_", event_type.lower()).strip("_")
+    return name if name and name[0].isalpha() else f"t_{name}"
+
+
+def plan_features(
+    features_cfg: Mapping[str, Any], present: set[str], event_types: Sequence[str] = ()
+) -> FeaturePlan:
+    """Expand the configured feature set for the tables present (windows, event types) and check names."""
+    families: Mapping[str, Any] = features_cfg["families"]
+    windows = [int(w) for w in features_cfg.get("windows_days", [])]
+    availability = {a.name: a for a in feature_availability(families, present)}
+    features: list[FeatureDef] = []
+    skipped: dict[str, str] = {}
+    lookback: dict[str, int] = {}
+    for family, spec in families.items():
+        if not availability[family].buildable:
+            skipped[family] = availability[family].reason
+            continue
+        if spec.get("lookback_days"):
+            lookback[family] = int(spec["lookback_days"])
+        for template, feature in spec["features"].items():
+            window_values = windows if feature.get("per_window") else [None]
+            type_values = list(event_types) if feature.get("per_event_type") else [None]
+            for w in window_values:
+                for event_type in type_values:
+                    values = {"w": w}
+                    if event_type is not None:
+                        values |= {
+                            "event_type": event_type.replace("'", "''"),
+                            "event_type_name": event_type_name(event_type),
+                        }
+                    features.append(
+                        FeatureDef(
+                            name=_fill(template, values),
+                            family=family,
+                            source=spec["source"],
+                            sql=_fill(str(feature["sql"]), values),
+                            description=_fill(
+                                str(feature.get("description", "")), {**values, "event_type": event_type}
+                            ),
+                            fill=feature.get("fill"),
+                            kind=feature.get("kind", "numeric"),
+                        )
+                    )
+    names = [f.name for f in features]
+    bad = [n for n in names if not IDENTIFIER.match(n) or n in KEYS or n in ("churned", "label_status")]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if bad or duplicated:
+        raise ValueError(
+            f"feature config: invalid names {bad} (use lower-case letters, digits and _, not a key or label "
+            f"column) or duplicated names {duplicated}"
+        )
+    return FeaturePlan(tuple(features), skipped, tuple(event_types), lookback)
+
+
+def _fill(template: str, values: Mapping[str, Any]) -> str:
+    out = template
+    for key, value in values.items():
+        if value is not None:
+            out = out.replace("{" + key + "}", str(value))
+    return out
+
+
+def observation_dates(start: date, end: date, every_months: int = 1) -> list[date]:
+    """Observation dates from `start` to `end` inclusive, every `every_months` months (day clamped to month)."""
+    if every_months < 1:
+        raise ValueError("observation.every_months must be at least 1")
+    dates: list[date] = []
+    while True:
+        month = start.month - 1 + len(dates) * every_months
+        year, month = start.year + month // 12, month % 12 + 1
+        current = date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
+        if current > end:
+            return dates
+        dates.append(current)
+
+
+def _first_of_month_on_or_after(day: date) -> date:
+    if day.day == 1:
+        return day
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class DataWindow:
+    """Where the data starts (its logs) and ends (exclusive: the first day without data)."""
+
+    start: date
+    end: date
+
+
+def data_window(con: duckdb.DuckDBPyConnection, present: set[str]) -> DataWindow:
+    """The span of the data: logs' first date, and the day after the latest date in any table."""
+    logs = {
+        "orders": "order_date",
+        "events": "event_time",
+        "complaints": "opened_at",
+        "offers": "offered_at",
+        "referrals": "referral_date",
+    }
+    starts = [f"SELECT CAST(min({c}) AS DATE) AS d FROM {t}" for t, c in logs.items() if t in present]
+    if not starts:
+        starts = ["SELECT min(start_date) AS d FROM subscriptions"]
+    ends = [f"SELECT CAST(max({c}) AS DATE) AS d FROM {t}" for t, c in logs.items() if t in present]
+    if "subscriptions" in present:
+        ends += [
+            "SELECT max(start_date) AS d FROM subscriptions",
+            "SELECT max(end_date) AS d FROM subscriptions",
+        ]
+    if "complaints" in present:
+        ends.append("SELECT CAST(max(resolved_at) AS DATE) AS d FROM complaints")
+    start = con.execute(f"SELECT min(d) FROM ({' UNION ALL '.join(starts)})").fetchall()[0][0]
+    last = con.execute(f"SELECT max(d) FROM ({' UNION ALL '.join(ends)})").fetchall()[0][0]
+    if start is None or last is None:
+        raise ValueError("the input tables hold no dates to place observation dates on")
+    return DataWindow(start, date.fromordinal(last.toordinal() + 1))
+
+
+def default_observation_dates(window: DataWindow, observation_cfg: Mapping[str, Any]) -> list[date]:
+    """Observation dates from config, with defaults derived from the data window."""
+    start = observation_cfg.get("start")
+    end = observation_cfg.get("end")
+    warmup = int(observation_cfg.get("warmup_days", 90))
+    start_date = (
+        date.fromisoformat(str(start))
+        if start
+        else _first_of_month_on_or_after(date.fromordinal(window.start.toordinal() + warmup))
+    )
+    if end:
+        end_date = date.fromisoformat(str(end))
+    else:
+        last_day = date.fromordinal(window.end.toordinal() - 1)
+        end_date = last_day.replace(day=1)
+    dates = observation_dates(start_date, end_date, int(observation_cfg.get("every_months", 1)))
+    if not dates:
+        raise ValueError(
+            f"no observation dates between {start_date} and {end_date}: set observation.start and observation.end"
+        )
+    return dates
+
+
+def discover_event_types(con: duckdb.DuckDBPyConnection, before: date, limit: int) -> list[str]:
+    """The most frequent event types before a date (ties broken by name)."""
+    rows = con.execute(
+        "SELECT event_type FROM events WHERE event_time < ? GROUP BY event_type "
+        "ORDER BY count(*) DESC, event_type LIMIT ?",
+        [before, limit],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def source_columns(con: duckdb.DuckDBPyConnection, source: Source) -> list[str]:
+    """Column names of a source's query."""
+    return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM ({source.sql}) s").fetchall()]
+
+
+def family_sql(
+    source: Source, columns: Sequence[str], features: Sequence[FeatureDef], lookback_days: int | None
+) -> str:
+    """One family's aggregate query: its source joined to the grid, point in time, grouped per snapshot."""
+    selected = []
+    for column in columns:
+        if column == "customer_id":
+            continue
+        if column in source.masked:
+            known_from = source.masked[column]
+            selected.append(f"CASE WHEN s.{known_from} < g.observation_date THEN s.{column} END AS {column}")
+        else:
+            selected.append(f"s.{column}")
+    post = "".join(f", {expr} AS {name}" for name, expr in source.post.items())
+    bound = ""
+    if lookback_days:
+        bound = f" AND s.{source.known_at} >= cw_add_days(g.observation_date, -{int(lookback_days)})"
+    aggregates = ",\n       ".join(f"{f.sql} AS {f.name}" for f in features)
+    return f"""
+SELECT customer_id, observation_date,
+       {aggregates}
+FROM (
+  SELECT m.*{post}
+  FROM (
+    SELECT g.customer_id, g.observation_date, {", ".join(selected)}
+    FROM grid g
+    JOIN ({source.sql}) s
+      ON s.customer_id = g.customer_id AND s.{source.known_at} < g.observation_date{bound}
+  ) m
+) p
+GROUP BY customer_id, observation_date"""
+
+
+def grid_sql(population: str, activity_lookback_days: int, present: set[str]) -> str:
+    """Customers active at each observation date.
+
+    contract: holding a subscription started before the date and not known to have ended before it;
+    activity: with an order or event in the look-back window before the date.
+    """
+    if population == "contract":
+        if "subscriptions" not in present:
+            raise ValueError("label population 'contract' needs the subscriptions table")
+        return """
+SELECT DISTINCT s.customer_id, o.observation_date
+FROM subscriptions s
+JOIN observation_dates o
+  ON s.start_date < o.observation_date AND (s.end_date IS NULL OR s.end_date >= o.observation_date)"""
+    if population == "activity":
+        parts = []
+        if "orders" in present:
+            parts.append("SELECT customer_id, order_date AS activity_date FROM orders")
+        if "events" in present:
+            parts.append("SELECT customer_id, CAST(event_time AS DATE) AS activity_date FROM events")
+        if not parts:
+            raise ValueError("label population 'activity' needs orders or events")
+        return f"""
+SELECT DISTINCT a.customer_id, o.observation_date
+FROM ({" UNION ALL ".join(parts)}) a
+JOIN observation_dates o
+  ON a.activity_date < o.observation_date
+ AND a.activity_date >= cw_add_days(o.observation_date, -{int(activity_lookback_days)})"""
+    raise ValueError(f"unknown label population {population!r}: use contract or activity")
+
+
+def prepare(con: duckdb.DuckDBPyConnection, dates: Sequence[date], population_sql: str) -> int:
+    """Create the observation dates and the grid on the connection; return the grid's row count."""
+    install_duckdb_functions(con)
+    con.execute("CREATE OR REPLACE TEMP TABLE observation_dates (observation_date DATE)")
+    con.executemany("INSERT INTO observation_dates VALUES (?)", [[d] for d in dates])
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE grid AS {population_sql} ORDER BY customer_id, observation_date"
+    )
+    return con.execute("SELECT count(*) FROM grid").fetchall()[0][0]
+
+
+def features_sql(con: duckdb.DuckDBPyConnection, plan: FeaturePlan, present: set[str]) -> str:
+    """The whole feature query: the grid left-joined to every family's aggregates, with fill values."""
+    joins, columns = [], []
+    for i, family in enumerate(plan.families):
+        features = plan.family(family)
+        source = source_for(features[0].source, present)
+        sql = family_sql(source, source_columns(con, source), features, plan.lookback_days.get(family))
+        alias = f"f{i}"
+        joins.append(
+            f"LEFT JOIN ({sql}) {alias} ON {alias}.customer_id = g.customer_id AND {alias}.observation_date = g.observation_date"
+        )
+        for feature in features:
+            value = f"{alias}.{feature.name}"
+            if feature.fill is not None:
+                value = f"coalesce({value}, {_literal(feature.fill)})"
+            columns.append(f"{value} AS {feature.name}")
+    return (
+        f"SELECT g.customer_id, g.observation_date{''.join(', ' + c for c in columns)}\nFROM grid g\n"
+        + "\n".join(joins)
+    )
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class FeatureBuild:
+    """A feature table built on a connection (temp table `feature_table`) and what it holds."""
+
+    plan: FeaturePlan
+    dates: tuple[date, ...]
+    window: DataWindow
+    rows: int
+    label_name: str
+    churn_by_date: dict[str, dict[str, Any]]
+
+
+def build_feature_table(
+    con: duckdb.DuckDBPyConnection,
+    present: set[str],
+    features_cfg: Mapping[str, Any],
+    observation_cfg: Mapping[str, Any],
+    label_cfg: Mapping[str, Any],
+    *,
+    event_types: Sequence[str] | None = None,
+    dates: Sequence[date] | None = None,
+) -> FeatureBuild:
+    """Build grid, features and labels into the temp table `feature_table` on `con` (validated tables)."""
+    install_duckdb_functions(con)
+    window = data_window(con, present)
+    if observation_cfg.get("data_end"):
+        window = DataWindow(window.start, date.fromisoformat(str(observation_cfg["data_end"])))
+    dates = list(dates) if dates is not None else default_observation_dates(window, observation_cfg)
+    if event_types is None:
+        event_types = []
+        if "events" in present:
+            configured = features_cfg.get("event_types", "auto")
+            if configured == "auto":
+                event_types = discover_event_types(
+                    con, max(dates), int(features_cfg.get("max_event_types", 8))
+                )
+            else:
+                event_types = [str(e) for e in configured]
+    plan = plan_features(features_cfg, present, event_types)
+    population = grid_sql(label_cfg["population"], int(label_cfg.get("activity_lookback_days", 90)), present)
+    grid_rows = prepare(con, dates, population)
+    log.info(
+        "observation grid: %d dates (%s .. %s), %s snapshots; %d features in %d families",
+        len(dates), dates[0], dates[-1], f"{grid_rows:,}", len(plan.features), len(plan.families),
+    )  # fmt: skip
+    for family, reason in plan.skipped.items():
+        log.info("skipped feature family %s: %s", family, reason)
+    labels = label_sql(label_cfg, window.end, present)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE feature_table AS
+SELECT f.*, l.churned, l.label_status
+FROM ({features_sql(con, plan, present)}) f
+JOIN ({labels}) l ON l.customer_id = f.customer_id AND l.observation_date = f.observation_date
+ORDER BY f.observation_date, f.customer_id"""
+    )
+    churn = con.execute(
+        """SELECT CAST(observation_date AS VARCHAR), count(*), count(churned), avg(churned)
+           FROM feature_table GROUP BY observation_date ORDER BY observation_date"""
+    ).fetchall()
+    churn_by_date = {
+        d: {"snapshots": n, "labeled": labeled, "churn_rate": None if rate is None else round(rate, 6)}
+        for d, n, labeled, rate in churn
+    }
+    return FeatureBuild(plan, tuple(dates), window, grid_rows, label_cfg["name"], churn_by_date)
