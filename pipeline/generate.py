@@ -30,19 +30,24 @@ def generate(cfg: DictConfig, *, progress: bool = True) -> DemoSummary:
 def ensure_demo_data(cfg: DictConfig) -> bool:
     """Generate the demo data when the config uses it and it is missing or was made from another spec.
 
-    Returns whether data was generated.
+    Only a missing or empty folder, or one the generator wrote (it holds the demo manifest), is ever
+    (re)generated: a folder of other tables is left untouched. Returns whether data was generated.
     """
     if cfg.data.get("generator") is None or not cfg.data.get("generate_if_missing", False):
         return False
-    manifest = Path(cfg.data.path) / "_manifest.json"
+    folder = Path(cfg.data.path)
+    manifest = folder / "_manifest.json"
     wanted = json.loads(json.dumps(asdict(demo_spec(cfg)), default=str))
     if manifest.is_file():
         made = json.loads(manifest.read_text()).get("spec")
         if made == wanted:
             return False
-        log.info("demo data in %s was made from another spec; regenerating", cfg.data.path)
+        log.info("demo data in %s was made from another spec; regenerating", folder)
+    elif folder.is_dir() and any(folder.iterdir()):
+        log.info("%s holds tables that are not generated demo data; using them as they are", folder)
+        return False
     else:
-        log.info("no demo data in %s yet; generating it", cfg.data.path)
+        log.info("no demo data in %s yet; generating it", folder)
     generate(cfg)
     return True
 

@@ -88,3 +88,13 @@ def test_train_from_nothing_generates_validates_and_tracks(tmp_path: Path) -> No
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 2
     assert runs[0].data.tags["data.fingerprint"] == runs[1].data.tags["data.fingerprint"]
+
+
+def test_a_folder_of_user_tables_is_never_replaced_by_demo_data(make_cfg, tmp_path: Path) -> None:
+    from pipeline.generate import ensure_demo_data
+
+    tables = tmp_path / "mine"
+    tables.mkdir()
+    (tables / "customers.csv").write_text("customer_id,signup_date\n1,2023-01-01\n")
+    assert ensure_demo_data(make_cfg(f"data.path={tables}")) is False
+    assert [p.name for p in tables.iterdir()] == ["customers.csv"]
