@@ -1,0 +1,68 @@
+"""Planning the feature set: expansion over windows and event types, skipped families, bad configs."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from features.engine import build_feature_table, event_type_name, observation_dates, plan_features
+from features.validation import load_tables
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+FEATURES = OmegaConf.to_container(OmegaConf.load(CONF / "features" / "default.yaml"))
+
+
+def test_windows_and_event_types_expand_into_named_features() -> None:
+    plan = plan_features(FEATURES, {"customers", "events"}, ["login", "Page View"])
+    names = plan.names
+    assert {"events_30d", "events_90d", "events_365d", "events_login_90d", "events_page_view_365d"} <= set(
+        names
+    )
+    assert "FILTER (WHERE event_type = 'Page View'" in next(
+        f.sql for f in plan.features if f.name == "events_page_view_30d"
+    )
+    assert set(plan.skipped) == {"bundles", "cross_sell", "complaints", "spend", "contract", "loyalty"}
+    assert plan.skipped["complaints"] == "needs complaints"
+    assert event_type_name("2-Factor Auth") == "t_2_factor_auth"
+
+
+def test_a_bad_feature_name_is_refused() -> None:
+    broken = {
+        **FEATURES,
+        "families": {
+            "attributes": {**FEATURES["families"]["attributes"], "features": {"Bad Name": {"sql": "1"}}}
+        },
+    }
+    with pytest.raises(ValueError, match="invalid names"):
+        plan_features(broken, {"customers", "orders"})
+
+
+def test_observation_dates_step_by_months_and_clamp_the_day() -> None:
+    assert observation_dates(date(2024, 1, 1), date(2024, 4, 1), 1) == [
+        date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1), date(2024, 4, 1)
+    ]  # fmt: skip
+    assert observation_dates(date(2024, 1, 31), date(2024, 3, 31), 1)[1] == date(2024, 2, 29)
+    assert observation_dates(date(2024, 1, 1), date(2024, 12, 1), 3)[-1] == date(2024, 10, 1)
+
+
+def test_families_whose_tables_are_absent_are_skipped_and_the_rest_built(tmp_path: Path) -> None:
+    (tmp_path / "customers.csv").write_text("customer_id,signup_date\n1,2023-01-01\n2,2023-01-01\n")
+    (tmp_path / "orders.csv").write_text(
+        "customer_id,order_date,product_category,amount\n1,2023-02-01,a,10\n2,2023-03-15,b,5\n1,2023-05-01,a,7\n"
+    )
+    tables = load_tables(tmp_path)
+    label = OmegaConf.to_container(OmegaConf.load(CONF / "label" / "inactivity.yaml"))
+    build = build_feature_table(
+        tables.con, set(tables.report.present), FEATURES, {"data_end": "2023-12-01"}, label,
+        dates=[date(2023, 4, 1)],
+    )  # fmt: skip
+    assert set(build.plan.skipped) == {"bundles", "complaints", "contract", "engagement", "loyalty"}
+    columns = [r[0] for r in tables.con.execute("DESCRIBE feature_table").fetchall()]
+    assert "orders_90d" in columns and "active_products" not in columns and "complaints_30d" not in columns
+    rows = tables.con.execute(
+        "SELECT customer_id, orders_90d, churned FROM feature_table ORDER BY 1"
+    ).fetchall()
+    assert rows == [("1", 1, 0), ("2", 1, 1)]  # CSV ids stay text
