@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import duckdb
 from omegaconf import DictConfig, OmegaConf
 
 from features.catalog import FamilyAvailability, feature_availability, render_availability
@@ -34,9 +35,21 @@ def stage(func: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
     return wrapper
 
 
+def connect(cfg: DictConfig) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the configured memory limit, threads and spill folder."""
+    settings: dict[str, Any] = {}
+    if cfg.engine.get("memory_limit"):
+        settings["memory_limit"] = str(cfg.engine.memory_limit)
+    if cfg.engine.get("threads"):
+        settings["threads"] = int(cfg.engine.threads)
+    if cfg.engine.get("temp_directory"):
+        settings["temp_directory"] = str(Path(cfg.engine.temp_directory).resolve())
+    return duckdb.connect(config=settings)
+
+
 def load_inputs(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailability]]:
     """Validate the configured input tables, log what was found and which feature families can be built."""
-    tables = load_tables(Path(cfg.data.path), csv_delimiter=cfg.data.csv_delimiter)
+    tables = load_tables(Path(cfg.data.path), csv_delimiter=cfg.data.csv_delimiter, con=connect(cfg))
     availability = feature_availability(OmegaConf.to_container(cfg.features.families), tables.report.present)
     log.info("%s", tables.report.render())
     log.info("%s", render_availability(availability))
