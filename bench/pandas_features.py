@@ -135,7 +135,9 @@ def load_input_tables(tables_dir: Path) -> InputTables:
     """Read the input tables and derive the history columns that do not depend on the observation date."""
     tables_dir = Path(tables_dir)
     customers = _read(
-        tables_dir, "customers", ["customer_id", "signup_date", "segment", "region", "channel", "partner_since"]
+        tables_dir,
+        "customers",
+        ["customer_id", "signup_date", "segment", "region", "channel", "partner_since"],
     )
     subscriptions = _read(
         tables_dir,
@@ -150,7 +152,10 @@ def load_input_tables(tables_dir: Path) -> InputTables:
         ["customer_id", "opened_at", "resolved_at", "category", "severity", "satisfaction"],
     )
     events = _read(
-        tables_dir, "events", ["customer_id", "event_time", "event_type", "quantity"], dictionary=["event_type"]
+        tables_dir,
+        "events",
+        ["customer_id", "event_time", "event_type", "quantity"],
+        dictionary=["event_type"],
     )
     referrals = _read(tables_dir, "referrals", ["referrer_customer_id", "referral_date"])
     offers = _read(tables_dir, "offers", ["customer_id", "offered_at", "action", "accepted"])
@@ -163,16 +168,18 @@ def load_input_tables(tables_dir: Path) -> InputTables:
         ],
         axis=1,
     ).min(axis=1)
-    customers = customers.assign(
-        first_activity_date=customers["customer_id"].map(first_activity)
-    ).set_index("customer_id", drop=False)
+    customers = customers.assign(first_activity_date=customers["customer_id"].map(first_activity)).set_index(
+        "customer_id", drop=False
+    )
 
     categories = pd.concat(
         [
             subscriptions[["customer_id", "product_category", "start_date"]].rename(
                 columns={"start_date": "first_date"}
             ),
-            orders[["customer_id", "product_category", "order_date"]].rename(columns={"order_date": "first_date"}),
+            orders[["customer_id", "product_category", "order_date"]].rename(
+                columns={"order_date": "first_date"}
+            ),
         ],
         ignore_index=True,
     )
@@ -233,7 +240,9 @@ def _holding_customers(subscriptions: pd.DataFrame, observation: pd.Timestamp) -
     return pd.Index(np.sort(subscriptions.loc[held, "customer_id"].unique()), name="customer_id")
 
 
-def _tenure_and_attributes(customers: pd.DataFrame, grid: pd.Index, observation: pd.Timestamp) -> pd.DataFrame:
+def _tenure_and_attributes(
+    customers: pd.DataFrame, grid: pd.Index, observation: pd.Timestamp
+) -> pd.DataFrame:
     """Signup, first activity, segment, region, channel and partner status of the grid's customers."""
     rows = customers.reindex(grid)
     first_activity = _masked(rows["first_activity_date"], rows["first_activity_date"], observation)
@@ -259,7 +268,9 @@ def _holdings(subscriptions: pd.DataFrame, grid: pd.Index, observation: pd.Times
     active = end_date.isna()
     ninety_days_ago = observation - pd.Timedelta(days=90)
     running_term = active & (periods["term_end_date"] > observation)
-    no_running_term = (periods["term_end_date"].isna() | (periods["term_end_date"] <= observation)).astype(float)
+    no_running_term = (periods["term_end_date"].isna() | (periods["term_end_date"] <= observation)).astype(
+        float
+    )
     active_periods = periods[active]
     renewals = periods[periods["continued_from_previous"]]
     features = {
@@ -273,7 +284,9 @@ def _holdings(subscriptions: pd.DataFrame, grid: pd.Index, observation: pd.Times
         "days_to_term_end": (periods.loc[running_term, "term_end_date"] - observation)
         .dt.days.groupby(periods.loc[running_term, "customer_id"])
         .min(),
-        "days_since_last_renewal": (observation - renewals.groupby("customer_id")["start_date"].max()).dt.days,
+        "days_since_last_renewal": (
+            observation - renewals.groupby("customer_id")["start_date"].max()
+        ).dt.days,
         "monthly_revenue": active_periods.groupby("customer_id")["monthly_price"].sum(),
         "monthly_revenue_90d_ago": periods[
             (periods["start_date"] < ninety_days_ago) & (end_date.isna() | (end_date >= ninety_days_ago))
@@ -342,9 +355,14 @@ def _complaints(
         },
         "open_complaints": _count(opened, is_open),
         "open_severe_complaints": _count(opened, is_open & severe),
-        "days_since_last_complaint": _days_since(observation, opened.groupby("customer_id")["opened_at"].max()),
+        "days_since_last_complaint": _days_since(
+            observation, opened.groupby("customer_id")["opened_at"].max()
+        ),
         "mean_resolution_days": resolution_days.groupby(opened["customer_id"]).mean(),
-        "severe_share_365d": severe[last_year].astype(float).groupby(opened.loc[last_year, "customer_id"]).mean(),
+        "severe_share_365d": severe[last_year]
+        .astype(float)
+        .groupby(opened.loc[last_year, "customer_id"])
+        .mean(),
         "last_satisfaction": _value_at_latest(known, "satisfaction", "resolved_at"),
         "last_complaint_category": _value_at_latest(known, "category", "opened_at"),
     }
@@ -383,7 +401,9 @@ def _engagement(
     """Events per window and type over the last year, the 30-day trend, quantity, days since the last event."""
     since = observation - pd.Timedelta(days=EVENT_LOOKBACK_DAYS)
     recent = events[
-        (events["event_time"] >= since) & (events["event_time"] < observation) & events["customer_id"].isin(grid)
+        (events["event_time"] >= since)
+        & (events["event_time"] < observation)
+        & events["customer_id"].isin(grid)
     ]
     time = recent["event_time"]
     in_window = {w: time >= observation - pd.Timedelta(days=w) for w in (*windows, 30, 60)}
@@ -453,10 +473,13 @@ def _contractual_label(
     all_ended = ended_in_time.groupby(held["customer_id"]).all().reindex(grid, fill_value=False)
     last_end = held.groupby("customer_id")["end_date"].max().reindex(grid)
 
-    leavers = pd.DataFrame({"customer_id": grid[all_ended.to_numpy()], "last_end": last_end[all_ended].to_numpy()})
+    leavers = pd.DataFrame(
+        {"customer_id": grid[all_ended.to_numpy()], "last_end": last_end[all_ended].to_numpy()}
+    )
     restarts = leavers.merge(subscriptions[["customer_id", "start_date"]], on="customer_id")
     restarts = restarts[
-        (restarts["start_date"] >= restarts["last_end"]) & (restarts["start_date"] <= restarts["last_end"] + grace)
+        (restarts["start_date"] >= restarts["last_end"])
+        & (restarts["start_date"] <= restarts["last_end"] + grace)
     ]
     restarted = pd.Series(grid.isin(restarts["customer_id"].unique()), index=grid)
 

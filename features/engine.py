@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import calendar
 import logging
+import os
 import re
+import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import duckdb
+from tqdm.auto import tqdm
 
 from features.catalog import feature_availability
 from features.dialect import install_duckdb_functions
+from features.io import replace_atomically
 from features.labels import label_sql
 from features.sources import Source, source_for
 
@@ -304,12 +309,26 @@ def prepare(con: duckdb.DuckDBPyConnection, dates: Sequence[date], population_sq
     return con.execute("SELECT count(*) FROM grid").fetchall()[0][0]
 
 
+# Sources that are plain reads of one table stay views; derived ones (window functions, unions) are
+# computed once per connection, not once per batch of dates.
+PLAIN_SOURCES = {"events", "complaints"}
+
+
+def materialized_source(con: duckdb.DuckDBPyConnection, name: str, present: set[str]) -> Source:
+    """The source, with its full-history query computed once into a temp table `src_<name>`."""
+    source = source_for(name, present)
+    if name in PLAIN_SOURCES:
+        return source
+    con.execute(f"CREATE TEMP TABLE IF NOT EXISTS src_{name} AS {source.sql}")
+    return replace(source, sql=f"SELECT * FROM src_{name}")
+
+
 def features_sql(con: duckdb.DuckDBPyConnection, plan: FeaturePlan, present: set[str]) -> str:
     """The whole feature query: the grid left-joined to every family's aggregates, with fill values."""
     joins, columns = [], []
     for i, family in enumerate(plan.families):
         features = plan.family(family)
-        source = source_for(features[0].source, present)
+        source = materialized_source(con, features[0].source, present)
         sql = family_sql(source, source_columns(con, source), features, plan.lookback_days.get(family))
         alias = f"f{i}"
         joins.append(
@@ -336,14 +355,74 @@ def _literal(value: Any) -> str:
 
 @dataclass(frozen=True)
 class FeatureBuild:
-    """A feature table built on a connection (temp table `feature_table`) and what it holds."""
+    """A feature table's plan and what it holds."""
 
     plan: FeaturePlan
     dates: tuple[date, ...]
     window: DataWindow
     rows: int
-    label_name: str
+    label_cfg: dict[str, Any]
     churn_by_date: dict[str, dict[str, Any]]
+
+
+def plan_build(
+    con: duckdb.DuckDBPyConnection,
+    present: set[str],
+    features_cfg: Mapping[str, Any],
+    observation_cfg: Mapping[str, Any],
+    label_cfg: Mapping[str, Any],
+    *,
+    event_types: Sequence[str] | None = None,
+    dates: Sequence[date] | None = None,
+) -> FeatureBuild:
+    """Decide dates, data window, event types and features for a build (nothing is computed yet)."""
+    install_duckdb_functions(con)
+    window = data_window(con, present)
+    if observation_cfg.get("data_end"):
+        window = DataWindow(window.start, date.fromisoformat(str(observation_cfg["data_end"])))
+    dates = sorted(dates) if dates is not None else default_observation_dates(window, observation_cfg)
+    if event_types is None:
+        event_types = []
+        if "events" in present:
+            configured = features_cfg.get("event_types", "auto")
+            if configured == "auto":
+                limit = int(features_cfg.get("max_event_types", 8))
+                event_types = discover_event_types(con, max(dates), limit)
+            else:
+                event_types = [str(e) for e in configured]
+    plan = plan_features(features_cfg, present, event_types)
+    for family, reason in plan.skipped.items():
+        log.info("skipped feature family %s: %s", family, reason)
+    return FeatureBuild(plan, tuple(dates), window, 0, dict(label_cfg), {})
+
+
+def compute_features(
+    con: duckdb.DuckDBPyConnection, build: FeatureBuild, present: set[str], dates: Sequence[date]
+) -> int:
+    """Compute grid, features and labels for `dates` into the temp table `feature_table`; return its rows."""
+    label_cfg = build.label_cfg
+    population = grid_sql(label_cfg["population"], int(label_cfg.get("activity_lookback_days", 90)), present)
+    prepare(con, dates, population)
+    labels = label_sql(label_cfg, build.window.end, present)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE feature_table AS
+SELECT f.*, l.churned, l.label_status
+FROM ({features_sql(con, build.plan, present)}) f
+JOIN ({labels}) l ON l.customer_id = f.customer_id AND l.observation_date = f.observation_date
+ORDER BY f.observation_date, f.customer_id"""
+    )
+    return con.execute("SELECT count(*) FROM feature_table").fetchall()[0][0]
+
+
+def _churn_by_date(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
+    rows = con.execute(
+        """SELECT CAST(observation_date AS VARCHAR), count(*), count(churned), avg(churned)
+           FROM feature_table GROUP BY observation_date ORDER BY observation_date"""
+    ).fetchall()
+    return {
+        d: {"snapshots": n, "labeled": labeled, "churn_rate": None if rate is None else round(rate, 6)}
+        for d, n, labeled, rate in rows
+    }
 
 
 def build_feature_table(
@@ -356,45 +435,50 @@ def build_feature_table(
     event_types: Sequence[str] | None = None,
     dates: Sequence[date] | None = None,
 ) -> FeatureBuild:
-    """Build grid, features and labels into the temp table `feature_table` on `con` (validated tables)."""
-    install_duckdb_functions(con)
-    window = data_window(con, present)
-    if observation_cfg.get("data_end"):
-        window = DataWindow(window.start, date.fromisoformat(str(observation_cfg["data_end"])))
-    dates = list(dates) if dates is not None else default_observation_dates(window, observation_cfg)
-    if event_types is None:
-        event_types = []
-        if "events" in present:
-            configured = features_cfg.get("event_types", "auto")
-            if configured == "auto":
-                event_types = discover_event_types(
-                    con, max(dates), int(features_cfg.get("max_event_types", 8))
-                )
-            else:
-                event_types = [str(e) for e in configured]
-    plan = plan_features(features_cfg, present, event_types)
-    population = grid_sql(label_cfg["population"], int(label_cfg.get("activity_lookback_days", 90)), present)
-    grid_rows = prepare(con, dates, population)
-    log.info(
-        "observation grid: %d dates (%s .. %s), %s snapshots; %d features in %d families",
-        len(dates), dates[0], dates[-1], f"{grid_rows:,}", len(plan.features), len(plan.families),
-    )  # fmt: skip
-    for family, reason in plan.skipped.items():
-        log.info("skipped feature family %s: %s", family, reason)
-    labels = label_sql(label_cfg, window.end, present)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE feature_table AS
-SELECT f.*, l.churned, l.label_status
-FROM ({features_sql(con, plan, present)}) f
-JOIN ({labels}) l ON l.customer_id = f.customer_id AND l.observation_date = f.observation_date
-ORDER BY f.observation_date, f.customer_id"""
+    """Build grid, features and labels for all dates into the temp table `feature_table` on `con`."""
+    build = plan_build(
+        con, present, features_cfg, observation_cfg, label_cfg, event_types=event_types, dates=dates
     )
-    churn = con.execute(
-        """SELECT CAST(observation_date AS VARCHAR), count(*), count(churned), avg(churned)
-           FROM feature_table GROUP BY observation_date ORDER BY observation_date"""
-    ).fetchall()
-    churn_by_date = {
-        d: {"snapshots": n, "labeled": labeled, "churn_rate": None if rate is None else round(rate, 6)}
-        for d, n, labeled, rate in churn
-    }
-    return FeatureBuild(plan, tuple(dates), window, grid_rows, label_cfg["name"], churn_by_date)
+    rows = compute_features(con, build, present, build.dates)
+    return replace(build, rows=rows, churn_by_date=_churn_by_date(con))
+
+
+def write_feature_table(
+    con: duckdb.DuckDBPyConnection,
+    build: FeatureBuild,
+    present: set[str],
+    path: Path,
+    *,
+    dates_per_batch: int = 6,
+) -> FeatureBuild:
+    """Compute the planned dates a batch at a time and write one Parquet file, atomically.
+
+    Memory is bounded by the batch (the grid of `dates_per_batch` dates), not by the number of dates.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    parts = path.parent / f".{path.name}.parts-{os.getpid()}"
+    shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir()
+    rows, churn = 0, {}
+    batches = [build.dates[i : i + dates_per_batch] for i in range(0, len(build.dates), dates_per_batch)]
+    try:
+        for number, batch in enumerate(
+            tqdm(batches, desc="features", unit="batch", disable=len(batches) < 2)
+        ):
+            batch_rows = compute_features(con, build, present, batch)
+            rows += batch_rows
+            churn |= _churn_by_date(con)
+            con.execute(f"COPY feature_table TO '{parts / f'part-{number:04d}.parquet'}' (FORMAT parquet)")
+            log.info("features for %s .. %s: %s snapshots", batch[0], batch[-1], f"{batch_rows:,}")
+        con.execute("DROP TABLE IF EXISTS feature_table")
+        replace_atomically(
+            lambda temp: con.execute(
+                # Parts are in date order and each is sorted: reading them in name order keeps the order.
+                f"COPY (SELECT * FROM read_parquet('{parts}/part-*.parquet')) "
+                f"TO '{temp}' (FORMAT parquet, COMPRESSION zstd)"
+            ),
+            path,
+        )
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    return replace(build, rows=rows, churn_by_date=churn)

@@ -16,7 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from features.engine import FeatureBuild, build_feature_table
+from features.engine import FeatureBuild, plan_build, write_feature_table
 from features.io import fingerprint, replace_atomically
 from pipeline.common import git_commit, load_inputs, stage
 from pipeline.generate import ensure_demo_data
@@ -38,18 +38,22 @@ def build_features(cfg: DictConfig) -> FeatureTableResult:
     ensure_demo_data(cfg)
     tables, _ = load_inputs(cfg)
     present = set(tables.report.present)
-    build = build_feature_table(
+    planned = plan_build(
         tables.con,
         present,
         OmegaConf.to_container(cfg.features, resolve=True),
         OmegaConf.to_container(cfg.observation, resolve=True),
         OmegaConf.to_container(cfg.label, resolve=True),
     )
+    log.info(
+        "building %d features in %d families for %d observation dates (%s .. %s), label '%s'",
+        len(planned.plan.features), len(planned.plan.families), len(planned.dates),
+        planned.dates[0], planned.dates[-1], cfg.label.name,
+    )  # fmt: skip
     out_dir = Path(cfg.paths.features_dir)
     table_path = out_dir / "features.parquet"
-    replace_atomically(
-        lambda temp: tables.con.execute(f"COPY feature_table TO '{temp}' (FORMAT parquet, COMPRESSION zstd)"),
-        table_path,
+    build = write_feature_table(
+        tables.con, planned, present, table_path, dates_per_batch=int(cfg.engine.dates_per_batch)
     )
     data_fingerprint, table_fingerprints = fingerprint(tables.files)
     manifest = feature_manifest(cfg, build, data_fingerprint, table_fingerprints, tables.report.present)
@@ -79,7 +83,7 @@ def feature_manifest(
         "categorical_features": build.plan.categorical,
         "skipped_families": build.plan.skipped,
         "event_types": list(build.plan.event_types),
-        "label": OmegaConf.to_container(cfg.label, resolve=True),
+        "label": build.label_cfg,
         "observation_dates": [d.isoformat() for d in build.dates],
         "data_window": {
             "start": build.window.start.isoformat(),

@@ -66,3 +66,48 @@ def test_families_whose_tables_are_absent_are_skipped_and_the_rest_built(tmp_pat
         "SELECT customer_id, orders_90d, churned FROM feature_table ORDER BY 1"
     ).fetchall()
     assert rows == [("1", 1, 0), ("2", 1, 1)]  # CSV ids stay text
+
+
+def test_batched_parquet_output_equals_the_one_pass_build(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from features.demo import DemoSpec, generate_demo
+    from features.engine import plan_build, write_feature_table
+
+    summary = generate_demo(
+        DemoSpec(n_customers=300, months=18, seed=4, chunk_size=300), tmp_path / "t", tmp_path / "x"
+    )
+    label = OmegaConf.to_container(OmegaConf.load(CONF / "label" / "contractual.yaml"))
+    observation = {"start": "2022-05-01", "end": "2023-06-01"}
+    one_pass = load_tables(summary.tables_dir)
+    whole = build_feature_table(one_pass.con, set(one_pass.report.present), FEATURES, observation, label)
+    expected = one_pass.con.execute("SELECT * FROM feature_table").df()
+
+    batched = load_tables(summary.tables_dir)
+    present = set(batched.report.present)
+    planned = plan_build(batched.con, present, FEATURES, observation, label)
+    written = write_feature_table(
+        batched.con, planned, present, tmp_path / "out" / "features.parquet", dates_per_batch=4
+    )
+    written_frame = batched.con.execute(
+        f"SELECT * FROM read_parquet('{tmp_path / 'out' / 'features.parquet'}')"
+    ).df()
+    pd.testing.assert_frame_equal(written_frame, expected)
+    assert written.rows == whole.rows == len(expected)
+    assert written.churn_by_date == whole.churn_by_date
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["features.parquet"]
+
+
+def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path: Path) -> None:
+    from features.io import replace_atomically
+
+    target = tmp_path / "table.parquet"
+    target.write_text("previous")
+
+    def crash(temp: Path) -> None:
+        temp.write_text("half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        replace_atomically(crash, target)
+    assert target.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["table.parquet"]
