@@ -1,10 +1,12 @@
-"""Stage: training (`python -m pipeline.train`, `make train`).
+"""Stage: train, calibrate, evaluate, track and register a churn model (`python -m pipeline.train`, `make train`).
 
-Today it makes the demo data if none exists, validates the inputs (saying which tables it found and which
-feature families it can build), builds the point-in-time feature table with labels, and records all of it
-as an MLflow run (resolved config, git commit, input fingerprint, data inventory, feature manifest, churn
-rate per observation date). Model fitting, calibration and registration plug in here with the training
-issue; the run says plainly that no model was trained yet.
+Builds the point-in-time feature table (making the demo data first if needed), splits its labelled
+snapshots by time into train / calibration / test slices, fits the configured model with early stopping on
+the training side, calibrates it on the calibration slice, evaluates it on the test slice (beside the
+baseline and, on demo data, the generator's true probabilities), and logs everything to MLflow: resolved
+config, git commit, input fingerprint, feature manifest, metrics, plots and the model as one pyfunc. The
+model is registered with the alias `challenger`, and the promotion gate decides whether it becomes
+`champion`.
 """
 
 from __future__ import annotations
@@ -12,17 +14,37 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import hydra
+import numpy as np
+import pandas as pd
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from models.churn_model import ChurnModel, fit_churn_model
+from models.evaluation import (
+    classification_metrics,
+    gains_figure,
+    importance_figure,
+    reliability_figure,
+    roc_pr_figures,
+    segment_labels,
+    segment_metrics,
+    shap_summary_figure,
+    targeting_profit,
+)
+from models.split import TimeSplit, slice_masks, time_split
+from pipeline.ceiling import true_window_probability
 from pipeline.common import config_params, setup_mlflow, stage
 from pipeline.features import build_features
 
 log = logging.getLogger(__name__)
+HEADLINE = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "capture_at_20")
 
 
 @dataclass(frozen=True)
@@ -32,23 +54,107 @@ class TrainResult:
     run_id: str
     experiment_id: str
     data_fingerprint: str
-    tables: list[str]
-    feature_table: Path
-    n_features: int
-    snapshots: int
-    labeled_snapshots: int
-    skipped_families: tuple[str, ...]
-    model_trained: bool
+    model_uri: str
+    model_version: str
+    metrics: dict[str, float]
+    split: TimeSplit
+    promoted: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def load_snapshots(table_path: Path) -> pd.DataFrame:
+    """The labelled snapshots of a feature table."""
+    frame = pd.read_parquet(table_path)
+    frame = frame[frame["churned"].notna()].copy()
+    frame["churned"] = frame["churned"].astype(int)
+    frame["observation_date"] = pd.to_datetime(frame["observation_date"]).dt.date
+    return frame.reset_index(drop=True)
+
+
+def gap_days(cfg: DictConfig) -> int:
+    """Days between slices: the configured gap, or one label window (lead + horizon + grace)."""
+    if cfg.split.get("gap_days") is not None:
+        return int(cfg.split.gap_days)
+    return int(cfg.label.lead_days) + int(cfg.label.horizon_days) + int(cfg.label.get("grace_days", 0))
 
 
 def train(cfg: DictConfig) -> TrainResult:
-    """Validate the inputs and track the run in MLflow."""
+    """Train, calibrate, evaluate, log and register; see the module docstring."""
     import mlflow
 
+    started = time.time()
     built = build_features(cfg)
     manifest = built.manifest
+    features = [f["name"] for f in manifest["features"]]
+    categorical = manifest["categorical_features"]
+    snapshots = load_snapshots(built.table_path)
+    split = time_split(
+        snapshots["observation_date"].unique(),
+        test_dates=int(cfg.split.test_dates),
+        calibration_dates=int(cfg.split.calibration_dates),
+        gap_days=gap_days(cfg),
+    )
+    log.info("time split: %s", split.describe())
+    masks = slice_masks(snapshots["observation_date"], split)
+    train_rows, calibration_rows, test_rows = (snapshots[masks[k]] for k in ("train", "calibration", "test"))
+    early_dates = (
+        sorted(split.train)[-int(cfg.split.early_stopping_dates) :] if cfg.split.early_stopping_dates else []
+    )
+    early_stopping = train_rows[train_rows["observation_date"].isin(early_dates)]
+
+    log.info("fitting %s on %s snapshots", cfg.model._target_, f"{len(train_rows):,}")
+    model = fit_churn_model(
+        instantiate(cfg.model),
+        instantiate(cfg.calibration),
+        train_rows,
+        calibration_rows,
+        features=features,
+        categorical=categorical,
+        early_stopping=early_stopping,
+    )
+    y_test = test_rows["churned"].to_numpy()
+    p_test = model.predict_proba(test_rows)
+    metrics = {f"test_{k}": v for k, v in classification_metrics(y_test, p_test).items()}
+    metrics |= {f"test_{k}": v for k, v in targeting_profit(y_test, p_test, cfg.evaluation.profit).items()}
+    segments = segment_labels(test_rows, OmegaConf.to_container(cfg.evaluation.segments))
+    metrics |= {f"test_{k}": v for k, v in segment_metrics(y_test, p_test, segments).items()}
+    metrics["train_snapshots"], metrics["calibration_snapshots"] = (
+        float(len(train_rows)),
+        float(len(calibration_rows)),
+    )
+    if model.best_iteration:
+        metrics["best_iteration"] = float(model.best_iteration)
+
+    truth = None
+    truth_path = cfg.data.get("truth_path")
+    if truth_path and (Path(truth_path) / "true_churn_probability.parquet").is_file():
+        truth = true_window_probability(
+            Path(truth_path),
+            test_rows,
+            horizon_days=int(cfg.label.horizon_days),
+        )
+        metrics |= {
+            f"ceiling_test_{k}": v for k, v in classification_metrics(y_test, truth).items() if k in HEADLINE
+        }
+
+    baseline = None
+    if cfg.evaluation.get("baseline"):
+        baseline = fit_churn_model(
+            instantiate(cfg.evaluation.baseline), instantiate(cfg.calibration), train_rows, calibration_rows,
+            features=features, categorical=categorical,
+        )  # fmt: skip
+        p_base = baseline.predict_proba(test_rows)
+        metrics |= {
+            f"baseline_test_{k}": v
+            for k, v in classification_metrics(y_test, p_base).items()
+            if k in HEADLINE
+        }
+
     experiment_id = setup_mlflow(cfg)
-    with mlflow.start_run(run_name=f"train-{cfg.data.name}") as run:
+    name = cfg.mlflow.registered_model_name
+    with mlflow.start_run(
+        run_name=f"train-{cfg.data.name}-{OmegaConf.select(cfg, 'model._target_').split('.')[-1]}"
+    ) as run:
         mlflow.set_tags(
             {
                 "stage": "train",
@@ -57,55 +163,110 @@ def train(cfg: DictConfig) -> TrainResult:
                 "git.commit": manifest["git"]["commit"],
                 "git.dirty": str(manifest["git"]["dirty"]).lower(),
                 "label": cfg.label.name,
-                "model.status": "not trained: model fitting arrives with the training stage",
+                "model.class": type(model.estimator).__name__,
+                "split": split.describe(),
             }
         )
         mlflow.log_params(config_params(OmegaConf.to_container(cfg, resolve=True)))
-        mlflow.log_metrics(
-            {
-                "snapshots": manifest["rows"],
-                "labeled_snapshots": manifest["labeled_rows"],
-                "n_features": len(manifest["features"]),
-            }
-        )
-        for day, stats in manifest["churn_by_observation_date"].items():
-            if stats["churn_rate"] is not None:
-                timestamp = int(datetime.fromisoformat(day).timestamp() * 1000)
-                mlflow.log_metric("churn_rate_by_date", stats["churn_rate"], timestamp=timestamp)
+        mlflow.log_metrics(metrics)
+        _log_churn_by_date(manifest)
+        _log_plots(model, test_rows, y_test, p_test, truth)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             (folder / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
             (folder / "feature_manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
             mlflow.log_artifacts(str(folder), artifact_path="run_info")
+        model_info = _log_model(model, test_rows, features, manifest, cfg)
+        version = mlflow.register_model(model_info.model_uri, name)
+        client = mlflow.MlflowClient()
+        client.set_registered_model_alias(name, "challenger", version.version)
+        mlflow.set_tag("model.version", version.version)
+    promoted = False
+    if cfg.promotion.get("auto", True):
+        from pipeline.promote import promote
 
+        promoted = promote(cfg, test_rows=test_rows).promoted
     result = TrainResult(
-        run_id=run.info.run_id,
-        experiment_id=experiment_id,
-        data_fingerprint=manifest["input"]["fingerprint"],
-        tables=manifest["input"]["tables"],
-        feature_table=built.table_path,
-        n_features=len(manifest["features"]),
-        snapshots=manifest["rows"],
-        labeled_snapshots=manifest["labeled_rows"],
-        skipped_families=tuple(manifest["skipped_families"]),
-        model_trained=False,
-    )
-    log.info("%s", summary_table(result, cfg))
+        run.info.run_id, experiment_id, manifest["input"]["fingerprint"], f"models:/{name}/{version.version}",
+        str(version.version), metrics, split, promoted,
+    )  # fmt: skip
+    log.info("%s", summary_table(result, cfg, time.time() - started))
     return result
 
 
-def summary_table(result: TrainResult, cfg: DictConfig) -> str:
+def _log_churn_by_date(manifest: dict[str, Any]) -> None:
+    import mlflow
+
+    for day, stats in manifest["churn_by_observation_date"].items():
+        if stats["churn_rate"] is not None:
+            timestamp = int(datetime.fromisoformat(day).timestamp() * 1000)
+            mlflow.log_metric("churn_rate_by_date", stats["churn_rate"], timestamp=timestamp)
+
+
+def _log_plots(
+    model: ChurnModel, test_rows: pd.DataFrame, y: np.ndarray, p: np.ndarray, truth: np.ndarray | None
+) -> None:
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    figures = {"calibration_reliability.png": reliability_figure(y, p, reference=truth)}
+    figures["roc_curve.png"], figures["precision_recall.png"] = roc_pr_figures(y, p)
+    figures["cumulative_gains_lift.png"] = gains_figure(y, p)
+    names, importance = model.importance()
+    figures["feature_importance.png"] = importance_figure(
+        names, np.asarray(importance, dtype=float), "Feature importance"
+    )
+    if model.is_lightgbm:
+        sample = test_rows.sample(n=min(3000, len(test_rows)), random_state=0)
+        contributions = model.contributions(sample)[:, :-1]
+        figures["shap_summary.png"] = shap_summary_figure(
+            contributions, model.encoder.transform(sample[model.features])
+        )
+    for file_name, figure in figures.items():
+        mlflow.log_figure(figure, f"plots/{file_name}")
+        plt.close(figure)
+
+
+def _log_model(
+    model: ChurnModel, test_rows: pd.DataFrame, features: list[str], manifest: dict[str, Any], cfg: DictConfig
+) -> Any:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from models.pyfunc import ChurnPyfunc
+
+    example = test_rows[features].head(5)
+    pyfunc = ChurnPyfunc(model)
+    signature = infer_signature(example, pyfunc.predict(None, example))
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=pyfunc,
+        signature=signature,
+        input_example=example,
+        code_paths=[str(Path(__file__).resolve().parents[1] / "models")],
+        metadata={
+            "features": features,
+            "categorical_features": manifest["categorical_features"],
+            "label": dict(manifest["label"]),
+        },
+    )
+
+
+def summary_table(result: TrainResult, cfg: DictConfig, seconds: float) -> str:
     """The end-of-run summary printed on the terminal."""
-    skipped = f" (skipped: {', '.join(result.skipped_families)})" if result.skipped_families else ""
-    lines = [
-        "",
-        "churnwise train: summary",
-        f"  data            {cfg.data.name} ({cfg.data.path}): {', '.join(result.tables)}",
-        f"  fingerprint     {result.data_fingerprint[:16]}",
-        f"  features        {result.n_features} features{skipped}, label '{cfg.label.name}'",
-        f"  snapshots       {result.snapshots:,} ({result.labeled_snapshots:,} labeled) in {result.feature_table}",
-        "  model           not trained yet (the training stage fills this in)",
-        f"  MLflow run      {result.run_id} in experiment '{cfg.mlflow.experiment_name}'",
+    m = result.metrics
+    rows = [("model", "test_"), ("ceiling (truth)", "ceiling_test_"), ("baseline", "baseline_test_")]
+    lines = ["", f"churnwise train: {seconds:.0f} s, label '{cfg.label.name}', {result.split.describe()}"]
+    lines.append(f"  {'':<16}" + "".join(f"{k:>14}" for k in HEADLINE))
+    for label, prefix in rows:
+        if f"{prefix}roc_auc" in m:
+            lines.append(
+                f"  {label:<16}" + "".join(f"{m.get(prefix + k, float('nan')):>14.4f}" for k in HEADLINE)
+            )
+    lines += [
+        f"  MLflow run      {result.run_id} (experiment '{cfg.mlflow.experiment_name}')",
+        f"  model           {cfg.mlflow.registered_model_name} version {result.model_version}: challenger"
+        + (", now champion" if result.promoted else " (champion unchanged)"),
         f"  open the UI     make ui  (store: {cfg.mlflow.tracking_uri})",
     ]
     return "\n".join(lines)

@@ -1,0 +1,101 @@
+"""A fitted churn model: encoder, estimator and calibrator, with early stopping on the training side."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from models.preprocessing import SnapshotEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChurnModel:
+    """Everything needed to turn a snapshot table into calibrated churn probabilities."""
+
+    encoder: SnapshotEncoder
+    estimator: Any
+    calibrator: Any
+    features: list[str]
+    categorical: list[str]
+    best_iteration: int | None = None
+
+    def raw_scores(self, frame: pd.DataFrame) -> np.ndarray:
+        """The estimator's uncalibrated probability of churn."""
+        return self.estimator.predict_proba(self.encoder.transform(frame[self.features]))[:, 1]
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of churn in the label window."""
+        return np.clip(self.calibrator.predict(self.raw_scores(frame)), 0.0, 1.0)
+
+    @property
+    def is_lightgbm(self) -> bool:
+        """Whether the estimator is a LightGBM model (exact TreeSHAP contributions available)."""
+        return type(self.estimator).__module__.startswith("lightgbm")
+
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        """Per-row, per-feature contributions to the raw log-odds (TreeSHAP for LightGBM, coefficients
+        times standardised values for linear pipelines); the last column is the bias."""
+        X = self.encoder.transform(frame[self.features])
+        if self.is_lightgbm:
+            return np.asarray(self.estimator.predict_proba(X, pred_contrib=True))
+        raise NotImplementedError("per-customer contributions are implemented for LightGBM models")
+
+    def importance(self) -> tuple[list[str], np.ndarray]:
+        """Feature importance: LightGBM gain, or absolute coefficients of a linear pipeline."""
+        if self.is_lightgbm:
+            return self.features, self.estimator.booster_.feature_importance(importance_type="gain")
+        pipeline = self.estimator
+        names = list(pipeline[:-1].get_feature_names_out())
+        return names, np.abs(pipeline[-1].coef_[0])
+
+
+def fit_churn_model(
+    estimator: Any,
+    calibrator: Any,
+    train: pd.DataFrame,
+    calibration: pd.DataFrame,
+    *,
+    features: list[str],
+    categorical: list[str],
+    target: str = "churned",
+    early_stopping: pd.DataFrame | None = None,
+    early_stopping_rounds: int = 50,
+) -> ChurnModel:
+    """Fit estimator on `train`, then the calibrator on its scores for `calibration`.
+
+    For LightGBM, `early_stopping` (later dates of the training period) picks the number of trees; the
+    final model is refitted on all of `train` with that many trees. The calibration slice is never used to
+    fit or stop the estimator.
+    """
+    encoder = SnapshotEncoder(categorical=categorical).fit(train[features])
+    X_train, y_train = encoder.transform(train[features]), train[target].to_numpy(dtype=int)
+    best_iteration = None
+    model = clone(estimator)
+    if type(model).__module__.startswith("lightgbm") and early_stopping is not None and len(early_stopping):
+        import lightgbm
+
+        fit_rows = ~train.index.isin(early_stopping.index)
+        probe = clone(estimator).fit(
+            X_train[fit_rows],
+            y_train[fit_rows],
+            eval_set=[
+                (encoder.transform(early_stopping[features]), early_stopping[target].to_numpy(dtype=int))
+            ],
+            eval_metric="binary_logloss",
+            callbacks=[lightgbm.early_stopping(early_stopping_rounds, verbose=False)],
+        )
+        best_iteration = int(probe.best_iteration_ or probe.n_estimators)
+        model.set_params(n_estimators=best_iteration)
+        log.info("early stopping on the training side chose %d trees", best_iteration)
+    model.fit(X_train, y_train)
+    fitted = ChurnModel(encoder, model, None, list(features), list(categorical), best_iteration)
+    raw = fitted.raw_scores(calibration)
+    fitted.calibrator = clone(calibrator).fit(raw, calibration[target].to_numpy(dtype=int))
+    return fitted

@@ -1,0 +1,62 @@
+"""Time-based splits of a snapshot table into train, calibration and test slices.
+
+The latest labelled observation dates form the test slice, the dates before them (after a gap) the
+calibration slice, and earlier dates (after another gap) the training slice. A gap is as long as a label
+window (lead + horizon + grace): no label of one slice looks into the next slice's dates. A customer may
+appear in several slices at different dates; one (customer, date) row is in exactly one slice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Observation dates of each slice."""
+
+    train: tuple[date, ...]
+    calibration: tuple[date, ...]
+    test: tuple[date, ...]
+    gap_days: int
+
+    def describe(self) -> str:
+        """One line per slice."""
+        return "; ".join(
+            f"{name} {len(dates)} date(s) {dates[0]}..{dates[-1]}" if dates else f"{name} none"
+            for name, dates in (("train", self.train), ("calibration", self.calibration), ("test", self.test))
+        )
+
+
+def time_split(
+    labelled_dates: Sequence[date], *, test_dates: int, calibration_dates: int, gap_days: int
+) -> TimeSplit:
+    """Split labelled observation dates: latest for test, before them calibration, earliest for training."""
+    dates = sorted(set(labelled_dates))
+    gap = timedelta(days=gap_days)
+    test = dates[-test_dates:]
+    before_test = [d for d in dates if d + gap <= test[0]]
+    calibration = before_test[-calibration_dates:] if calibration_dates else []
+    boundary = calibration[0] if calibration else test[0]
+    train = [d for d in dates if d + gap <= boundary]
+    if len(test) < test_dates or (calibration_dates and len(calibration) < calibration_dates) or not train:
+        raise ValueError(
+            f"{len(dates)} labelled observation dates are too few for {test_dates} test and {calibration_dates} "
+            f"calibration dates with {gap_days}-day gaps; add dates (observation.start/end) or shrink the split"
+        )
+    return TimeSplit(tuple(train), tuple(calibration), tuple(test), gap_days)
+
+
+def slice_masks(observation_dates: pd.Series, split: TimeSplit) -> dict[str, np.ndarray]:
+    """Boolean row masks for each slice of a snapshot table."""
+    days = pd.to_datetime(observation_dates).dt.date
+    return {
+        "train": days.isin(split.train).to_numpy(),
+        "calibration": days.isin(split.calibration).to_numpy(),
+        "test": days.isin(split.test).to_numpy(),
+    }

@@ -1,0 +1,42 @@
+"""The best possible predictions on demo data, from the generator's true churn probabilities.
+
+Only evaluation reads the truth files; features never do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+
+def true_window_probability(truth_path: Path, snapshots: pd.DataFrame, *, horizon_days: int) -> np.ndarray:
+    """P(churn within `horizon_days`) for each (customer_id, observation_date) from the true hazard at that date.
+
+    The generator's monthly hazard for the month starting at the observation date (its state then) is
+    extended over the horizon as a constant hazard: 1 - (1 - p) ** (horizon / days in that month). This is
+    the best prediction from what was true at the date; it ignores changes the future brings (a term
+    ending, a complaint), which a model may partly anticipate, so a model can come close to it but should
+    not beat it by much.
+    """
+    truth = Path(truth_path) / "true_churn_probability.parquet"
+    keys = snapshots[["customer_id", "observation_date"]].reset_index(drop=True).copy()
+    keys["observation_date"] = pd.to_datetime(keys["observation_date"]).dt.date
+    keys["row"] = np.arange(len(keys))
+    con = duckdb.connect()
+    con.register("snapshots", keys)
+    rows = con.execute(
+        f"""
+        SELECT s.row, t.p_churn,
+               date_diff('day', date_trunc('month', CAST(s.observation_date AS DATE)),
+                         CAST(date_trunc('month', CAST(s.observation_date AS DATE)) + INTERVAL 1 MONTH AS DATE))
+        FROM snapshots s LEFT JOIN read_parquet('{truth}') t
+          ON t.customer_id = s.customer_id AND t.month = date_trunc('month', CAST(s.observation_date AS DATE))
+        ORDER BY s.row"""
+    ).fetchall()
+    hazard = np.array([np.nan if p is None else float(p) for _, p, _ in rows])
+    month_days = np.array([d for _, _, d in rows], dtype=float)
+    hazard = np.where(np.isnan(hazard), np.nanmean(hazard), hazard)
+    return 1.0 - (1.0 - hazard) ** (horizon_days / month_days)

@@ -1,0 +1,147 @@
+"""Stage: the promotion gate (`python -m pipeline.promote`, `make promote`; also the end of `make train`).
+
+Compares the registered `challenger` with the `champion` on the same, latest test slice and moves the
+`champion` alias only if the challenger is better on the configured metric by the configured margin and its
+calibration (ECE) is not worse beyond the tolerance. The first model becomes champion. The decision is
+logged as an MLflow run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import pandas as pd
+from omegaconf import DictConfig
+
+from models.evaluation import classification_metrics
+from models.split import slice_masks, time_split
+from pipeline.common import setup_mlflow, stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """What the gate decided and why."""
+
+    promoted: bool
+    reason: str
+    challenger_version: str
+    champion_version: str | None
+    challenger_metrics: dict[str, float]
+    champion_metrics: dict[str, float]
+
+
+def decide(
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    *,
+    metric: str,
+    margin: float,
+    ece_tolerance: float,
+) -> tuple[bool, str]:
+    """The gate's rule on two sets of test metrics."""
+    if champion is None:
+        return True, "no champion yet: the first model becomes champion"
+    gain = challenger[metric] - champion[metric]
+    if gain < margin:
+        return (
+            False,
+            f"{metric} {challenger[metric]:.4f} vs champion {champion[metric]:.4f}: gain {gain:+.4f} < margin {margin}",
+        )
+    if challenger["ece"] > champion["ece"] + ece_tolerance:
+        return (
+            False,
+            f"calibration worse: ECE {challenger['ece']:.4f} vs champion {champion['ece']:.4f} (+{ece_tolerance} allowed)",
+        )
+    return (
+        True,
+        f"{metric} {challenger[metric]:.4f} vs champion {champion[metric]:.4f} (gain {gain:+.4f}); ECE {challenger['ece']:.4f}",
+    )
+
+
+def latest_test_slice(cfg: DictConfig) -> pd.DataFrame:
+    """The latest test slice of the current feature table (built if missing)."""
+    from pipeline.features import build_features
+    from pipeline.train import gap_days, load_snapshots
+
+    table = Path(cfg.paths.features_dir) / "features.parquet"
+    if not table.is_file():
+        table = build_features(cfg).table_path
+    snapshots = load_snapshots(table)
+    split = time_split(
+        snapshots["observation_date"].unique(),
+        test_dates=int(cfg.split.test_dates),
+        calibration_dates=int(cfg.split.calibration_dates),
+        gap_days=gap_days(cfg),
+    )
+    return snapshots[slice_masks(snapshots["observation_date"], split)["test"]]
+
+
+def promote(cfg: DictConfig, test_rows: pd.DataFrame | None = None) -> PromotionDecision:
+    """Run the gate and move the champion alias when the challenger wins."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    setup_mlflow(cfg)
+    client = mlflow.MlflowClient()
+    name = cfg.mlflow.registered_model_name
+    challenger = client.get_model_version_by_alias(name, "challenger")
+    try:
+        champion = client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        champion = None
+    test_rows = latest_test_slice(cfg) if test_rows is None else test_rows
+    y = test_rows["churned"].to_numpy()
+
+    def score(version: str) -> dict[str, float]:
+        predictions = mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(test_rows)
+        return classification_metrics(y, predictions["p_churn"].to_numpy())
+
+    challenger_metrics = score(challenger.version)
+    champion_metrics = None
+    if champion is not None and champion.version != challenger.version:
+        champion_metrics = score(champion.version)
+    elif champion is not None:
+        champion_metrics = challenger_metrics
+    promotion = cfg.promotion
+    if champion is not None and champion.version == challenger.version:
+        promoted, reason = False, "the challenger is already the champion"
+    else:
+        promoted, reason = decide(
+            challenger_metrics, champion_metrics, metric=promotion.metric,
+            margin=float(promotion.margin), ece_tolerance=float(promotion.ece_tolerance),
+        )  # fmt: skip
+    if promoted:
+        client.set_registered_model_alias(name, "champion", challenger.version)
+    with mlflow.start_run(run_name="promotion"):
+        mlflow.set_tags(
+            {
+                "stage": "promote",
+                "promotion.decision": "promoted" if promoted else "refused",
+                "promotion.reason": reason,
+                "challenger.version": challenger.version,
+                "champion.version": champion.version if champion else "none",
+            }
+        )
+        mlflow.log_metrics({f"challenger_{k}": v for k, v in challenger_metrics.items()})
+        if champion_metrics is not None:
+            mlflow.log_metrics({f"champion_{k}": v for k, v in champion_metrics.items()})
+    log.info("promotion gate: %s (%s)", "promoted" if promoted else "refused", reason)
+    return PromotionDecision(
+        promoted, reason, challenger.version, champion.version if champion else None,
+        challenger_metrics, champion_metrics or {},
+    )  # fmt: skip
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@stage
+def main(cfg: DictConfig) -> None:
+    promote(cfg)
+
+
+if __name__ == "__main__":
+    main()
