@@ -3,15 +3,18 @@
 For each demo size it builds the point-in-time feature table with the contractual label for 1 observation
 date (2024-06-01) and for 24 monthly dates (2022-07-01 .. 2024-06-01), with
 
-- duckdb: what the features stage does: `load_tables` (validation) + `build_feature_table` + COPY to Parquet;
+- duckdb: what the features stage does: a connection set up from conf/engine/duckdb.yaml, `load_tables`
+  (validation), `plan_build`, `write_feature_table` (dates computed `dates_per_batch` at a time, one Parquet);
+- duckdb_unbatched (optional): `load_tables` + `build_feature_table` (all dates in one query) + COPY to Parquet;
 - pandas: `bench/pandas_features.py` (read Parquet, compute per date in pandas) + write to Parquet;
 
 each measurement in its own subprocess, so its peak resident memory (`ru_maxrss`) is its own, and stopped
 after `--timeout` seconds ("did not finish"). Demo data (36 months from 2022-01-01, seed 42) is generated
 once per size into the work directory and reused. Results go to `bench/results/features_<size>.json`.
 
-    python bench/features_bench.py                                  # 20,000 and 1,000,000 customers, both
+    python bench/features_bench.py                          # 20,000 and 1,000,000 customers, duckdb and pandas
     python bench/features_bench.py --sizes 20000 --engines duckdb pandas --timeout 1800
+    python bench/features_bench.py --sizes 1000000 --engines duckdb_unbatched
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ MONTHLY_DATES = [
     date(2022 + (6 + i) // 12, (6 + i) % 12 + 1, 1) for i in range(24)
 ]  # 2022-07-01 .. 2024-06-01
 DATE_SETS = {1: [date(2024, 6, 1)], 24: MONTHLY_DATES}
-ENGINES = ("duckdb", "pandas")
+ENGINES = ("duckdb", "duckdb_unbatched", "pandas")
+DEFAULT_ENGINES = ("duckdb", "pandas")
 
 
 def peak_rss_bytes() -> int:
@@ -106,16 +110,57 @@ def _load_pandas_reference() -> Any:
     return module
 
 
-def _config(group: str, name: str) -> dict[str, Any]:
+def _config(group: str, name: str, resolve: bool = True) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(
-        OmegaConf.load(PROJECT_ROOT / "conf" / group / f"{name}.yaml"), resolve=True
+        OmegaConf.load(PROJECT_ROOT / "conf" / group / f"{name}.yaml"), resolve=resolve
     )
 
 
-def build_with_duckdb(tables_dir: Path, dates: list[date], output: Path) -> dict[str, Any]:
-    """The features stage's work: validate and load the tables, build the feature table, COPY it to Parquet."""
+def _duckdb_connection(work_dir: Path) -> Any:
+    """A connection made as the stage makes it (conf/engine/duckdb.yaml), spilling into the work dir."""
+    from omegaconf import OmegaConf
+
+    from pipeline.common import connect
+
+    engine_cfg = _config("engine", "duckdb", resolve=False) | {"temp_directory": str(work_dir / "duckdb_tmp")}
+    return connect(OmegaConf.create({"engine": engine_cfg}))
+
+
+def build_with_duckdb(tables_dir: Path, dates: list[date], output: Path, work_dir: Path) -> dict[str, Any]:
+    """The features stage's work: validate and load the tables, compute the dates in batches, write Parquet."""
+    from features.engine import plan_build, write_feature_table
+    from features.validation import load_tables
+
+    features_cfg = _config("features", "default")
+    observation_cfg = _config("observation", "monthly") | {"data_end": DATA_END.isoformat()}
+    label_cfg = _config("label", "contractual")
+    dates_per_batch = int(_config("engine", "duckdb", resolve=False)["dates_per_batch"])
+    began = time.perf_counter()
+    tables = load_tables(tables_dir, con=_duckdb_connection(work_dir))
+    loaded = time.perf_counter()
+    present = set(tables.report.present)
+    planned = plan_build(tables.con, present, features_cfg, observation_cfg, label_cfg, dates=dates)
+    build = write_feature_table(tables.con, planned, present, output, dates_per_batch=dates_per_batch)
+    written = time.perf_counter()
+    tables.con.close()
+    return {
+        "rows": build.rows,
+        "columns": 2 + len(build.plan.features) + 2,
+        "dates_per_batch": dates_per_batch,
+        "phase_seconds": {
+            "load_and_validate": round(loaded - began, 2),
+            "build_and_write_parquet": round(written - loaded, 2),
+        },
+        "seconds": written - began,
+    }
+
+
+def build_with_duckdb_unbatched(
+    tables_dir: Path, dates: list[date], output: Path, work_dir: Path
+) -> dict[str, Any]:
+    """All dates in one query: load the tables, `build_feature_table` into a temp table, COPY it to Parquet."""
     from features.engine import build_feature_table
     from features.validation import load_tables
 
@@ -123,7 +168,7 @@ def build_with_duckdb(tables_dir: Path, dates: list[date], output: Path) -> dict
     observation_cfg = _config("observation", "monthly") | {"data_end": DATA_END.isoformat()}
     label_cfg = _config("label", "contractual")
     began = time.perf_counter()
-    tables = load_tables(tables_dir)
+    tables = load_tables(tables_dir, con=_duckdb_connection(work_dir))
     loaded = time.perf_counter()
     build = build_feature_table(
         tables.con, set(tables.report.present), features_cfg, observation_cfg, label_cfg, dates=dates
@@ -178,7 +223,7 @@ def build_with_pandas(
 
 
 def measure(
-    engine: str, tables_dir: Path, n_dates: int, output: Path, event_types: list[str]
+    engine: str, tables_dir: Path, n_dates: int, output: Path, event_types: list[str], work_dir: Path
 ) -> dict[str, Any]:
     """Run one engine on one date set in this process and measure time and peak memory."""
     rss_before = current_rss_bytes()
@@ -186,7 +231,9 @@ def measure(
     sampler.start()
     try:
         if engine == "duckdb":
-            result = build_with_duckdb(tables_dir, DATE_SETS[n_dates], output)
+            result = build_with_duckdb(tables_dir, DATE_SETS[n_dates], output, work_dir)
+        elif engine == "duckdb_unbatched":
+            result = build_with_duckdb_unbatched(tables_dir, DATE_SETS[n_dates], output, work_dir)
         elif engine == "pandas":
             result = build_with_pandas(tables_dir, DATE_SETS[n_dates], output, event_types)
         else:
@@ -362,16 +409,16 @@ def format_report(result: dict[str, Any]) -> str:
     lines = [
         f"feature table build: {result['n_customers']:,} customers "
         f"({result['table_rows']['events']:,} events, {result['table_rows']['subscriptions']:,} subscriptions)",
-        f"  {'engine':<8}{'dates':>6}{'seconds':>11}{'peak RSS MiB':>15}{'rows':>14}",
+        f"  {'engine':<18}{'dates':>6}{'seconds':>11}{'peak RSS MiB':>15}{'rows':>14}",
     ]
     for m in result["measurements"]:
         if m["status"] == "ok":
             lines.append(
-                f"  {m['engine']:<8}{m['n_dates']:>6}{m['seconds']:>11,.1f}{m['peak_rss_mib']:>15,.0f}{m['rows']:>14,}"
+                f"  {m['engine']:<18}{m['n_dates']:>6}{m['seconds']:>11,.1f}{m['peak_rss_mib']:>15,.0f}{m['rows']:>14,}"
             )
         else:
             status = "did not finish" if m["status"] == "did_not_finish" else "failed"
-            lines.append(f"  {m['engine']:<8}{m['n_dates']:>6}  {status}")
+            lines.append(f"  {m['engine']:<18}{m['n_dates']:>6}  {status}")
     for key, ratio in result["pandas_over_duckdb"].items():
         lines.append(
             f"  pandas/duckdb, {key.replace('_', ' ')}: time x{ratio['seconds']:.2f}, peak RSS x{ratio['peak_rss']:.2f}"
@@ -387,7 +434,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=[20_000, 1_000_000], help="customers per demo"
     )
-    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES), help="engines to run")
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        choices=ENGINES,
+        default=list(DEFAULT_ENGINES),
+        help="duckdb (as the features stage: dates in batches), duckdb_unbatched (all dates in one query), "
+        "pandas (default: duckdb pandas)",
+    )
     parser.add_argument(
         "--timeout", type=float, default=1800.0, help="seconds per measurement (default 1800)"
     )
@@ -429,7 +483,7 @@ def _child_main(argv: list[str]) -> None:
         root = args.work_dir / f"demo_{args.size}"
         generate_demo(spec, root / "tables", root / "truth")
         return
-    result = measure(args.engine, args.tables_dir, args.dates, args.output, args.event_types)
+    result = measure(args.engine, args.tables_dir, args.dates, args.output, args.event_types, args.work_dir)
     args.result.write_text(json.dumps(result, indent=2))
 
 

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 KEYS = ("customer_id", "observation_date")
+FLOAT_DIGITS = 9  # decimals kept in floating-point features
 
 
 @dataclass(frozen=True)
@@ -404,10 +405,18 @@ def compute_features(
     population = grid_sql(label_cfg["population"], int(label_cfg.get("activity_lookback_days", 90)), present)
     prepare(con, dates, population)
     labels = label_sql(label_cfg, build.window.end, present)
+    query = features_sql(con, build.plan, present)
+    # Parallel floating-point sums differ in their last bits from run to run; rounding makes the same input
+    # give the same features, so the same config and seed give the same model.
+    types = con.execute(f"DESCRIBE {query}").fetchall()
+    columns = ", ".join(
+        f"round(f.{name}, {FLOAT_DIGITS}) AS {name}" if kind in ("DOUBLE", "FLOAT") else f"f.{name}"
+        for name, kind, *_ in types
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE feature_table AS
-SELECT f.*, l.churned, l.label_status
-FROM ({features_sql(con, build.plan, present)}) f
+SELECT {columns}, l.churned, l.label_status
+FROM ({query}) f
 JOIN ({labels}) l ON l.customer_id = f.customer_id AND l.observation_date = f.observation_date
 ORDER BY f.observation_date, f.customer_id"""
     )

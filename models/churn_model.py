@@ -9,10 +9,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
+from threadpoolctl import threadpool_limits
 
 from models.preprocessing import SnapshotEncoder
 
 log = logging.getLogger(__name__)
+
+
+def single_threaded_maths(estimator: Any) -> threadpool_limits:
+    """Limit BLAS and OpenMP to one thread for estimators whose parallel sums vary in order between runs.
+
+    The same config and seed must give the same metrics. LightGBM keeps its threads: `deterministic=True`
+    makes it repeatable; scikit-learn's linear models sum in parallel (BLAS, OpenMP) in varying order.
+    """
+    if type(estimator).__module__.startswith("lightgbm"):
+        return threadpool_limits(limits=1, user_api="blas")
+    return threadpool_limits(limits=1)
 
 
 @dataclass
@@ -27,8 +39,9 @@ class ChurnModel:
     best_iteration: int | None = None
 
     def raw_scores(self, frame: pd.DataFrame) -> np.ndarray:
-        """The estimator's uncalibrated probability of churn."""
-        return self.estimator.predict_proba(self.encoder.transform(frame[self.features]))[:, 1]
+        """The estimator's uncalibrated probability of churn (one BLAS thread, so results repeat exactly)."""
+        with single_threaded_maths(self.estimator):
+            return self.estimator.predict_proba(self.encoder.transform(frame[self.features]))[:, 1]
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of churn in the label window."""
@@ -94,7 +107,8 @@ def fit_churn_model(
         best_iteration = int(probe.best_iteration_ or probe.n_estimators)
         model.set_params(n_estimators=best_iteration)
         log.info("early stopping on the training side chose %d trees", best_iteration)
-    model.fit(X_train, y_train)
+    with single_threaded_maths(model):
+        model.fit(X_train, y_train)
     fitted = ChurnModel(encoder, model, None, list(features), list(categorical), best_iteration)
     raw = fitted.raw_scores(calibration)
     fitted.calibrator = clone(calibrator).fit(raw, calibration[target].to_numpy(dtype=int))

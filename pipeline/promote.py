@@ -123,8 +123,8 @@ def promote(cfg: DictConfig, test_rows: pd.DataFrame | None = None) -> Promotion
                 "stage": "promote",
                 "promotion.decision": "promoted" if promoted else "refused",
                 "promotion.reason": reason,
-                "challenger.version": challenger.version,
-                "champion.version": champion.version if champion else "none",
+                "challenger.version": str(challenger.version),
+                "champion.version": str(champion.version) if champion else "none",
             }
         )
         mlflow.log_metrics({f"challenger_{k}": v for k, v in challenger_metrics.items()})
@@ -132,7 +132,7 @@ def promote(cfg: DictConfig, test_rows: pd.DataFrame | None = None) -> Promotion
             mlflow.log_metrics({f"champion_{k}": v for k, v in champion_metrics.items()})
     log.info("promotion gate: %s (%s)", "promoted" if promoted else "refused", reason)
     return PromotionDecision(
-        promoted, reason, challenger.version, champion.version if champion else None,
+        promoted, reason, str(challenger.version), str(champion.version) if champion else None,
         challenger_metrics, champion_metrics or {},
     )  # fmt: skip
 

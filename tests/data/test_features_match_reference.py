@@ -4,7 +4,8 @@
 from their documented meaning. Both are built on a small generated demo for a few observation dates,
 including one whose label window ends after the data and one where only the grace gap does, and every
 column is compared: the same snapshots, NULLs in the same places, numbers within a tight tolerance,
-categories equal.
+categories equal. The engine is run both as `build_feature_table` (all dates at once) and as the features
+stage runs it (dates in batches, written to Parquet).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from features.demo import DemoSpec, generate_demo
-from features.engine import build_feature_table
+from features.engine import build_feature_table, plan_build, write_feature_table
 from features.validation import load_tables
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -80,26 +81,43 @@ def demo_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_demo(SPEC, root / "tables", root / "truth").tables_dir
 
 
-@pytest.fixture(scope="module", params=[0, 30], ids=["lead_0d", "lead_30d"])
-def both_tables(demo_tables: Path, request: pytest.FixtureRequest) -> BothTables:
-    """Features and labels from both implementations: the configured label, and the same with a 30-day lead."""
-    label_cfg = _config("label", "contractual") | {"lead_days": request.param}
+@pytest.fixture(
+    scope="module",
+    params=[(0, None), (30, None), (0, 2)],
+    ids=["lead_0d", "lead_30d", "lead_0d_stage_batches"],
+)
+def both_tables(
+    demo_tables: Path, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> BothTables:
+    """Features and labels from both implementations.
+
+    The configured label, the same with a 30-day lead (all dates in one `build_feature_table`), and the
+    features stage's way (`plan_build` + `write_feature_table`, two dates per batch, read back from Parquet).
+    """
+    lead_days, dates_per_batch = request.param
+    features_cfg = _config("features", "default")
+    label_cfg = _config("label", "contractual") | {"lead_days": lead_days}
     tables = load_tables(demo_tables)
-    build = build_feature_table(
-        tables.con,
-        set(tables.report.present),
-        _config("features", "default"),
-        _config("observation", "monthly"),
-        label_cfg,
-        dates=OBSERVATION_DATES,
-    )
-    engine = tables.con.execute("SELECT * FROM feature_table").df()
+    present = set(tables.report.present)
+    observation_cfg = _config("observation", "monthly")
+    if dates_per_batch is None:
+        build = build_feature_table(
+            tables.con, present, features_cfg, observation_cfg, label_cfg, dates=OBSERVATION_DATES
+        )
+        engine = tables.con.execute("SELECT * FROM feature_table").df()
+    else:
+        path = tmp_path_factory.mktemp("stage_features") / "features.parquet"
+        planned = plan_build(
+            tables.con, present, features_cfg, observation_cfg, label_cfg, dates=OBSERVATION_DATES
+        )
+        build = write_feature_table(tables.con, planned, present, path, dates_per_batch=dates_per_batch)
+        engine = tables.con.execute(f"SELECT * FROM read_parquet('{path}')").df()
     tables.con.close()
     built = reference.build_features_pandas(
         demo_tables,
         OBSERVATION_DATES,
         list(build.plan.event_types),
-        windows=tuple(_config("features", "default")["windows_days"]),
+        windows=tuple(features_cfg["windows_days"]),
         horizon_days=label_cfg["horizon_days"],
         lead_days=label_cfg["lead_days"],
         grace_days=label_cfg["grace_days"],

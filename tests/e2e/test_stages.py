@@ -71,13 +71,14 @@ def test_train_from_nothing_generates_validates_and_tracks(tmp_path: Path) -> No
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     client = MlflowClient()
     experiment = client.get_experiment_by_name("churnwise-debug")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment.experiment_id], "tags.stage = 'train'")
     assert len(runs) == 1
     run = runs[0]
     assert len(run.data.tags["data.fingerprint"]) == 64
     assert run.data.tags["git.commit"]
     assert run.data.params["data.generator.n_customers"] == "1500"
-    assert run.data.metrics["labeled_snapshots"] > 0 and run.data.metrics["n_features"] > 40
+    assert run.data.metrics["train_snapshots"] > 0 and 0.5 < run.data.metrics["test_roc_auc"] <= 1
+    assert "churnwise train:" in output and "now champion" in output
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "run_info")}
     assert artifacts == {"run_info/resolved_config.yaml", "run_info/feature_manifest.json"}
     assert (tmp_path / "data" / "features" / "demo_debug_contractual" / "features.parquet").is_file()
@@ -85,7 +86,7 @@ def test_train_from_nothing_generates_validates_and_tracks(tmp_path: Path) -> No
     # A second run reuses the data (same spec) and records the same fingerprint.
     again = run_stage("train", f"paths.root_dir={tmp_path}", "debug=default", cwd=tmp_path)
     assert again.returncode == 0 and "generating it" not in again.stdout + again.stderr
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment.experiment_id], "tags.stage = 'train'")
     assert len(runs) == 2
     assert runs[0].data.tags["data.fingerprint"] == runs[1].data.tags["data.fingerprint"]
 

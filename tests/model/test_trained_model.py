@@ -1,0 +1,129 @@
+"""Model tests on a model trained end to end on small demo data: loading, behaviour, reproducibility, gate."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import mlflow
+import pytest
+from omegaconf import DictConfig
+
+from pipeline.promote import decide
+from pipeline.train import TrainResult, load_snapshots, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[DictConfig, TrainResult, Callable[..., DictConfig]]:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    root = tmp_path_factory.mktemp("trained")
+    conf = Path(__file__).resolve().parents[2] / "conf"
+
+    def make(*overrides: str) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            return compose(
+                config_name="config", overrides=[f"paths.root_dir={root}", "debug=default", *overrides]
+            )
+
+    cfg = make()
+    result = train(cfg)
+    yield cfg, result, make
+    GlobalHydra.instance().clear()
+
+
+def champion(cfg: DictConfig):
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    return mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.registered_model_name}@champion")
+
+
+def test_first_model_is_registered_as_champion_with_all_metrics(trained) -> None:
+    cfg, result, _ = trained
+    assert result.promoted and result.model_version == "1"
+    client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
+    run = client.get_run(result.run_id)
+    for name in ("test_roc_auc", "test_pr_auc", "test_brier", "test_log_loss", "test_ece", "test_lift_at_10",
+                 "test_capture_at_20", "ceiling_test_roc_auc", "baseline_test_roc_auc", "test_best_target_share_pct"):  # fmt: skip
+        assert name in run.data.metrics, name
+    assert any(k.startswith("test_tenure_band_") for k in run.data.metrics)
+    assert run.data.tags["data.fingerprint"] == result.data_fingerprint
+    plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert "plots/calibration_reliability.png" in plots and "plots/shap_summary.png" in plots
+
+
+def test_champion_returns_calibrated_probabilities_for_the_feature_table(trained) -> None:
+    cfg, _, _ = trained
+    table = load_snapshots(Path(cfg.paths.features_dir) / "features.parquet")
+    predictions = champion(cfg).predict(table)
+    assert list(predictions.columns) == ["p_churn", "raw_score"] and len(predictions) == len(table)
+    assert predictions["p_churn"].between(0, 1).all()
+    # Calibrated: the mean probability is close to the observed churn rate.
+    assert abs(predictions["p_churn"].mean() - table["churned"].mean()) < 0.02
+
+
+def test_more_unresolved_complaints_or_losing_a_bundle_never_lowers_average_risk(trained) -> None:
+    cfg, _, _ = trained
+    model = champion(cfg)
+    table = load_snapshots(Path(cfg.paths.features_dir) / "features.parquet")
+    base = model.predict(table)["p_churn"]
+    more_complaints = table.assign(
+        open_complaints=table["open_complaints"] + 1,
+        complaints_30d=table["complaints_30d"] + 1,
+        complaints_90d=table["complaints_90d"] + 1,
+        complaints_365d=table["complaints_365d"] + 1,
+    )
+    assert model.predict(more_complaints)["p_churn"].mean() >= base.mean()
+    bundled = table[table["bundled_products"] > 0]
+    unbundled = bundled.assign(bundled_products=0, distinct_bundles=0)
+    assert model.predict(unbundled)["p_churn"].mean() >= base[bundled.index].mean()
+
+
+def test_same_config_and_seed_reproduce_the_metrics_exactly_and_an_equal_model_is_not_promoted(
+    trained,
+) -> None:
+    cfg, first, _ = trained
+    second = train(cfg)
+    assert second.metrics == first.metrics
+    assert not second.promoted  # no gain over the champion: the alias stays
+    client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
+    assert str(client.get_model_version_by_alias(cfg.mlflow.registered_model_name, "champion").version) == "1"
+
+
+def test_a_worse_challenger_is_refused(trained) -> None:
+    _, _, make = trained
+    cfg = make("model.n_estimators=1", "model.num_leaves=2", "evaluation.baseline=null", "calibration=none")
+    worse = train(cfg)
+    assert not worse.promoted
+    client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
+    name = cfg.mlflow.registered_model_name
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == worse.model_version
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    decision = client.search_runs(
+        [client.get_experiment_by_name(cfg.mlflow.experiment_name).experiment_id],
+        "tags.stage = 'promote'", order_by=["attributes.start_time DESC"], max_results=1,
+    )[0]  # fmt: skip
+    assert decision.data.tags["promotion.decision"] == "refused"
+
+
+def test_gate_rule_both_ways() -> None:
+    champion_metrics = {"roc_auc": 0.70, "ece": 0.010}
+    assert decide(
+        {"roc_auc": 0.71, "ece": 0.012}, champion_metrics, metric="roc_auc", margin=0.002, ece_tolerance=0.005
+    )[0]
+    assert not decide(
+        {"roc_auc": 0.701, "ece": 0.010},
+        champion_metrics,
+        metric="roc_auc",
+        margin=0.002,
+        ece_tolerance=0.005,
+    )[0]
+    assert not decide(
+        {"roc_auc": 0.75, "ece": 0.030}, champion_metrics, metric="roc_auc", margin=0.002, ece_tolerance=0.005
+    )[0]
+    assert decide({"roc_auc": 0.5, "ece": 0.5}, None, metric="roc_auc", margin=0.002, ece_tolerance=0.005)[0]
