@@ -11,7 +11,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help setup lock data validate features train promote test test-fast bench lint format ui clean clean-data
+.PHONY: help setup lock data validate features train tune promote test test-fast bench lint format ui clean clean-data
 
 help: ## List the targets and what they do
 	@echo "churnwise: make <target> [ARGS='hydra overrides']"
@@ -42,6 +42,9 @@ features: $(STAMP) ## Build the point-in-time feature table and labels (Parquet 
 
 train: $(STAMP) ## Make demo data if none, validate, build features, train and track the run in MLflow
 	$(PY) -m pipeline.train $(ARGS)
+
+tune: $(STAMP) ## Optuna search over the model's parameters (nested MLflow runs), then train the best
+	$(PY) -m pipeline.tune $(ARGS)
 
 promote: $(STAMP) ## Compare challenger and champion on the latest test slice; move the champion alias if better
 	$(PY) -m pipeline.promote $(ARGS)

@@ -235,7 +235,11 @@ def _log_model(
 
     from models.pyfunc import ChurnPyfunc
 
-    example = test_rows[features].head(5)
+    # Numeric features are declared as doubles, so a batch where a count happens to be missing still fits.
+    example = test_rows[features].head(5).copy()
+    for column in features:
+        if column not in manifest["categorical_features"]:
+            example[column] = example[column].astype("float64")
     pyfunc = ChurnPyfunc(model)
     signature = infer_signature(example, pyfunc.predict(None, example))
     return mlflow.pyfunc.log_model(

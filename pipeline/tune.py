@@ -1,0 +1,137 @@
+"""Stage: hyper-parameter tuning (`python -m pipeline.tune`, `make tune`).
+
+Runs an Optuna study (TPE, seeded) over the search space in the `tune` config group. Each trial fits the
+model on the training dates before a gap and is scored on the latest training dates: the calibration and
+test slices are never seen. Trials are nested MLflow runs under one parent; the best parameters are then
+trained, calibrated, evaluated and registered by the normal training stage.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import hydra
+import optuna
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from models.calibration import NoCalibration
+from models.churn_model import fit_churn_model
+from models.evaluation import classification_metrics
+from models.split import slice_masks, time_split
+from pipeline.common import setup_mlflow, stage
+from pipeline.features import build_features
+from pipeline.train import TrainResult, gap_days, load_snapshots, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """The best trial and the model trained with it."""
+
+    best_params: dict[str, Any]
+    best_value: float
+    parent_run_id: str
+    trained: TrainResult
+
+
+def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
+    """Parameters for one trial from the configured search space."""
+    params = {}
+    for name, spec in space.items():
+        if spec["type"] == "int":
+            params[name] = trial.suggest_int(
+                name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log", False))
+            )
+        elif spec["type"] == "float":
+            params[name] = trial.suggest_float(
+                name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False))
+            )
+        else:
+            raise ValueError(f"tune.search_space.{name}: type must be int or float, not {spec['type']!r}")
+    return params
+
+
+def tune(cfg: DictConfig) -> TuneResult:
+    """Search, then train the best configuration."""
+    import mlflow
+
+    built = build_features(cfg)
+    manifest = built.manifest
+    features = [f["name"] for f in manifest["features"]]
+    snapshots = load_snapshots(built.table_path)
+    gap = gap_days(cfg)
+    split = time_split(
+        snapshots["observation_date"].unique(),
+        test_dates=int(cfg.split.test_dates), calibration_dates=int(cfg.split.calibration_dates), gap_days=gap,
+    )  # fmt: skip
+    train_rows = snapshots[slice_masks(snapshots["observation_date"], split)["train"]]
+    validation_dates = sorted(split.train)[-int(cfg.tune.validation_dates) :]
+    fit_dates = [d for d in split.train if d + timedelta(days=gap) <= validation_dates[0]]
+    if not fit_dates:
+        raise ValueError("too few training dates to hold out tune.validation_dates after a gap; lower it")
+    fit_rows = train_rows[train_rows["observation_date"].isin(fit_dates)]
+    validation_rows = train_rows[train_rows["observation_date"].isin(validation_dates)]
+    y_validation = validation_rows["churned"].to_numpy()
+    space = OmegaConf.to_container(cfg.tune.search_space, resolve=True)
+    metric = cfg.tune.metric
+    log.info(
+        "tuning on %s snapshots (%d dates), validating on %s (%s .. %s), %d trials",
+        f"{len(fit_rows):,}", len(fit_dates), f"{len(validation_rows):,}", validation_dates[0], validation_dates[-1],
+        int(cfg.tune.n_trials),
+    )  # fmt: skip
+
+    setup_mlflow(cfg)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with mlflow.start_run(run_name="tune") as parent:
+        mlflow.set_tags({"stage": "tune", "data.fingerprint": manifest["input"]["fingerprint"]})
+
+        def objective(trial: optuna.Trial) -> float:
+            params = suggest(trial, space)
+            estimator = instantiate(cfg.model).set_params(**params)
+            model = fit_churn_model(
+                estimator, NoCalibration(), fit_rows, validation_rows,
+                features=features, categorical=manifest["categorical_features"],
+            )  # fmt: skip
+            scores = classification_metrics(y_validation, model.predict_proba(validation_rows))
+            with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+                mlflow.set_tag("stage", "tune-trial")
+                mlflow.log_params(params)
+                mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
+            log.info("trial %d: validation %s %.4f", trial.number, metric, scores[metric])
+            return scores[metric]
+
+        study = optuna.create_study(
+            direction="maximize", sampler=optuna.samplers.TPESampler(seed=int(cfg.tune.seed))
+        )
+        study.optimize(objective, n_trials=int(cfg.tune.n_trials), show_progress_bar=True)
+        mlflow.log_params({f"best_{k}": v for k, v in study.best_params.items()})
+        mlflow.log_metric(f"best_validation_{metric}", study.best_value)
+
+    tuned = cfg.copy()
+    with open_dict(tuned):
+        for name, value in study.best_params.items():
+            tuned.model[name] = value
+    log.info(
+        "best trial %d: %s %.4f with %s; training it",
+        study.best_trial.number,
+        metric,
+        study.best_value,
+        study.best_params,
+    )
+    trained = train(tuned)
+    return TuneResult(dict(study.best_params), float(study.best_value), parent.info.run_id, trained)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@stage
+def main(cfg: DictConfig) -> None:
+    tune(cfg)
+
+
+if __name__ == "__main__":
+    main()
