@@ -406,12 +406,16 @@ def compute_features(
     prepare(con, dates, population)
     labels = label_sql(label_cfg, build.window.end, present)
     query = features_sql(con, build.plan, present)
+    # Numeric features are all DOUBLE, so training and scoring see one type whatever a batch holds.
     # Parallel floating-point sums differ in their last bits from run to run; rounding makes the same input
     # give the same features, so the same config and seed give the same model.
-    types = con.execute(f"DESCRIBE {query}").fetchall()
+    categorical = set(build.plan.categorical)
     columns = ", ".join(
-        f"round(f.{name}, {FLOAT_DIGITS}) AS {name}" if kind in ("DOUBLE", "FLOAT") else f"f.{name}"
-        for name, kind, *_ in types
+        ["f.customer_id", "f.observation_date"]
+        + [
+            f"f.{name}" if name in categorical else f"round(CAST(f.{name} AS DOUBLE), {FLOAT_DIGITS}) AS {name}"
+            for name in build.plan.names
+        ]
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE feature_table AS
