@@ -41,7 +41,8 @@ class SnapshotEncoder(TransformerMixin, BaseEstimator):
         out = {}
         for column in columns:
             if column in self.categories_:
-                values = X[column].astype("string").astype(object).where(X[column].notna(), None)
+                known = set(self.categories_[column])
+                values = [v if v in known else None for v in X[column].astype("string").astype(object)]
                 out[column] = pd.Categorical(values, categories=self.categories_[column])
             else:
                 out[column] = pd.to_numeric(X[column], errors="coerce").astype("float64")

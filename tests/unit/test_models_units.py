@@ -1,0 +1,72 @@
+"""Unit tests of the modelling parts on a few hand-made values: split, metrics, calibration, encoding."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.calibration import IsotonicCalibrator, NoCalibration, SigmoidCalibrator
+from models.evaluation import (
+    capture_at,
+    classification_metrics,
+    expected_calibration_error,
+    lift_at,
+    targeting_profit,
+)
+from models.preprocessing import SnapshotEncoder
+from models.split import time_split
+
+MONTHS = [date(2023, m, 1) for m in range(1, 13)] + [date(2024, m, 1) for m in range(1, 13)]
+
+
+def test_time_split_keeps_a_label_window_between_slices() -> None:
+    split = time_split(MONTHS, test_dates=3, calibration_dates=3, gap_days=104)
+    assert split.test == (date(2024, 10, 1), date(2024, 11, 1), date(2024, 12, 1))
+    assert split.calibration[-1] <= date(2024, 6, 19) and len(split.calibration) == 3
+    assert all((split.calibration[0] - d).days >= 104 for d in split.train)
+    assert not set(split.train) & set(split.calibration) and not set(split.calibration) & set(split.test)
+
+
+def test_time_split_refuses_too_few_dates() -> None:
+    with pytest.raises(ValueError, match="too few"):
+        time_split(MONTHS[:6], test_dates=3, calibration_dates=3, gap_days=104)
+
+
+def test_metrics_on_hand_made_values() -> None:
+    y = np.array([0, 0, 0, 0, 1, 0, 0, 1, 0, 1])
+    p = np.array([0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.4, 0.8, 0.1, 0.9])
+    # Two equal-frequency bins: the lower five (0.1, 0.1, 0.1, 0.2, 0.2) hold no churner; the upper five
+    # (0.3, 0.3, 0.4, 0.8, 0.9) hold three: ECE = (5 * |0 - 0.14| + 5 * |0.6 - 0.54|) / 10 = 0.10.
+    assert expected_calibration_error(y, p, bins=2) == pytest.approx(0.10)
+    assert lift_at(y, p, 0.2) == pytest.approx(1.0 / 0.3)  # top two (0.9, 0.8) are both churners
+    assert capture_at(y, p, 0.2) == pytest.approx(2 / 3)
+    metrics = classification_metrics(y, p)
+    assert metrics["roc_auc"] == pytest.approx(19.5 / 21)  # 0.9 and 0.8 beat all 7; 0.3 beats 5, ties 1
+    profit = targeting_profit(
+        y, p, {"save_rate": 0.5, "value_per_saved_customer": 100.0, "contact_cost": 10.0}
+    )
+    # Contacting the top four (3 churners) pays best: 3 * 0.5 * 100 - 4 * 10 = 110; 31% of 10 rounds up to 4.
+    assert profit["best_target_share_pct"] == 31.0 and profit["best_target_profit"] == pytest.approx(110.0)
+
+
+def test_calibrators_map_scores_to_observed_rates() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 1, 20_000)
+    y = (rng.uniform(0, 1, 20_000) < scores**2).astype(int)  # true probability is score squared
+    for calibrator in (IsotonicCalibrator(), SigmoidCalibrator()):
+        p = calibrator.fit(scores, y).predict(scores)
+        assert expected_calibration_error(y, p) < 0.02, type(calibrator).__name__
+    assert expected_calibration_error(y, NoCalibration().fit(scores, y).predict(scores)) > 0.1
+
+
+def test_encoder_fixes_columns_and_categories_at_fit_time() -> None:
+    train = pd.DataFrame({"segment": ["a", "b", None], "n": [1, 2, 3]})
+    encoder = SnapshotEncoder(categorical=["segment"]).fit(train)
+    out = encoder.transform(pd.DataFrame({"n": [5], "segment": ["z"], "extra": [1]}))
+    assert list(out.columns) == ["segment", "n"] and list(out["segment"].cat.categories) == ["a", "b"]
+    assert out["segment"].isna().all() and out["n"].dtype == "float64"
+    with pytest.raises(ValueError, match="lacks feature columns"):
+        encoder.transform(pd.DataFrame({"n": [1]}))
