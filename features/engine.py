@@ -26,7 +26,7 @@ from features.catalog import feature_availability
 from features.dialect import install_duckdb_functions
 from features.io import replace_atomically
 from features.labels import label_sql
-from features.sources import Source, source_for
+from features.sources import Source, activity_dates_sql, source_for
 
 log = logging.getLogger(__name__)
 
@@ -283,16 +283,9 @@ FROM subscriptions s
 JOIN observation_dates o
   ON s.start_date < o.observation_date AND (s.end_date IS NULL OR s.end_date >= o.observation_date)"""
     if population == "activity":
-        parts = []
-        if "orders" in present:
-            parts.append("SELECT customer_id, order_date AS activity_date FROM orders")
-        if "events" in present:
-            parts.append("SELECT customer_id, CAST(event_time AS DATE) AS activity_date FROM events")
-        if not parts:
-            raise ValueError("label population 'activity' needs orders or events")
         return f"""
 SELECT DISTINCT a.customer_id, o.observation_date
-FROM ({" UNION ALL ".join(parts)}) a
+FROM ({activity_dates_sql(present, "label population 'activity'")}) a
 JOIN observation_dates o
   ON a.activity_date < o.observation_date
  AND a.activity_date >= cw_add_days(o.observation_date, -{int(activity_lookback_days)})"""
@@ -413,7 +406,9 @@ def compute_features(
     columns = ", ".join(
         ["f.customer_id", "f.observation_date"]
         + [
-            f"f.{name}" if name in categorical else f"round(CAST(f.{name} AS DOUBLE), {FLOAT_DIGITS}) AS {name}"
+            f"f.{name}"
+            if name in categorical
+            else f"round(CAST(f.{name} AS DOUBLE), {FLOAT_DIGITS}) AS {name}"
             for name in build.plan.names
         ]
     )

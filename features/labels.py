@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from features.sources import activity_dates_sql
+
 
 def label_sql(label_cfg: Mapping[str, Any], data_end: date, present: set[str]) -> str:
     """SQL giving customer_id, observation_date, churned (1/0/NULL) and label_status for every grid row."""
@@ -66,18 +68,12 @@ FROM w
 LEFT JOIN held h ON h.customer_id = w.customer_id AND h.observation_date = w.observation_date
 LEFT JOIN restarted r ON r.customer_id = w.customer_id AND r.observation_date = w.observation_date"""
     if name == "inactivity":
-        parts = []
-        if "orders" in present:
-            parts.append("SELECT customer_id, order_date AS activity_date FROM orders")
-        if "events" in present:
-            parts.append("SELECT customer_id, CAST(event_time AS DATE) AS activity_date FROM events")
-        if not parts:
-            raise ValueError("the inactivity label needs orders or events")
+        activity = activity_dates_sql(present, "the inactivity label")
         return f"""
 WITH w AS ({window}),
 active AS (
   SELECT DISTINCT w.customer_id, w.observation_date
-  FROM w JOIN ({" UNION ALL ".join(parts)}) a
+  FROM w JOIN ({activity}) a
     ON a.customer_id = w.customer_id AND a.activity_date >= w.window_start AND a.activity_date < w.window_end
 )
 SELECT w.customer_id, w.observation_date,

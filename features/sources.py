@@ -197,3 +197,15 @@ def _loyalty(present: set[str]) -> Source:
         sql=_union(parts),
         known_at="loyalty_date",
     )
+
+
+def activity_dates_sql(present: set[str], needed_by: str) -> str:
+    """customer_id and activity_date of every order and event: the activity that defines inactivity."""
+    parts = []
+    if "orders" in present:
+        parts.append("SELECT customer_id, order_date AS activity_date FROM orders")
+    if "events" in present:
+        parts.append("SELECT customer_id, CAST(event_time AS DATE) AS activity_date FROM events")
+    if not parts:
+        raise ValueError(f"{needed_by} needs orders or events")
+    return _union(parts)
