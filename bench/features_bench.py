@@ -240,11 +240,14 @@ def measure(
             raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     finally:
         sampler.stop()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     output_bytes = output.stat().st_size
     output.unlink()
     return {
         **result,
         "seconds": round(result["seconds"], 2),
+        # CPU time of the whole process (all threads, imports included): less sensitive to other load than wall time.
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
         "peak_rss_mib": round(peak_rss_bytes() / MIB, 1),
         "peak_sampled_rss_mib": round(sampler.peak_bytes / MIB, 1),
         "rss_before_mib": round(rss_before / MIB, 1),
@@ -302,6 +305,8 @@ def run_measurement(
         "engine": engine,
         "n_dates": n_dates,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # Other work on the machine skews the timings: a 1-minute load average above the cores used shows it.
+        "load_average_before": round(os.getloadavg()[0], 2),
     }
     logger.info(
         "measuring %s, %s customers, %d date(s) (timeout %g s)",
@@ -324,7 +329,8 @@ def run_measurement(
         return {**base, "status": "failed", "exit_code": done.returncode, "stderr_tail": done.stderr[-2000:]}
     measured = json.loads(result_path.read_text())
     result_path.unlink()
-    return {**base, "status": "ok", "process_seconds": wall, **measured}
+    load_after = round(os.getloadavg()[0], 2)
+    return {**base, "load_average_after": load_after, "status": "ok", "process_seconds": wall, **measured}
 
 
 def ratios(measurements: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:

@@ -34,17 +34,11 @@ SPEC = DemoSpec(n_customers=800, start_date="2022-01-01", months=24, seed=5, chu
 # 2023-11-01: the window itself ends after the data.
 OBSERVATION_DATES = [date(2022, 7, 1), date(2023, 3, 1), date(2023, 10, 1), date(2023, 11, 1)]
 KEYS = ["customer_id", "observation_date"]
-LABEL_COLUMNS = ["churned", "label_status"]
 TOLERANCE = {"rtol": 1e-9, "atol": 1e-9}
 
-# Columns left out of the full comparison because the engine is wrong there, not the reference.
-# ENGINE BUG: last_satisfaction is `max_by(satisfaction, resolved_at)`, and DuckDB's max_by skips rows whose
-# satisfaction is NULL, so when the last complaint resolved before the observation date has no score the
-# engine returns the score of an earlier complaint instead of NULL ("satisfaction score of the last
-# complaint resolved before the observation date"). E.g. customer 600 on 2022-07-01: last resolution
-# 2022-06-26 08:50:05 without score -> reference NULL, engine 2 (from the complaint resolved 2022-05-21).
-# Rows where the reference has a score are still compared, in test_last_satisfaction_where_scored.
-ENGINE_BUGS = {"last_satisfaction"}
+# Columns left out of the full comparison because the engine is wrong there, not the reference: none.
+# (last_satisfaction was, until max_by's skipping of NULL scores was handled in its SQL.)
+ENGINE_BUGS: set[str] = set()
 
 
 def _load_reference() -> ModuleType:
@@ -176,7 +170,7 @@ def test_every_feature_and_label_matches(both_tables: BothTables) -> None:
 
 
 def test_last_satisfaction_where_scored(both_tables: BothTables) -> None:
-    """Where the last resolved complaint has a score, the engine reports that score (see ENGINE_BUGS)."""
+    """Where the last resolved complaint has a score, the engine reports that score."""
     scored = both_tables.reference["last_satisfaction"].notna().to_numpy()
     assert scored.sum() > 20
     rows = _mismatches(
