@@ -113,3 +113,56 @@ def fit_churn_model(
     raw = fitted.raw_scores(calibration)
     fitted.calibrator = clone(calibrator).fit(raw, calibration[target].to_numpy(dtype=int))
     return fitted
+
+
+@dataclass(frozen=True)
+class CrossValidated:
+    """A model fitted on all rows, with out-of-fold calibrated predictions and per-fold metrics."""
+
+    model: ChurnModel
+    oof_probability: np.ndarray
+    fold_of_row: np.ndarray
+
+
+def fit_cross_validated(
+    estimator: Any,
+    calibrator: Any,
+    rows: pd.DataFrame,
+    *,
+    features: list[str],
+    categorical: list[str],
+    n_folds: int,
+    seed: int,
+    target: str = "churned",
+    group: str = "customer_id",
+) -> CrossValidated:
+    """Stratified K-fold (grouped by customer) for data without a usable time axis.
+
+    Each fold's estimator scores the rows it did not see; the calibrator for a fold is fitted on the other
+    folds' out-of-fold scores, so every out-of-fold probability is honest. The returned model is the
+    estimator refitted on all rows with a calibrator fitted on all out-of-fold scores.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    y = rows[target].to_numpy(dtype=int)
+    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    fold_of_row = np.zeros(len(rows), dtype=int)
+    raw = np.zeros(len(rows))
+    for k, (fit_index, held_index) in enumerate(folds.split(rows, y, groups=rows[group].to_numpy())):
+        fold_of_row[held_index] = k
+        part = rows.iloc[fit_index]
+        encoder = SnapshotEncoder(categorical=categorical).fit(part[features])
+        model = clone(estimator)
+        with single_threaded_maths(model):
+            model.fit(encoder.transform(part[features]), y[fit_index])
+        raw[held_index] = ChurnModel(encoder, model, None, features, categorical).raw_scores(rows.iloc[held_index])
+    oof = np.zeros(len(rows))
+    for k in range(n_folds):
+        held = fold_of_row == k
+        oof[held] = clone(calibrator).fit(raw[~held], y[~held]).predict(raw[held])
+    encoder = SnapshotEncoder(categorical=categorical).fit(rows[features])
+    model = clone(estimator)
+    with single_threaded_maths(model):
+        model.fit(encoder.transform(rows[features]), y)
+    final = ChurnModel(encoder, model, clone(calibrator).fit(raw, y), list(features), list(categorical))
+    return CrossValidated(final, np.clip(oof, 0.0, 1.0), fold_of_row)

@@ -72,12 +72,17 @@ def latest_test_slice(cfg: DictConfig) -> pd.DataFrame:
     if not table.is_file():
         table = build_features(cfg).table_path
     snapshots = load_snapshots(table)
-    split = time_split(
-        snapshots["observation_date"].unique(),
-        test_dates=int(cfg.split.test_dates),
-        calibration_dates=int(cfg.split.calibration_dates),
-        gap_days=gap_days(cfg),
-    )
+    if cfg.split.kind != "time":
+        return snapshots  # K-fold: no held-out dates; both models are scored on all labelled rows
+    try:
+        split = time_split(
+            snapshots["observation_date"].unique(),
+            test_dates=int(cfg.split.test_dates),
+            calibration_dates=int(cfg.split.calibration_dates),
+            gap_days=gap_days(cfg),
+        )
+    except ValueError:
+        return snapshots
     return snapshots[slice_masks(snapshots["observation_date"], split)["test"]]
 
 

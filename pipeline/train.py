@@ -26,7 +26,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from models.churn_model import ChurnModel, fit_churn_model
+from models.churn_model import ChurnModel, fit_churn_model, fit_cross_validated
 from models.evaluation import (
     classification_metrics,
     gains_figure,
@@ -38,7 +38,7 @@ from models.evaluation import (
     shap_summary_figure,
     targeting_profit,
 )
-from models.split import TimeSplit, slice_masks, time_split
+from models.split import slice_masks, time_split
 from pipeline.ceiling import true_window_probability
 from pipeline.common import config_params, setup_mlflow, stage
 from pipeline.features import build_features
@@ -57,7 +57,7 @@ class TrainResult:
     model_uri: str
     model_version: str
     metrics: dict[str, float]
-    split: TimeSplit
+    split: str
     promoted: bool
     notes: list[str] = field(default_factory=list)
 
@@ -88,40 +88,14 @@ def train(cfg: DictConfig) -> TrainResult:
     features = [f["name"] for f in manifest["features"]]
     categorical = manifest["categorical_features"]
     snapshots = load_snapshots(built.table_path)
-    split = time_split(
-        snapshots["observation_date"].unique(),
-        test_dates=int(cfg.split.test_dates),
-        calibration_dates=int(cfg.split.calibration_dates),
-        gap_days=gap_days(cfg),
-    )
-    log.info("time split: %s", split.describe())
-    masks = slice_masks(snapshots["observation_date"], split)
-    train_rows, calibration_rows, test_rows = (snapshots[masks[k]] for k in ("train", "calibration", "test"))
-    early_dates = (
-        sorted(split.train)[-int(cfg.split.early_stopping_dates) :] if cfg.split.early_stopping_dates else []
-    )
-    early_stopping = train_rows[train_rows["observation_date"].isin(early_dates)]
-
-    log.info("fitting %s on %s snapshots", cfg.model._target_, f"{len(train_rows):,}")
-    model = fit_churn_model(
-        instantiate(cfg.model),
-        instantiate(cfg.calibration),
-        train_rows,
-        calibration_rows,
-        features=features,
-        categorical=categorical,
-        early_stopping=early_stopping,
-    )
+    fitted = fit_and_evaluate(cfg, snapshots, features, categorical, instantiate(cfg.model))
+    model, test_rows, p_test, split = fitted.model, fitted.test_rows, fitted.p_test, fitted.description
     y_test = test_rows["churned"].to_numpy()
-    p_test = model.predict_proba(test_rows)
     metrics = {f"test_{k}": v for k, v in classification_metrics(y_test, p_test).items()}
     metrics |= {f"test_{k}": v for k, v in targeting_profit(y_test, p_test, cfg.evaluation.profit).items()}
     segments = segment_labels(test_rows, OmegaConf.to_container(cfg.evaluation.segments))
     metrics |= {f"test_{k}": v for k, v in segment_metrics(y_test, p_test, segments).items()}
-    metrics["train_snapshots"], metrics["calibration_snapshots"] = (
-        float(len(train_rows)),
-        float(len(calibration_rows)),
-    )
+    metrics |= fitted.extra_metrics
     if model.best_iteration:
         metrics["best_iteration"] = float(model.best_iteration)
 
@@ -137,16 +111,11 @@ def train(cfg: DictConfig) -> TrainResult:
             f"ceiling_test_{k}": v for k, v in classification_metrics(y_test, truth).items() if k in HEADLINE
         }
 
-    baseline = None
     if cfg.evaluation.get("baseline"):
-        baseline = fit_churn_model(
-            instantiate(cfg.evaluation.baseline), instantiate(cfg.calibration), train_rows, calibration_rows,
-            features=features, categorical=categorical,
-        )  # fmt: skip
-        p_base = baseline.predict_proba(test_rows)
+        base = fit_and_evaluate(cfg, snapshots, features, categorical, instantiate(cfg.evaluation.baseline))
         metrics |= {
             f"baseline_test_{k}": v
-            for k, v in classification_metrics(y_test, p_base).items()
+            for k, v in classification_metrics(y_test, base.p_test).items()
             if k in HEADLINE
         }
 
@@ -164,7 +133,7 @@ def train(cfg: DictConfig) -> TrainResult:
                 "git.dirty": str(manifest["git"]["dirty"]).lower(),
                 "label": cfg.label.name,
                 "model.class": type(model.estimator).__name__,
-                "split": split.describe(),
+                "split": split,
             }
         )
         mlflow.log_params(config_params(OmegaConf.to_container(cfg, resolve=True)))
@@ -192,6 +161,85 @@ def train(cfg: DictConfig) -> TrainResult:
     )  # fmt: skip
     log.info("%s", summary_table(result, cfg, time.time() - started))
     return result
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A fitted model and its honest predictions for the rows it is evaluated on."""
+
+    model: ChurnModel
+    test_rows: pd.DataFrame
+    p_test: np.ndarray
+    description: str
+    extra_metrics: dict[str, float]
+
+
+def fit_and_evaluate(
+    cfg: DictConfig, snapshots: pd.DataFrame, features: list[str], categorical: list[str], estimator: Any
+) -> Fitted:
+    """Fit on the configured split: time slices, or stratified K-fold when the data has too few dates."""
+    calibrator = instantiate(cfg.calibration)
+    if cfg.split.kind == "time":
+        try:
+            split = time_split(
+                snapshots["observation_date"].unique(),
+                test_dates=int(cfg.split.test_dates),
+                calibration_dates=int(cfg.split.calibration_dates),
+                gap_days=gap_days(cfg),
+            )
+        except ValueError as error:
+            if not cfg.split.get("kfold_fallback", True):
+                raise
+            log.warning(
+                "%s; falling back to stratified %d-fold cross-validation", error, int(cfg.split.n_folds)
+            )
+        else:
+            masks = slice_masks(snapshots["observation_date"], split)
+            train_rows, calibration_rows, test_rows = (
+                snapshots[masks[k]] for k in ("train", "calibration", "test")
+            )
+            early_dates = (
+                sorted(split.train)[-int(cfg.split.early_stopping_dates) :]
+                if cfg.split.early_stopping_dates
+                else []
+            )
+            log.info("time split: %s; fitting %s", split.describe(), type(estimator).__name__)
+            model = fit_churn_model(
+                estimator, calibrator, train_rows, calibration_rows, features=features, categorical=categorical,
+                early_stopping=train_rows[train_rows["observation_date"].isin(early_dates)],
+            )  # fmt: skip
+            extra = {
+                "train_snapshots": float(len(train_rows)),
+                "calibration_snapshots": float(len(calibration_rows)),
+            }
+            return Fitted(model, test_rows, model.predict_proba(test_rows), split.describe(), extra)
+    folds = int(cfg.split.n_folds)
+    log.info(
+        "stratified %d-fold cross-validation (grouped by customer); fitting %s",
+        folds,
+        type(estimator).__name__,
+    )
+    result = fit_cross_validated(
+        estimator,
+        calibrator,
+        snapshots,
+        features=features,
+        categorical=categorical,
+        n_folds=folds,
+        seed=int(cfg.seed),
+    )
+    y = snapshots["churned"].to_numpy()
+    per_fold = [
+        classification_metrics(y[result.fold_of_row == k], result.oof_probability[result.fold_of_row == k])
+        for k in range(folds)
+    ]
+    extra = {"train_snapshots": float(len(snapshots))}
+    for metric in HEADLINE:
+        values = [m[metric] for m in per_fold if metric in m]
+        extra[f"cv_{metric}_mean"], extra[f"cv_{metric}_std"] = float(np.mean(values)), float(np.std(values))
+    return Fitted(
+        result.model, snapshots, result.oof_probability, f"stratified {folds}-fold CV, out-of-fold", extra
+    )
 
 
 def _log_churn_by_date(manifest: dict[str, Any]) -> None:
@@ -260,7 +308,7 @@ def summary_table(result: TrainResult, cfg: DictConfig, seconds: float) -> str:
     """The end-of-run summary printed on the terminal."""
     m = result.metrics
     rows = [("model", "test_"), ("ceiling (truth)", "ceiling_test_"), ("baseline", "baseline_test_")]
-    lines = ["", f"churnwise train: {seconds:.0f} s, label '{cfg.label.name}', {result.split.describe()}"]
+    lines = ["", f"churnwise train: {seconds:.0f} s, label '{cfg.label.name}', {result.split}"]
     lines.append(f"  {'':<16}" + "".join(f"{k:>14}" for k in HEADLINE))
     for label, prefix in rows:
         if f"{prefix}roc_auc" in m:

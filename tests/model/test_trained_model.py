@@ -111,6 +111,15 @@ def test_a_worse_challenger_is_refused(trained) -> None:
     assert decision.data.tags["promotion.decision"] == "refused"
 
 
+def test_kfold_split_logs_out_of_fold_and_per_fold_metrics(trained) -> None:
+    _, _, make = trained
+    cfg = make("split=kfold", "evaluation.baseline=null")
+    result = train(cfg)
+    assert "fold" in result.split
+    assert 0.5 < result.metrics["test_roc_auc"] < 1 and result.metrics["test_ece"] < 0.05
+    assert result.metrics["cv_roc_auc_std"] >= 0 and "cv_roc_auc_mean" in result.metrics
+
+
 def test_gate_rule_both_ways() -> None:
     champion_metrics = {"roc_auc": 0.70, "ece": 0.010}
     assert decide(
