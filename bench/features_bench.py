@@ -27,12 +27,13 @@ import platform
 import resource
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+from rss import MIB, RssSampler, current_rss_bytes, peak_rss_bytes  # bench/ is the script's folder
 
 logger = logging.getLogger("bench.features_bench")
 
@@ -41,7 +42,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 DEFAULT_WORK_DIR = Path("/tmp/churnwise-features-bench")
-MIB = 1024 * 1024
+
 
 DEMO_START = "2022-01-01"
 DEMO_MONTHS = 36
@@ -54,44 +55,6 @@ MONTHLY_DATES = [
 DATE_SETS = {1: [date(2024, 6, 1)], 24: MONTHLY_DATES}
 ENGINES = ("duckdb", "duckdb_unbatched", "pandas")
 DEFAULT_ENGINES = ("duckdb", "pandas")
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (``ru_maxrss``, KiB on Linux), in bytes."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def current_rss_bytes() -> int:
-    """Resident set size of this process now (VmRSS), in bytes; 0 where /proc is unavailable."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return 0
-    return 0
-
-
-class RssSampler(threading.Thread):
-    """Samples VmRSS every ``interval_seconds`` until stopped and keeps the peak."""
-
-    def __init__(self, interval_seconds: float = 0.2) -> None:
-        super().__init__(daemon=True)
-        self.interval_seconds = interval_seconds
-        self.peak_bytes = 0
-        self._stop_requested = threading.Event()
-
-    def run(self) -> None:
-        """Sample until :meth:`stop` is called."""
-        while not self._stop_requested.is_set():
-            self.peak_bytes = max(self.peak_bytes, current_rss_bytes())
-            self._stop_requested.wait(self.interval_seconds)
-
-    def stop(self) -> None:
-        """Stop sampling and wait for the thread to finish."""
-        self._stop_requested.set()
-        self.join()
 
 
 # -- the measured work, run inside a child process -----------------------------------------------------

@@ -15,10 +15,8 @@ import json
 import logging
 import os
 import platform
-import resource
 import shutil
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,55 +24,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from rss import MIB, RssSampler, current_rss_bytes, peak_rss_bytes  # bench/ is the script's folder
 
 from features.demo import GENERATOR_VERSION, DemoSpec, generate_demo
 
 logger = logging.getLogger("bench.generate_memory")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-MIB = 1024 * 1024
-
-
-def current_rss_bytes() -> int:
-    """Resident set size of this process now (VmRSS), in bytes; 0 where /proc is unavailable."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return 0
-    return 0
-
-
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (``ru_maxrss``, KiB on Linux), in bytes."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-class RssSampler(threading.Thread):
-    """Samples VmRSS every ``interval_seconds`` until stopped; keeps the peak and a coarse trace."""
-
-    def __init__(self, interval_seconds: float = 0.2) -> None:
-        super().__init__(daemon=True)
-        self.interval_seconds = interval_seconds
-        self.peak_bytes = 0
-        self.trace: list[tuple[float, int]] = []
-        self._stop_requested = threading.Event()
-        self._began = time.perf_counter()
-
-    def run(self) -> None:
-        """Sample until :meth:`stop` is called."""
-        while not self._stop_requested.is_set():
-            rss = current_rss_bytes()
-            self.peak_bytes = max(self.peak_bytes, rss)
-            self.trace.append((round(time.perf_counter() - self._began, 2), rss))
-            self._stop_requested.wait(self.interval_seconds)
-
-    def stop(self) -> None:
-        """Stop sampling and wait for the thread to finish."""
-        self._stop_requested.set()
-        self.join()
 
 
 def directory_sizes(directory: Path) -> dict[str, int]:
