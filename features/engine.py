@@ -236,9 +236,17 @@ def source_columns(con: duckdb.DuckDBPyConnection, source: Source) -> list[str]:
 
 
 def family_sql(
-    source: Source, columns: Sequence[str], features: Sequence[FeatureDef], lookback_days: int | None
+    source: Source,
+    columns: Sequence[str],
+    features: Sequence[FeatureDef],
+    lookback_days: int | None,
+    dates: Sequence[date] = (),
 ) -> str:
-    """One family's aggregate query: its source joined to the grid, point in time, grouped per snapshot."""
+    """One family's aggregate query: its source joined to the grid, point in time, grouped per snapshot.
+
+    With `dates` (the grid's observation dates), source rows outside [first date - lookback, last date) are
+    dropped before the join, which a scan can skip cheaply; the join condition alone decides correctness.
+    """
     selected = []
     for column in columns:
         if column == "customer_id":
@@ -253,6 +261,12 @@ def family_sql(
     if lookback_days:
         bound = f" AND s.{source.known_at} >= cw_add_days(g.observation_date, -{int(lookback_days)})"
     aggregates = ",\n       ".join(f"{f.sql} AS {f.name}" for f in features)
+    prune = ""
+    if dates:
+        prune = f" WHERE {source.known_at} < DATE '{max(dates).isoformat()}'"
+        if lookback_days:
+            earliest = date.fromordinal(min(dates).toordinal() - int(lookback_days))
+            prune += f" AND {source.known_at} >= DATE '{earliest.isoformat()}'"
     return f"""
 SELECT customer_id, observation_date,
        {aggregates}
@@ -261,7 +275,7 @@ FROM (
   FROM (
     SELECT g.customer_id, g.observation_date, {", ".join(selected)}
     FROM grid g
-    JOIN ({source.sql}) s
+    JOIN (SELECT * FROM ({source.sql}) u{prune}) s
       ON s.customer_id = g.customer_id AND s.{source.known_at} < g.observation_date{bound}
   ) m
 ) p
@@ -317,13 +331,15 @@ def materialized_source(con: duckdb.DuckDBPyConnection, name: str, present: set[
     return replace(source, sql=f"SELECT * FROM src_{name}")
 
 
-def features_sql(con: duckdb.DuckDBPyConnection, plan: FeaturePlan, present: set[str]) -> str:
+def features_sql(
+    con: duckdb.DuckDBPyConnection, plan: FeaturePlan, present: set[str], dates: Sequence[date] = ()
+) -> str:
     """The whole feature query: the grid left-joined to every family's aggregates, with fill values."""
     joins, columns = [], []
     for i, family in enumerate(plan.families):
         features = plan.family(family)
         source = materialized_source(con, features[0].source, present)
-        sql = family_sql(source, source_columns(con, source), features, plan.lookback_days.get(family))
+        sql = family_sql(source, source_columns(con, source), features, plan.lookback_days.get(family), dates)
         alias = f"f{i}"
         joins.append(
             f"LEFT JOIN ({sql}) {alias} ON {alias}.customer_id = g.customer_id AND {alias}.observation_date = g.observation_date"
@@ -398,7 +414,7 @@ def compute_features(
     population = grid_sql(label_cfg["population"], int(label_cfg.get("activity_lookback_days", 90)), present)
     prepare(con, dates, population)
     labels = label_sql(label_cfg, build.window.end, present)
-    query = features_sql(con, build.plan, present)
+    query = features_sql(con, build.plan, present, dates)
     # Numeric features are all DOUBLE, so training and scoring see one type whatever a batch holds.
     # Parallel floating-point sums differ in their last bits from run to run; rounding makes the same input
     # give the same features, so the same config and seed give the same model.
