@@ -98,9 +98,8 @@ def fit_churn_model(
         probe = clone(estimator).fit(
             X_train[fit_rows],
             y_train[fit_rows],
-            eval_set=[
-                (encoder.transform(early_stopping[features]), early_stopping[target].to_numpy(dtype=int))
-            ],
+            eval_X=(encoder.transform(early_stopping[features]),),
+            eval_y=(early_stopping[target].to_numpy(dtype=int),),
             eval_metric="binary_logloss",
             callbacks=[lightgbm.early_stopping(early_stopping_rounds, verbose=False)],
         )
