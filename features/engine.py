@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from features.catalog import feature_availability
 from features.dialect import install_duckdb_functions
+from features.errors import ConfigError
 from features.io import replace_atomically
 from features.labels import label_sql
 from features.sources import Source, activity_dates_sql, source_for
@@ -127,7 +128,7 @@ def plan_features(
     bad = [n for n in names if not IDENTIFIER.match(n) or n in KEYS or n in ("churned", "label_status")]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if bad or duplicated:
-        raise ValueError(
+        raise ConfigError(
             f"feature config: invalid names {bad} (use lower-case letters, digits and _, not a key or label "
             f"column) or duplicated names {duplicated}"
         )
@@ -145,7 +146,7 @@ def _fill(template: str, values: Mapping[str, Any]) -> str:
 def observation_dates(start: date, end: date, every_months: int = 1) -> list[date]:
     """Observation dates from `start` to `end` inclusive, every `every_months` months (day clamped to month)."""
     if every_months < 1:
-        raise ValueError("observation.every_months must be at least 1")
+        raise ConfigError("observation.every_months must be at least 1")
     dates: list[date] = []
     while True:
         month = start.month - 1 + len(dates) * every_months
@@ -193,7 +194,7 @@ def data_window(con: duckdb.DuckDBPyConnection, present: set[str]) -> DataWindow
     start = con.execute(f"SELECT min(d) FROM ({' UNION ALL '.join(starts)})").fetchall()[0][0]
     last = con.execute(f"SELECT max(d) FROM ({' UNION ALL '.join(ends)})").fetchall()[0][0]
     if start is None or last is None:
-        raise ValueError("the input tables hold no dates to place observation dates on")
+        raise ConfigError("the input tables hold no dates to place observation dates on")
     return DataWindow(start, date.fromordinal(last.toordinal() + 1))
 
 
@@ -214,7 +215,7 @@ def default_observation_dates(window: DataWindow, observation_cfg: Mapping[str, 
         end_date = last_day.replace(day=1)
     dates = observation_dates(start_date, end_date, int(observation_cfg.get("every_months", 1)))
     if not dates:
-        raise ValueError(
+        raise ConfigError(
             f"no observation dates between {start_date} and {end_date}: set observation.start and observation.end"
         )
     return dates
@@ -290,7 +291,7 @@ def grid_sql(population: str, activity_lookback_days: int, present: set[str]) ->
     """
     if population == "contract":
         if "subscriptions" not in present:
-            raise ValueError("label population 'contract' needs the subscriptions table")
+            raise ConfigError("label population 'contract' needs the subscriptions table")
         return """
 SELECT DISTINCT s.customer_id, o.observation_date
 FROM subscriptions s
@@ -303,7 +304,7 @@ FROM ({activity_dates_sql(present, "label population 'activity'")}) a
 JOIN observation_dates o
   ON a.activity_date < o.observation_date
  AND a.activity_date >= cw_add_days(o.observation_date, -{int(activity_lookback_days)})"""
-    raise ValueError(f"unknown label population {population!r}: use contract or activity")
+    raise ConfigError(f"unknown label population {population!r}: use contract or activity")
 
 
 def prepare(con: duckdb.DuckDBPyConnection, dates: Sequence[date], population_sql: str) -> int:

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from features.errors import ConfigError
 from features.sources import activity_dates_sql
 
 
@@ -28,7 +29,7 @@ def label_sql(label_cfg: Mapping[str, Any], data_end: date, present: set[str]) -
     lead = int(label_cfg.get("lead_days", 0))
     horizon = int(label_cfg["horizon_days"])
     if horizon <= 0 or lead < 0:
-        raise ValueError("label.horizon_days must be positive and label.lead_days not negative")
+        raise ConfigError("label.horizon_days must be positive and label.lead_days not negative")
     end = f"DATE '{data_end.isoformat()}'"
     window = f"""
 SELECT customer_id, observation_date,
@@ -38,7 +39,7 @@ FROM grid"""
     name = label_cfg["name"]
     if name == "contractual":
         if "subscriptions" not in present:
-            raise ValueError("the contractual label needs the subscriptions table")
+            raise ConfigError("the contractual label needs the subscriptions table")
         grace = int(label_cfg.get("grace_days", 0))
         return f"""
 WITH w AS ({window}),
@@ -80,4 +81,4 @@ SELECT w.customer_id, w.observation_date,
        CASE WHEN w.window_end > {end} THEN NULL WHEN a.customer_id IS NULL THEN 1 ELSE 0 END AS churned,
        CASE WHEN w.window_end > {end} THEN 'window_after_data_end' ELSE 'labeled' END AS label_status
 FROM w LEFT JOIN active a ON a.customer_id = w.customer_id AND a.observation_date = w.observation_date"""
-    raise ValueError(f"unknown label {name!r}: use contractual or inactivity")
+    raise ConfigError(f"unknown label {name!r}: use contractual or inactivity")

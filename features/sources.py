@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from features.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Source:
@@ -207,5 +209,5 @@ def activity_dates_sql(present: set[str], needed_by: str) -> str:
     if "events" in present:
         parts.append("SELECT customer_id, CAST(event_time AS DATE) AS activity_date FROM events")
     if not parts:
-        raise ValueError(f"{needed_by} needs orders or events")
+        raise ConfigError(f"{needed_by} needs orders or events")
     return _union(parts)

@@ -154,7 +154,9 @@ def fit_cross_validated(
         model = clone(estimator)
         with single_threaded_maths(model):
             model.fit(encoder.transform(part[features]), y[fit_index])
-        raw[held_index] = ChurnModel(encoder, model, None, features, categorical).raw_scores(rows.iloc[held_index])
+        raw[held_index] = ChurnModel(encoder, model, None, features, categorical).raw_scores(
+            rows.iloc[held_index]
+        )
     oof = np.zeros(len(rows))
     for k in range(n_folds):
         held = fold_of_row == k

@@ -15,6 +15,8 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
+from models.errors import SplitError
+
 
 @dataclass(frozen=True)
 class TimeSplit:
@@ -45,7 +47,7 @@ def time_split(
     boundary = calibration[0] if calibration else test[0]
     train = [d for d in dates if d + gap <= boundary]
     if len(test) < test_dates or (calibration_dates and len(calibration) < calibration_dates) or not train:
-        raise ValueError(
+        raise SplitError(
             f"{len(dates)} labelled observation dates are too few for {test_dates} test and {calibration_dates} "
             f"calibration dates with {gap_days}-day gaps; add dates (observation.start/end) or shrink the split"
         )

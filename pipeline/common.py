@@ -15,20 +15,22 @@ import duckdb
 from omegaconf import DictConfig, OmegaConf
 
 from features.catalog import FamilyAvailability, feature_availability, render_availability
+from features.errors import ConfigError
 from features.validation import DataContractError, ValidatedTables, load_tables
+from models.errors import SplitError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 def stage(func: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
-    """Turn known input errors of a stage into a clear message and exit code 2, without a traceback."""
+    """Turn input and configuration errors of a stage into a clear message and exit code 2, no traceback."""
 
     @functools.wraps(func)
     def wrapper(cfg: DictConfig) -> T:
         try:
             return func(cfg)
-        except (DataContractError, FileNotFoundError) as error:
+        except (DataContractError, ConfigError, SplitError, FileNotFoundError) as error:
             log.error("%s", error)
             raise SystemExit(2) from error
 

@@ -16,6 +16,7 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig
 
+from models.errors import SplitError
 from models.evaluation import classification_metrics
 from models.split import slice_masks, time_split
 from pipeline.common import setup_mlflow, stage
@@ -81,7 +82,7 @@ def latest_test_slice(cfg: DictConfig) -> pd.DataFrame:
             calibration_dates=int(cfg.split.calibration_dates),
             gap_days=gap_days(cfg),
         )
-    except ValueError:
+    except SplitError:
         return snapshots
     return snapshots[slice_masks(snapshots["observation_date"], split)["test"]]
 

@@ -27,6 +27,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from models.churn_model import ChurnModel, fit_churn_model, fit_cross_validated
+from models.errors import SplitError
 from models.evaluation import (
     classification_metrics,
     gains_figure,
@@ -187,7 +188,7 @@ def fit_and_evaluate(
                 calibration_dates=int(cfg.split.calibration_dates),
                 gap_days=gap_days(cfg),
             )
-        except ValueError as error:
+        except SplitError as error:
             if not cfg.split.get("kfold_fallback", True):
                 raise
             log.warning(

@@ -18,6 +18,7 @@ import optuna
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from features.errors import ConfigError
 from models.calibration import NoCalibration
 from models.churn_model import fit_churn_model
 from models.evaluation import classification_metrics
@@ -52,7 +53,7 @@ def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
                 name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False))
             )
         else:
-            raise ValueError(f"tune.search_space.{name}: type must be int or float, not {spec['type']!r}")
+            raise ConfigError(f"tune.search_space.{name}: type must be int or float, not {spec['type']!r}")
     return params
 
 
@@ -73,7 +74,7 @@ def tune(cfg: DictConfig) -> TuneResult:
     validation_dates = sorted(split.train)[-int(cfg.tune.validation_dates) :]
     fit_dates = [d for d in split.train if d + timedelta(days=gap) <= validation_dates[0]]
     if not fit_dates:
-        raise ValueError("too few training dates to hold out tune.validation_dates after a gap; lower it")
+        raise ConfigError("too few training dates to hold out tune.validation_dates after a gap; lower it")
     fit_rows = train_rows[train_rows["observation_date"].isin(fit_dates)]
     validation_rows = train_rows[train_rows["observation_date"].isin(validation_dates)]
     y_validation = validation_rows["churned"].to_numpy()

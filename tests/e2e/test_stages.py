@@ -99,3 +99,16 @@ def test_a_folder_of_user_tables_is_never_replaced_by_demo_data(make_cfg, tmp_pa
     (tables / "customers.csv").write_text("customer_id,signup_date\n1,2023-01-01\n")
     assert ensure_demo_data(make_cfg(f"data.path={tables}")) is False
     assert [p.name for p in tables.iterdir()] == ["customers.csv"]
+
+
+def test_a_config_that_cannot_work_exits_cleanly_naming_the_key(tmp_path: Path) -> None:
+    result = run_stage(
+        "features", f"paths.root_dir={tmp_path}", "debug=default", "label.name=bogus", cwd=tmp_path
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "unknown label 'bogus': use contractual or inactivity" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "data" / "features").exists() or not any(
+        (tmp_path / "data" / "features").rglob("*.parquet")
+    )
