@@ -11,7 +11,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help setup lock data validate features train tune promote test test-fast bench lint format ui clean clean-data
+.PHONY: help setup lock data validate features train tune promote score test test-fast bench lint format ui clean clean-data
 
 help: ## List the targets and what they do
 	@echo "churnwise: make <target> [ARGS='hydra overrides']"
@@ -48,6 +48,9 @@ tune: $(STAMP) ## Optuna search over the model's parameters (nested MLflow runs)
 
 promote: $(STAMP) ## Compare challenger and champion on the latest test slice; move the champion alias if better
 	$(PY) -m pipeline.promote $(ARGS)
+
+score: $(STAMP) ## Score active customers with the champion model as of the end of the data (scores.parquet/.csv)
+	$(PY) -m pipeline.score $(ARGS)
 
 test: $(STAMP) ## Run the whole test suite (unit, data, model, end-to-end; slow ones included)
 	$(PY) -m pytest $(ARGS)
