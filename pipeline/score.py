@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from features.engine import DataWindow, FeatureBuild, FeatureDef, FeaturePlan, compute_features, data_window
 from features.errors import ConfigError
 from features.io import replace_atomically
+from models.value import lifetime_value
 from pipeline.common import load_inputs, setup_mlflow, stage
 from pipeline.generate import ensure_demo_data
 
@@ -79,6 +80,11 @@ def score(cfg: DictConfig) -> ScoreResult:
             f"data at {cfg.data.path} lacks {', '.join(missing)}, so its features cannot be rebuilt: provide them "
             f"or train a model on the tables you have"
         )
+    if cfg.value.revenue_feature not in {f["name"] for f in manifest["features"]}:
+        raise ConfigError(
+            f"value.revenue_feature '{cfg.value.revenue_feature}' is not a feature of model {model_uri}; "
+            f"set it to the feature holding monthly revenue"
+        )
     window = data_window(tables.con, present)
     as_of = date.fromisoformat(str(cfg.score.as_of)) if cfg.score.as_of else window.end
     if as_of > window.end:
@@ -101,12 +107,22 @@ def score(cfg: DictConfig) -> ScoreResult:
     for batch in reader:
         frame = batch.to_pandas()
         predicted = model.predict(frame)
+        p_churn = predicted["p_churn"].to_numpy()
+        clv = lifetime_value(
+            p_churn,
+            frame[cfg.value.revenue_feature].to_numpy(),
+            horizon_days=int(manifest["label"]["horizon_days"]),
+            margin_rate=float(cfg.value.margin_rate),
+            annual_discount_rate=float(cfg.value.annual_discount_rate),
+        )
         chunks.append(
             pd.DataFrame(
                 {
                     "customer_id": frame["customer_id"].to_numpy(),
                     "as_of": as_of,
-                    "p_churn": predicted["p_churn"].to_numpy(),
+                    "p_churn": p_churn,
+                    "clv": clv,
+                    "value_at_risk": p_churn * clv,
                     "model_version": version,
                 }
             )
@@ -125,7 +141,14 @@ def score(cfg: DictConfig) -> ScoreResult:
             {"stage": "score", "model.uri": model_uri, "model.version": version, "model.run_id": train_run,
              "as_of": as_of.isoformat()}
         )  # fmt: skip
-        mlflow.log_metrics({"customers_scored": float(len(scores)), "mean_p_churn": mean_p})
+        mlflow.log_metrics(
+            {
+                "customers_scored": float(len(scores)),
+                "mean_p_churn": mean_p,
+                "total_clv": float(scores["clv"].sum()),
+                "total_value_at_risk": float(scores["value_at_risk"].sum()),
+            }
+        )
     log.info("wrote %s and %s: %s customers, mean p_churn %.4f", path, csv_path, f"{len(scores):,}", mean_p)
     return ScoreResult(path, csv_path, as_of, model_uri, version, len(scores), mean_p)
 

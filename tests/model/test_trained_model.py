@@ -148,7 +148,17 @@ def test_batch_scoring_rebuilds_the_training_features_and_matches_the_model(trai
     cfg, _, make = trained
     result = score(cfg)
     scores = pd.read_parquet(result.path)
-    assert list(scores.columns) == ["customer_id", "as_of", "p_churn", "model_version"]
+    assert list(scores.columns) == [
+        "customer_id",
+        "as_of",
+        "p_churn",
+        "clv",
+        "value_at_risk",
+        "model_version",
+    ]
+    assert (scores["clv"] >= 0).all() and scores["value_at_risk"].to_numpy() == pytest.approx(
+        (scores["p_churn"] * scores["clv"]).to_numpy()
+    )
     assert len(scores) == result.customers > 0 and scores["customer_id"].is_unique
     client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
     champion_version = str(

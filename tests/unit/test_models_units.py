@@ -70,3 +70,17 @@ def test_encoder_fixes_columns_and_categories_at_fit_time() -> None:
     assert out["segment"].isna().all() and out["n"].dtype == "float64"
     with pytest.raises(ValueError, match="lacks feature columns"):
         encoder.transform(pd.DataFrame({"n": [1]}))
+
+
+def test_lifetime_value_follows_the_documented_formula() -> None:
+    from models.value import lifetime_value, monthly_retention
+
+    # 10% churn over 90 days -> monthly retention 0.9 ** (30.4375 / 90); 10% a year -> monthly discount rate.
+    r = 0.9 ** (30.4375 / 90)
+    d = 1.1 ** (1 / 12) - 1
+    expected = 0.35 * 100.0 * r / (1 + d - r)
+    clv = lifetime_value(np.array([0.1, 0.0]), np.array([100.0, 100.0]), horizon_days=90, margin_rate=0.35,
+                         annual_discount_rate=0.10)  # fmt: skip
+    assert clv[0] == pytest.approx(expected) and expected == pytest.approx(785.8, abs=0.1)
+    assert clv[1] == pytest.approx(35.0 / d)  # never churns: the discounted margin forever
+    assert monthly_retention(np.array([0.5]), 30.4375)[0] == pytest.approx(0.5)
