@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from models.errors import SplitError
 from models.evaluation import classification_metrics
-from models.split import slice_masks, time_split
+from models.split import slice_masks
 from pipeline.common import setup_mlflow, stage
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def decide(
 def latest_test_slice(cfg: DictConfig) -> pd.DataFrame:
     """The latest test slice of the current feature table (built if missing)."""
     from pipeline.features import build_features
-    from pipeline.train import gap_days, load_snapshots
+    from pipeline.train import configured_split, load_snapshots
 
     table = Path(cfg.paths.features_dir) / "features.parquet"
     if not table.is_file():
@@ -76,12 +76,7 @@ def latest_test_slice(cfg: DictConfig) -> pd.DataFrame:
     if cfg.split.kind != "time":
         return snapshots  # K-fold: no held-out dates; both models are scored on all labelled rows
     try:
-        split = time_split(
-            snapshots["observation_date"].unique(),
-            test_dates=int(cfg.split.test_dates),
-            calibration_dates=int(cfg.split.calibration_dates),
-            gap_days=gap_days(cfg),
-        )
+        split = configured_split(cfg, snapshots)
     except SplitError:
         return snapshots
     return snapshots[slice_masks(snapshots["observation_date"], split)["test"]]

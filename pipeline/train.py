@@ -39,7 +39,7 @@ from models.evaluation import (
     shap_summary_figure,
     targeting_profit,
 )
-from models.split import slice_masks, time_split
+from models.split import TimeSplit, slice_masks, time_split
 from pipeline.ceiling import true_window_probability
 from pipeline.common import config_params, setup_mlflow, stage
 from pipeline.features import build_features
@@ -77,6 +77,16 @@ def gap_days(cfg: DictConfig) -> int:
     if cfg.split.get("gap_days") is not None:
         return int(cfg.split.gap_days)
     return int(cfg.label.lead_days) + int(cfg.label.horizon_days) + int(cfg.label.get("grace_days", 0))
+
+
+def configured_split(cfg: DictConfig, snapshots: pd.DataFrame) -> TimeSplit:
+    """The time split the `split` config asks for, over the labelled snapshots' dates."""
+    return time_split(
+        snapshots["observation_date"].unique(),
+        test_dates=int(cfg.split.test_dates),
+        calibration_dates=int(cfg.split.calibration_dates),
+        gap_days=gap_days(cfg),
+    )
 
 
 def train(cfg: DictConfig) -> TrainResult:
@@ -182,12 +192,7 @@ def fit_and_evaluate(
     calibrator = instantiate(cfg.calibration)
     if cfg.split.kind == "time":
         try:
-            split = time_split(
-                snapshots["observation_date"].unique(),
-                test_dates=int(cfg.split.test_dates),
-                calibration_dates=int(cfg.split.calibration_dates),
-                gap_days=gap_days(cfg),
-            )
+            split = configured_split(cfg, snapshots)
         except SplitError as error:
             if not cfg.split.get("kfold_fallback", True):
                 raise

@@ -22,10 +22,10 @@ from features.errors import ConfigError
 from models.calibration import NoCalibration
 from models.churn_model import fit_churn_model
 from models.evaluation import classification_metrics
-from models.split import slice_masks, time_split
+from models.split import slice_masks
 from pipeline.common import setup_mlflow, stage
 from pipeline.features import build_features
-from pipeline.train import TrainResult, gap_days, load_snapshots, train
+from pipeline.train import TrainResult, configured_split, gap_days, load_snapshots, train
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,7 @@ def tune(cfg: DictConfig) -> TuneResult:
     features = [f["name"] for f in manifest["features"]]
     snapshots = load_snapshots(built.table_path)
     gap = gap_days(cfg)
-    split = time_split(
-        snapshots["observation_date"].unique(),
-        test_dates=int(cfg.split.test_dates), calibration_dates=int(cfg.split.calibration_dates), gap_days=gap,
-    )  # fmt: skip
+    split = configured_split(cfg, snapshots)
     train_rows = snapshots[slice_masks(snapshots["observation_date"], split)["train"]]
     validation_dates = sorted(split.train)[-int(cfg.tune.validation_dates) :]
     fit_dates = [d for d in split.train if d + timedelta(days=gap) <= validation_dates[0]]
