@@ -149,21 +149,23 @@ def fit_cross_validated(
     raw = np.zeros(len(rows))
     for k, (fit_index, held_index) in enumerate(folds.split(rows, y, groups=rows[group].to_numpy())):
         fold_of_row[held_index] = k
-        part = rows.iloc[fit_index]
-        encoder = SnapshotEncoder(categorical=categorical).fit(part[features])
-        model = clone(estimator)
-        with single_threaded_maths(model):
-            model.fit(encoder.transform(part[features]), y[fit_index])
-        raw[held_index] = ChurnModel(encoder, model, None, features, categorical).raw_scores(
-            rows.iloc[held_index]
-        )
+        fold_model = _fit_uncalibrated(estimator, rows.iloc[fit_index], y[fit_index], features, categorical)
+        raw[held_index] = fold_model.raw_scores(rows.iloc[held_index])
     oof = np.zeros(len(rows))
     for k in range(n_folds):
         held = fold_of_row == k
         oof[held] = clone(calibrator).fit(raw[~held], y[~held]).predict(raw[held])
+    final = _fit_uncalibrated(estimator, rows, y, features, categorical)
+    final.calibrator = clone(calibrator).fit(raw, y)
+    return CrossValidated(final, np.clip(oof, 0.0, 1.0), fold_of_row)
+
+
+def _fit_uncalibrated(
+    estimator: Any, rows: pd.DataFrame, y: np.ndarray, features: list[str], categorical: list[str]
+) -> ChurnModel:
+    """Encoder and a clone of the estimator fitted on `rows`, not yet calibrated."""
     encoder = SnapshotEncoder(categorical=categorical).fit(rows[features])
     model = clone(estimator)
     with single_threaded_maths(model):
         model.fit(encoder.transform(rows[features]), y)
-    final = ChurnModel(encoder, model, clone(calibrator).fit(raw, y), list(features), list(categorical))
-    return CrossValidated(final, np.clip(oof, 0.0, 1.0), fold_of_row)
+    return ChurnModel(encoder, model, None, list(features), list(categorical))
