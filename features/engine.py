@@ -171,31 +171,64 @@ class DataWindow:
     end: date
 
 
+# The date column of each log table: when its rows happened.
+LOG_DATES = {
+    "orders": "order_date",
+    "events": "event_time",
+    "complaints": "opened_at",
+    "offers": "offered_at",
+    "referrals": "referral_date",
+}
+
+
+def table_last_dates(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[str, date]:
+    """The latest date each dated table holds (for subscriptions and complaints, their end dates too)."""
+    latest = {t: [f"max({c})"] for t, c in LOG_DATES.items() if t in present}
+    if "subscriptions" in present:
+        latest["subscriptions"] = ["max(start_date)", "max(end_date)"]
+    if "complaints" in present:
+        latest["complaints"].append("max(resolved_at)")
+    out = {}
+    for table, parts in latest.items():
+        values = con.execute(
+            f"SELECT {', '.join(f'CAST({p} AS DATE)' for p in parts)} FROM {table}"
+        ).fetchall()[0]
+        known = [v for v in values if v is not None]
+        if known:
+            out[table] = max(known)
+    return out
+
+
 def data_window(con: duckdb.DuckDBPyConnection, present: set[str]) -> DataWindow:
     """The span of the data: logs' first date, and the day after the latest date in any table."""
-    logs = {
-        "orders": "order_date",
-        "events": "event_time",
-        "complaints": "opened_at",
-        "offers": "offered_at",
-        "referrals": "referral_date",
-    }
-    starts = [f"SELECT CAST(min({c}) AS DATE) AS d FROM {t}" for t, c in logs.items() if t in present]
+    starts = [f"SELECT CAST(min({c}) AS DATE) AS d FROM {t}" for t, c in LOG_DATES.items() if t in present]
     if not starts:
         starts = ["SELECT min(start_date) AS d FROM subscriptions"]
-    ends = [f"SELECT CAST(max({c}) AS DATE) AS d FROM {t}" for t, c in logs.items() if t in present]
-    if "subscriptions" in present:
-        ends += [
-            "SELECT max(start_date) AS d FROM subscriptions",
-            "SELECT max(end_date) AS d FROM subscriptions",
-        ]
-    if "complaints" in present:
-        ends.append("SELECT CAST(max(resolved_at) AS DATE) AS d FROM complaints")
     start = con.execute(f"SELECT min(d) FROM ({' UNION ALL '.join(starts)})").fetchall()[0][0]
-    last = con.execute(f"SELECT max(d) FROM ({' UNION ALL '.join(ends)})").fetchall()[0][0]
+    last = max(table_last_dates(con, present).values(), default=None)
     if start is None or last is None:
         raise ConfigError("the input tables hold no dates to place observation dates on")
     return DataWindow(start, date.fromordinal(last.toordinal() + 1))
+
+
+def count_prospects(con: duckdb.DuckDBPyConnection, as_of: date, present: set[str]) -> int | None:
+    """Customers known before `as_of` who never bought before it (no subscription start, no order).
+
+    None when the data has neither subscriptions nor orders, so buying cannot be told apart.
+    """
+    purchases = []
+    if "subscriptions" in present:
+        purchases.append("SELECT customer_id FROM subscriptions WHERE start_date < $as_of")
+    if "orders" in present:
+        purchases.append("SELECT customer_id FROM orders WHERE order_date < $as_of")
+    if not purchases:
+        return None
+    return con.execute(
+        f"""SELECT count(*) FROM customers c
+            WHERE c.signup_date < $as_of
+              AND c.customer_id NOT IN ({" UNION ".join(purchases)})""",
+        {"as_of": as_of},
+    ).fetchall()[0][0]
 
 
 def default_observation_dates(window: DataWindow, observation_cfg: Mapping[str, Any]) -> list[date]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -111,3 +112,38 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path: Path) -> 
     with pytest.raises(RuntimeError):
         replace_atomically(crash, target)
     assert target.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["table.parquet"]
+
+
+def test_publishing_several_files_renames_none_until_all_are_written(tmp_path: Path) -> None:
+    from features.io import publish_atomically
+
+    first, second = tmp_path / "scores.parquet", tmp_path / "scores.csv"
+    first.write_text("previous parquet")
+    second.write_text("previous csv")
+
+    def crash(temp: Path) -> None:
+        temp.write_text("half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        publish_atomically({first: lambda temp: temp.write_text("new parquet"), second: crash})
+    assert first.read_text() == "previous parquet" and second.read_text() == "previous csv"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv", "scores.parquet"]
+
+    # A temp file left by a process that was killed (it no longer runs) is removed by the next write;
+    # one of a process still running is left alone.
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / f".scores.csv.tmp-{dead.stdout.strip()}"
+    stale.write_text("half")
+    live = tmp_path / f".scores.csv.tmp-{os.getppid()}"
+    live.write_text("someone else's")
+    publish_atomically(
+        {first: lambda temp: temp.write_text("new parquet"), second: lambda t: t.write_text("new csv")}
+    )
+    assert first.read_text() == "new parquet" and second.read_text() == "new csv"
+    assert not stale.exists() and live.exists()
