@@ -37,6 +37,9 @@ class ChurnModel:
     features: list[str]
     categorical: list[str]
     best_iteration: int | None = None
+    # Linear pipelines: the mean of the transformed training matrix, so contributions are relative to the
+    # average training customer (as TreeSHAP's are for trees).
+    linear_reference: np.ndarray | None = None
 
     def raw_scores(self, frame: pd.DataFrame) -> np.ndarray:
         """The estimator's uncalibrated probability of churn (one BLAS thread, so results repeat exactly)."""
@@ -53,12 +56,41 @@ class ChurnModel:
         return type(self.estimator).__module__.startswith("lightgbm")
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray:
-        """Per-row, per-feature contributions to the raw log-odds (TreeSHAP for LightGBM, coefficients
-        times standardised values for linear pipelines); the last column is the bias."""
+        """Per-row, per-feature contributions to the raw log-odds; the last column is the bias.
+
+        LightGBM: exact TreeSHAP (`pred_contrib`). Linear pipelines (a transformer chain ending in a model
+        with `coef_`): coefficient times the transformed value's difference from its training mean, summed
+        back onto the original feature (one-hot columns and missing-value indicators included); the bias is
+        the log-odds of the average training customer. Either way a row's contributions sum to its raw
+        log-odds.
+        """
         X = self.encoder.transform(frame[self.features])
         if self.is_lightgbm:
             return np.asarray(self.estimator.predict_proba(X, pred_contrib=True))
-        raise NotImplementedError("per-customer contributions are implemented for LightGBM models")
+        if not self.is_linear:
+            raise NotImplementedError(
+                f"per-customer contributions are implemented for LightGBM and linear pipelines, not "
+                f"{type(self.estimator).__name__}"
+            )
+        with single_threaded_maths(self.estimator):
+            transformed = np.asarray(self.estimator[:-1].transform(X), dtype=float)
+        coef = np.asarray(self.estimator[-1].coef_[0], dtype=float)
+        reference = (
+            self.linear_reference if self.linear_reference is not None else np.zeros(transformed.shape[1])
+        )
+        per_column = (transformed - reference) * coef
+        owner = transformed_column_owners(list(self.estimator[:-1].get_feature_names_out()), self.features)
+        out = np.zeros((len(frame), len(self.features) + 1))
+        for column, feature in enumerate(owner):
+            out[:, feature] += per_column[:, column]
+        out[:, -1] = float(self.estimator[-1].intercept_[0]) + float(reference @ coef)
+        return out
+
+    @property
+    def is_linear(self) -> bool:
+        """Whether the estimator is a pipeline ending in a linear model (coefficients available)."""
+        steps = getattr(self.estimator, "steps", None)
+        return bool(steps) and hasattr(self.estimator[-1], "coef_")
 
     def importance(self) -> tuple[list[str], np.ndarray]:
         """Feature importance: LightGBM gain, or absolute coefficients of a linear pipeline."""
@@ -108,7 +140,15 @@ def fit_churn_model(
         log.info("early stopping on the training side chose %d trees", best_iteration)
     with single_threaded_maths(model):
         model.fit(X_train, y_train)
-    fitted = ChurnModel(encoder, model, None, list(features), list(categorical), best_iteration)
+    fitted = ChurnModel(
+        encoder,
+        model,
+        None,
+        list(features),
+        list(categorical),
+        best_iteration,
+        linear_reference(model, X_train),
+    )
     raw = fitted.raw_scores(calibration)
     fitted.calibrator = clone(calibrator).fit(raw, calibration[target].to_numpy(dtype=int))
     return fitted
@@ -165,7 +205,38 @@ def _fit_uncalibrated(
 ) -> ChurnModel:
     """Encoder and a clone of the estimator fitted on `rows`, not yet calibrated."""
     encoder = SnapshotEncoder(categorical=categorical).fit(rows[features])
+    X = encoder.transform(rows[features])
     model = clone(estimator)
     with single_threaded_maths(model):
-        model.fit(encoder.transform(rows[features]), y)
-    return ChurnModel(encoder, model, None, list(features), list(categorical))
+        model.fit(X, y)
+    return ChurnModel(
+        encoder, model, None, list(features), list(categorical), linear_reference=linear_reference(model, X)
+    )
+
+
+def linear_reference(estimator: Any, X: pd.DataFrame) -> np.ndarray | None:
+    """For a fitted pipeline ending in a linear model: the mean of its transformed training matrix."""
+    steps = getattr(estimator, "steps", None)
+    if not steps or not hasattr(estimator[-1], "coef_"):
+        return None
+    with single_threaded_maths(estimator):
+        return np.asarray(estimator[:-1].transform(X), dtype=float).mean(axis=0)
+
+
+def transformed_column_owners(columns: list[str], features: list[str]) -> list[int]:
+    """For each output column of a ColumnTransformer, the index of the original feature it comes from.
+
+    Names look like `numeric__tenure_days`, `numeric__missingindicator_days_since_last_order` or
+    `categorical__segment_small_business` (a one-hot column: the longest feature name that prefixes it).
+    """
+    by_length = sorted(range(len(features)), key=lambda i: -len(features[i]))
+    owners = []
+    for column in columns:
+        name = column.split("__", 1)[-1].removeprefix("missingindicator_")
+        owner = next(
+            (i for i in by_length if name == features[i] or name.startswith(features[i] + "_")), None
+        )
+        if owner is None:
+            raise ValueError(f"cannot tell which feature the model column {column!r} comes from")
+        owners.append(owner)
+    return owners

@@ -1,0 +1,230 @@
+"""What a scoring run decided, summed up: counts per ladder rung, valuation segment, action and reason, the
+budget used and the value expected from it, as tables, MLflow metrics, a printed summary and plots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # plots are files, never windows
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from models.decisions import DecisionPolicy  # noqa: E402
+
+CURVE_POINTS = 2000  # points kept of the budget curve
+
+
+@dataclass(frozen=True)
+class ScoringSummary:
+    """Totals and per-group tables of one scoring run's output."""
+
+    customers: int
+    prospects: int | None
+    mean_p_churn: float
+    total_clv: float
+    total_value_at_risk: float
+    budget: float
+    budget_used: float
+    selected: int
+    expected_saved_value: float  # sum over selected customers of p_churn * clv * save rate (or ladder gain)
+    expected_net_value: float  # the same minus the cost of the actions
+    ladder: pd.DataFrame  # rung, customers, value_at_risk, selected (prospects included, not scored)
+    valuation: pd.DataFrame  # valuation_segment, customers, clv, value_at_risk, selected
+    actions: pd.DataFrame  # action, kind, capacity, best_for, selected, cost, expected_saved_value, ...
+    reasons: pd.DataFrame  # reason, first (as reason_1), top (among the listed reasons), share_top
+    budget_curve: pd.DataFrame  # cumulative cost and expected net value along the priority list
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metrics for MLflow."""
+        out = {
+            "customers_scored": float(self.customers),
+            "mean_p_churn": self.mean_p_churn,
+            "total_clv": self.total_clv,
+            "total_value_at_risk": self.total_value_at_risk,
+            "budget": self.budget,
+            "budget_used": self.budget_used,
+            "customers_selected": float(self.selected),
+            "expected_value_saved": self.expected_saved_value,
+            "expected_net_value_selected": self.expected_net_value,
+        }
+        if self.prospects is not None:
+            out["prospects"] = float(self.prospects)
+        out |= {f"ladder_{r.rung}": float(r.customers) for r in self.ladder.itertuples()}
+        out |= {f"valuation_{r.valuation_segment}": float(r.customers) for r in self.valuation.itertuples()}
+        for r in self.actions.itertuples():
+            out[f"action_{r.action}_best_for"] = float(r.best_for)
+            out[f"action_{r.action}_selected"] = float(r.selected)
+        return out
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The per-group tables, by file name."""
+        return {
+            "ladder_counts": self.ladder,
+            "valuation_segments": self.valuation,
+            "actions": self.actions,
+            "reasons": self.reasons,
+        }
+
+    def render(self, header: list[str]) -> str:
+        """The end-of-run summary printed on the terminal."""
+        lines = ["", *header]
+        lines.append(
+            f"  customers       {self.customers:,} scored, mean p_churn {self.mean_p_churn:.4f}; "
+            f"CLV {self.total_clv:,.0f}, value at risk {self.total_value_at_risk:,.0f}"
+        )
+        ladder = " | ".join(f"{r.rung} {int(r.customers):,}" for r in self.ladder.itertuples())
+        lines.append(f"  loyalty ladder  {ladder}")
+        valuation = " | ".join(
+            f"{r.valuation_segment} {int(r.customers):,} (VaR {r.value_at_risk:,.0f})"
+            for r in self.valuation.itertuples()
+        )
+        lines.append(f"  valuation       {valuation}")
+        top = ", ".join(f"{r.reason} {r.share_top:.0%}" for r in self.reasons.head(5).itertuples())
+        lines.append(
+            f"  top reasons     {top or 'not computed'} (share of customers with it among their reasons)"
+        )
+        lines.append(
+            f"  {'action':<24}{'kind':<12}{'best for':>10}{'selected':>10}{'cost':>12}"
+            f"{'exp. saved':>13}{'exp. net':>12}"
+        )
+        for r in self.actions.itertuples():
+            lines.append(
+                f"  {r.action:<24}{r.kind:<12}{int(r.best_for):>10,}{int(r.selected):>10,}{r.cost:>12,.0f}"
+                f"{r.expected_saved_value:>13,.0f}{r.expected_net_value:>12,.0f}"
+            )
+        lines.append(
+            f"  budget          {self.budget_used:,.0f} of {self.budget:,.0f} on {self.selected:,} customers: "
+            f"expected value saved {self.expected_saved_value:,.0f}, net {self.expected_net_value:,.0f}"
+        )
+        return "\n".join(lines)
+
+
+def summarise(
+    con: Any, table: str, policy: DecisionPolicy, prospects: int | None, budget: float
+) -> ScoringSummary:
+    """Sum up the scoring output in DuckDB table `table`."""
+    totals = con.execute(
+        f"""SELECT count(*), avg(p_churn), sum(clv), sum(value_at_risk),
+                   coalesce(sum(action_cost) FILTER (WHERE selected), 0),
+                   count(*) FILTER (WHERE selected),
+                   coalesce(sum(expected_net_value + action_cost) FILTER (WHERE selected), 0),
+                   coalesce(sum(expected_net_value) FILTER (WHERE selected), 0)
+            FROM {table}"""
+    ).fetchall()[0]
+    ladder = con.execute(
+        f"""SELECT ladder_rung AS rung, count(*) AS customers, sum(value_at_risk) AS value_at_risk,
+                   count(*) FILTER (WHERE selected) AS selected
+            FROM {table} GROUP BY ladder_rung"""
+    ).df()
+    rungs = pd.DataFrame({"rung": list(policy.ladder.rungs)})
+    ladder = rungs.merge(ladder, on="rung", how="left")
+    ladder[["customers", "value_at_risk", "selected"]] = ladder[
+        ["customers", "value_at_risk", "selected"]
+    ].fillna(0)
+    if prospects is not None:
+        ladder.loc[ladder["rung"] == policy.ladder.prospect, "customers"] = prospects
+    valuation = con.execute(
+        f"""SELECT valuation_segment, count(*) AS customers, sum(clv) AS clv, sum(value_at_risk) AS value_at_risk,
+                   count(*) FILTER (WHERE selected) AS selected
+            FROM {table} GROUP BY valuation_segment ORDER BY sum(clv) DESC"""
+    ).df()
+    actions = con.execute(
+        f"""SELECT action, count(*) AS best_for, count(*) FILTER (WHERE selected) AS selected,
+                   coalesce(sum(action_cost) FILTER (WHERE selected), 0) AS cost,
+                   coalesce(sum(expected_net_value + action_cost) FILTER (WHERE selected), 0) AS expected_saved_value,
+                   coalesce(sum(expected_net_value) FILTER (WHERE selected), 0) AS expected_net_value
+            FROM {table} WHERE action IS NOT NULL GROUP BY action"""
+    ).df()
+    catalogue = pd.DataFrame(
+        {
+            "action": policy.action_names,
+            "kind": [a.kind for a in policy.catalogue],
+            "capacity": [a.capacity for a in policy.catalogue],
+        }
+    )
+    actions = catalogue.merge(actions, on="action", how="left")
+    counts = ["best_for", "selected", "cost", "expected_saved_value", "expected_net_value"]
+    actions[counts] = actions[counts].fillna(0)
+    reason_columns = [f"reason_{i + 1}" for i in range(policy.top_reasons)]
+    if reason_columns:
+        listed = " UNION ALL ".join(
+            f"SELECT {c} AS reason, {i == 0} AS first FROM {table} WHERE {c} IS NOT NULL"
+            for i, c in enumerate(reason_columns)
+        )
+        reasons = con.execute(
+            f"""SELECT reason, count(*) FILTER (WHERE first) AS first, count(*) AS top
+                FROM ({listed}) GROUP BY reason ORDER BY count(*) DESC, reason"""
+        ).df()
+    else:
+        reasons = pd.DataFrame({"reason": [], "first": [], "top": []})
+    reasons["share_top"] = reasons["top"] / max(int(totals[0]), 1)
+    curve = con.execute(
+        f"""SELECT sum(action_cost) OVER w AS cumulative_cost, sum(expected_net_value) OVER w AS cumulative_value
+            FROM {table} WHERE expected_net_value > 0
+            WINDOW w AS (ORDER BY priority ROWS UNBOUNDED PRECEDING) ORDER BY priority"""
+    ).df()
+    if len(curve) > CURVE_POINTS:
+        keep = np.unique(np.linspace(0, len(curve) - 1, CURVE_POINTS).astype(int))
+        curve = curve.iloc[keep].reset_index(drop=True)
+    return ScoringSummary(
+        customers=int(totals[0]),
+        prospects=prospects,
+        mean_p_churn=float(totals[1]) if totals[1] is not None else float("nan"),
+        total_clv=float(totals[2] or 0.0),
+        total_value_at_risk=float(totals[3] or 0.0),
+        budget=float(budget),
+        budget_used=float(totals[4]),
+        selected=int(totals[5]),
+        expected_saved_value=float(totals[6]),
+        expected_net_value=float(totals[7]),
+        ladder=ladder,
+        valuation=valuation,
+        actions=actions,
+        reasons=reasons,
+        budget_curve=curve,
+    )
+
+
+def summary_figures(summary: ScoringSummary) -> dict[str, Figure]:
+    """Plots of the run: the budget curve, the loyalty ladder and value at risk by valuation segment."""
+    figures = {}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    curve = summary.budget_curve
+    if len(curve):
+        ax.plot(curve["cumulative_cost"], curve["cumulative_value"], color="tab:blue", label="priority order")
+    ax.axvline(summary.budget, color="tab:red", linestyle="--", label=f"budget {summary.budget:,.0f}")
+    ax.scatter(
+        [summary.budget_used], [summary.expected_net_value], color="tab:red", zorder=3,
+        label=f"selected: {summary.selected:,} customers",
+    )  # fmt: skip
+    ax.set_xlabel("cumulative cost of actions")
+    ax.set_ylabel("cumulative expected net value")
+    ax.set_title("What more budget buys (customers with positive expected net value, by priority)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    figures["budget_curve.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ladder = summary.ladder
+    bars = ax.bar(ladder["rung"], ladder["customers"], color="tab:green")
+    for bar, (_, row) in zip(bars, ladder.iterrows(), strict=True):
+        text = f"{int(row.customers):,}" + (f"\nVaR {row.value_at_risk:,.0f}" if row.value_at_risk else "")
+        ax.annotate(
+            text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8
+        )
+    ax.set_ylabel("customers")
+    ax.set_title("Loyalty ladder (prospects are counted, not scored)")
+    figures["loyalty_ladder.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    valuation = summary.valuation
+    ax.bar(valuation["valuation_segment"], valuation["value_at_risk"], color="tab:orange")
+    ax.set_ylabel("value at risk (p_churn x CLV)")
+    ax.set_title("Value at risk by valuation segment")
+    figures["value_at_risk_by_segment.png"] = fig
+    return figures
