@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from features.catalog import FamilyAvailability, feature_availability, render_availability
 from features.errors import ConfigError
 from features.validation import DataContractError, ValidatedTables, load_tables
-from models.errors import SplitError
+from models.errors import DecisionConfigError, SplitError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,7 +30,7 @@ def stage(func: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
     def wrapper(cfg: DictConfig) -> T:
         try:
             return func(cfg)
-        except (DataContractError, ConfigError, SplitError, FileNotFoundError) as error:
+        except (DataContractError, ConfigError, SplitError, DecisionConfigError, FileNotFoundError) as error:
             log.error("%s", error)
             raise SystemExit(2) from error
 

@@ -112,3 +112,12 @@ def test_a_config_that_cannot_work_exits_cleanly_naming_the_key(tmp_path: Path) 
     assert not (tmp_path / "data" / "features").exists() or not any(
         (tmp_path / "data" / "features").rglob("*.parquet")
     )
+
+
+def test_score_before_any_training_exits_cleanly_saying_what_to_do(tmp_path: Path) -> None:
+    result = run_stage("score", f"paths.root_dir={tmp_path}", "debug=default", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "score.model_uri models:/churnwise@champion: no such registered model version" in output
+    assert "run `make train` first" in output and "Traceback" not in output
+    assert not (tmp_path / "outputs" / "scores").exists()

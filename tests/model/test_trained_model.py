@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 import pytest
 from omegaconf import DictConfig
 
@@ -137,41 +136,3 @@ def test_gate_rule_both_ways() -> None:
         {"roc_auc": 0.75, "ece": 0.030}, champion_metrics, metric="roc_auc", margin=0.002, ece_tolerance=0.005
     )[0]
     assert decide({"roc_auc": 0.5, "ece": 0.5}, None, metric="roc_auc", margin=0.002, ece_tolerance=0.005)[0]
-
-
-def test_batch_scoring_rebuilds_the_training_features_and_matches_the_model(trained, tmp_path: Path) -> None:
-    import shutil
-
-    from features.errors import ConfigError
-    from pipeline.score import score
-
-    cfg, _, make = trained
-    result = score(cfg)
-    scores = pd.read_parquet(result.path)
-    assert list(scores.columns) == [
-        "customer_id",
-        "as_of",
-        "p_churn",
-        "clv",
-        "value_at_risk",
-        "model_version",
-    ]
-    assert (scores["clv"] >= 0).all() and scores["value_at_risk"].to_numpy() == pytest.approx(
-        (scores["p_churn"] * scores["clv"]).to_numpy()
-    )
-    assert len(scores) == result.customers > 0 and scores["customer_id"].is_unique
-    client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
-    champion_version = str(
-        client.get_model_version_by_alias(cfg.mlflow.registered_model_name, "champion").version
-    )
-    assert scores["p_churn"].between(0, 1).all() and (scores["model_version"] == champion_version).all()
-    assert pd.read_csv(result.csv_path)["p_churn"].to_numpy() == pytest.approx(scores["p_churn"].to_numpy())
-
-    # Inputs missing a table the model was trained with are refused, naming it.
-    partial = tmp_path / "partial"
-    shutil.copytree(Path(cfg.data.path), partial)
-    (partial / "complaints.parquet").unlink()
-    (partial / "_manifest.json").unlink()
-    with pytest.raises(ConfigError, match="lacks complaints"):
-        score(make(f"data.path={partial}", f"score.output_dir={tmp_path / 'out'}"))
-    assert not (tmp_path / "out").exists()

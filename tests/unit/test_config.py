@@ -47,3 +47,52 @@ def test_paths_follow_root(make_cfg: Callable[..., DictConfig], tmp_path: Path) 
 
 def test_required_groups_present() -> None:
     assert {"paths", "data", "mlflow", "debug", "features"} <= set(GROUPS)
+
+
+def test_decision_configs_build_a_policy_whose_rules_bind_to_the_default_features(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
+    from features.contract import CONTRACT
+    from features.engine import plan_features
+    from pipeline.score import decision_policy, duckdb_type
+
+    cfg = make_cfg(debug=False)
+    policy = decision_policy(cfg)
+    assert [a.kind for a in policy.catalogue].count("ladder") == 4
+    assert "service_recovery_call" in policy.action_names
+    assert policy.ladder.rungs == ("prospect", "customer", "client", "supporter", "advocate", "partner")
+    plan = plan_features(
+        OmegaConf.to_container(cfg.features, resolve=True), set(CONTRACT.table_names), ["login", "usage"]
+    )
+    policy.check({f.name: duckdb_type(f) for f in plan.features})  # raises naming any rule that does not bind
+    # every feature of the default set belongs to a named reason family
+    assert all(policy.reasons.family_of(f.name) != policy.reasons.other_key for f in plan.features)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "+actions.catalogue.discount.save_rates.price=0.3",
+            "actions.catalogue.discount: .*unexpected keyword argument 'save_rates'",
+        ),
+        (
+            "actions.catalogue.discount.save_rate.default=2",
+            r"actions.catalogue.discount.save_rate: rates must be in \[0, 1\]",
+        ),
+        (
+            "~actions.catalogue.discount.cost",
+            "actions.catalogue.discount: .*missing 1 required positional argument: 'cost'",
+        ),
+        ("actions.selection=best", "actions.selection: 'best' is not greedy or exact"),
+        ("+ladder.rules.fan='tenure_days > 1'", r"ladder.rules: \['fan'\] are not rungs"),
+    ],
+)
+def test_a_malformed_decision_config_names_its_key(
+    make_cfg: Callable[..., DictConfig], override: str, message: str
+) -> None:
+    from models.errors import DecisionConfigError
+    from pipeline.score import decision_policy
+
+    with pytest.raises(DecisionConfigError, match=message):
+        decision_policy(make_cfg(override))

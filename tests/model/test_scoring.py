@@ -1,0 +1,464 @@
+"""Batch scoring and decisions with a model trained end to end on small demo data, tracked in a real MLflow store.
+
+Checks the output against independent computations from the documented rules (docs/scoring.md): the same
+probabilities as the registered pyfunc on the training features, the expected-value argmax, the budget, the
+ladder counts; the reasons against the generator's complaints; and every refusal.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import DictConfig, OmegaConf
+
+from features.errors import ConfigError
+from models.errors import DecisionConfigError
+from pipeline.score import ScoreResult, output_columns, score
+from pipeline.train import train
+
+pytestmark = pytest.mark.slow
+
+AS_OF = "2023-12-01"  # the last observation date of the debug data's training feature table
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[DictConfig, Callable[..., DictConfig], Path]:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    root = tmp_path_factory.mktemp("scoring")
+    conf = Path(__file__).resolve().parents[2] / "conf"
+
+    def make(*overrides: str) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            return compose(
+                config_name="config",
+                # Debug data is too small for the model to learn the complaint effect; 4,000 customers and
+                # leaves of 100 (not 400) customers are enough, and train in about 15 s.
+                overrides=[
+                    f"paths.root_dir={root}",
+                    "debug=default",
+                    "evaluation.baseline=null",
+                    "data.generator.n_customers=4000",
+                    "model.min_child_samples=100",
+                    *overrides,
+                ],  # fmt: skip
+            )
+
+    cfg = make()
+    train(cfg)
+    yield cfg, make, root
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="module")
+def scored(trained) -> tuple[DictConfig, ScoreResult, pd.DataFrame]:
+    _, make, _ = trained
+    cfg = make(f"score.as_of={AS_OF}")
+    result = score(cfg)
+    return cfg, result, pd.read_parquet(result.path)
+
+
+def features_at(cfg: DictConfig, as_of: str) -> pd.DataFrame:
+    table = pd.read_parquet(Path(cfg.paths.features_dir) / "features.parquet")
+    rows = table[pd.to_datetime(table["observation_date"]) == pd.Timestamp(as_of)]
+    return rows.sort_values("customer_id").reset_index(drop=True)
+
+
+def test_output_has_the_columns_and_the_pyfunc_probabilities_of_the_training_features(scored) -> None:
+    cfg, result, out = scored
+    assert list(out.columns) == output_columns(3)
+    assert len(out) == result.customers > 100 and out["customer_id"].is_unique
+    assert (out["as_of"] == date.fromisoformat(AS_OF)).all()
+
+    # Scoring rebuilt the features the model was trained on: the registered pyfunc, fed the training feature
+    # table's rows for the same date, gives the same probabilities for the same customers.
+    features = features_at(cfg, AS_OF)
+    assert sorted(out["customer_id"]) == features["customer_id"].tolist()
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{cfg.mlflow.registered_model_name}@champion")
+    expected = pyfunc.predict(features[pyfunc.metadata.get_input_schema().input_names()])["p_churn"]
+    by_id = out.set_index("customer_id").loc[features["customer_id"]]
+    assert by_id["p_churn"].to_numpy() == pytest.approx(expected.to_numpy(), abs=1e-12)
+
+    assert (out["clv"] >= 0).all()
+    assert out["value_at_risk"].to_numpy() == pytest.approx((out["p_churn"] * out["clv"]).to_numpy())
+    version = mlflow.MlflowClient().get_model_version_by_alias(cfg.mlflow.registered_model_name, "champion")
+    assert (out["model_version"] == str(version.version)).all()
+    assert set(out["valuation_segment"]) <= {"invest", "maintain", "serve_differently", "review"}
+    assert set(out["ladder_rung"]) <= {"customer", "client", "supporter", "advocate", "partner"}
+    csv = pd.read_csv(result.csv_path)
+    assert list(csv.columns) == output_columns(3)
+    assert csv["p_churn"].to_numpy() == pytest.approx(out["p_churn"].to_numpy())
+
+
+def test_priority_and_selection_follow_the_greedy_rule_within_budget_and_capacity(scored) -> None:
+    cfg, _, out = scored
+    assert out["priority"].tolist() == list(range(1, len(out) + 1))
+    values = out["expected_net_value"].to_numpy()
+    ranked = values[~np.isnan(values)]
+    assert (np.diff(ranked) <= 0).all() and np.isnan(values[len(ranked) :]).all()
+
+    budget = float(cfg.actions.budget)
+    capacity = {name: spec.get("capacity") for name, spec in cfg.actions.catalogue.items()}
+    chosen = out[out["selected"]]
+    assert 0 < chosen["action_cost"].sum() <= budget
+    assert (chosen["expected_net_value"] > 0).all()
+    for action, count in chosen["action"].value_counts().items():
+        assert capacity[action] is None or count <= capacity[action]
+
+    # The documented greedy rule, re-implemented: down the priority list, take what fits.
+    remaining, left, expected = budget, dict(capacity), []
+    for row in out.itertuples():
+        take = (
+            isinstance(row.action, str)
+            and row.expected_net_value > 0
+            and row.action_cost <= remaining
+            and (left[row.action] is None or left[row.action] > 0)
+        )
+        if take:
+            remaining -= row.action_cost
+            if left[row.action] is not None:
+                left[row.action] -= 1
+        expected.append(take)
+    assert out["selected"].tolist() == expected
+
+
+def clv(p: np.ndarray, revenue: np.ndarray, cfg: DictConfig) -> np.ndarray:
+    """CLV as docs/scoring.md writes it."""
+    r = (1 - np.clip(p, 0, 1 - 1e-9)) ** ((365.25 / 12) / int(cfg.label.horizon_days))
+    d = (1 + float(cfg.value.annual_discount_rate)) ** (1 / 12) - 1
+    return float(cfg.value.margin_rate) * np.nan_to_num(revenue) * r / (1 + d - r)
+
+
+def test_chosen_action_is_the_argmax_of_the_documented_expected_value_rule(scored) -> None:
+    cfg, _, out = scored
+    features = features_at(cfg, AS_OF).merge(
+        out[["customer_id", "ladder_rung", "strategic_value"]], on="customer_id"
+    )
+    out = out.set_index("customer_id").loc[features["customer_id"]].reset_index()
+    con = duckdb.connect()
+    con.register("customers", features)
+    actions = cfg.actions
+    label_to_key = {spec.label: key for key, spec in cfg.reasons.families.items()}
+    reason_keys = out[["reason_1", "reason_2", "reason_3"]].map(lambda v: label_to_key.get(v))
+    p, value = out["p_churn"].to_numpy(), out["clv"].to_numpy()
+    assert value == pytest.approx(clv(p, features["monthly_revenue"].to_numpy(), cfg))
+    names, table = [], []
+    for name, spec in actions.catalogue.items():
+        eligible, cost = (
+            np.asarray(column)
+            for column in zip(
+                *con.execute(
+                    f"SELECT coalesce(({actions.contact_rule}) AND ({spec.get('eligible', 'TRUE')}), FALSE), "
+                    f"CAST(({spec.cost}) AS DOUBLE) FROM customers"
+                ).fetchall(),
+                strict=True,
+            )
+        )
+        cost = cost.astype(float)
+        if spec._target_.endswith("CorrectiveAction"):
+            rates = spec.save_rate
+            rate = np.array(
+                [max([rates.get(k, rates.default) for k in keys if isinstance(k, str)] + [rates.default])
+                 for keys in reason_keys.itertuples(index=False)]
+            )  # fmt: skip
+            applies = p >= float(actions.low_risk_below)
+            env = p * value * rate - cost
+        else:
+            moved = clv(
+                p * float(spec.get("churn_multiplier", 1.0)),
+                features["monthly_revenue"].to_numpy() + float(spec.get("revenue_uplift", 0.0)),
+                cfg,
+            )
+            applies = (p < float(actions.low_risk_below)) & out["ladder_rung"].isin(
+                list(spec.from_rungs)
+            ).to_numpy()
+            env = float(spec.conversion_rate) * (moved - value) - cost
+        names.append(name)
+        table.append(np.where(eligible.astype(bool) & applies & ~np.isnan(cost), env, np.nan))
+    envs = np.column_stack(table)
+    has = ~np.isnan(envs).all(axis=1)
+    best = np.full(len(out), None, dtype=object)
+    best[has] = np.asarray(names, dtype=object)[np.nanargmax(envs[has], axis=1)]
+    assert has.sum() > len(out) / 2
+    assert [None if pd.isna(a) else a for a in out["action"]] == best.tolist()
+    assert out.loc[has, "expected_net_value"].to_numpy() == pytest.approx(np.nanmax(envs[has], axis=1))
+    kinds = set(out.loc[out["selected"], "action_kind"])
+    assert kinds == {"corrective", "ladder"}  # the demo plan mixes corrective actions and ladder moves
+
+
+def test_complaints_are_a_top_reason_for_customers_with_unresolved_complaints(scored) -> None:
+    cfg, _, out = scored
+    complaints = pd.read_parquet(Path(cfg.data.path) / "complaints.parquet")
+    as_of = pd.Timestamp(AS_OF)
+    unresolved = complaints[
+        (complaints["opened_at"] < as_of)
+        & (complaints["resolved_at"].isna() | (complaints["resolved_at"] >= as_of))
+    ]["customer_id"].unique()
+    among_top = (out[["reason_1", "reason_2", "reason_3"]] == "complaints").any(axis=1)
+    with_open = out["customer_id"].isin(unresolved)
+    assert with_open.sum() >= 10
+    share_open, share_rest = among_top[with_open].mean(), among_top[~with_open].mean()
+    assert share_open >= 0.7 and share_open >= 3 * share_rest, (share_open, share_rest)
+    # and a reason reads as words, not column names
+    assert set(out["reason_1"].dropna()) <= {spec.label for spec in cfg.reasons.families.values()} | {
+        "other factors"
+    }
+
+
+def test_the_scoring_run_is_tracked_with_counts_budget_value_and_plots(scored) -> None:
+    cfg, result, out = scored
+    client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
+    run = client.get_run(result.run_id)
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags["stage"] == "score" and tags["model.version"] == out["model_version"].iloc[0]
+    assert len(tags["data.fingerprint"]) == 64 and tags["as_of"] == AS_OF
+    assert metrics["customers_scored"] == len(out)
+    assert metrics["budget_used"] == pytest.approx(out.loc[out["selected"], "action_cost"].sum())
+    assert metrics["expected_value_saved"] == pytest.approx(
+        (out.loc[out["selected"], "expected_net_value"] + out.loc[out["selected"], "action_cost"]).sum()
+    )
+    for rung, count in out["ladder_rung"].value_counts().items():
+        assert metrics[f"ladder_{rung}"] == count
+    for action, count in out.loc[out["selected"], "action"].value_counts().items():
+        assert metrics[f"action_{action}_selected"] == count
+
+    # Prospects: known before the date, never bought (no subscription started, no order) before it.
+    tables = Path(cfg.data.path)
+    customers = pd.read_parquet(tables / "customers.parquet")
+    subscriptions = pd.read_parquet(tables / "subscriptions.parquet")
+    orders = pd.read_parquet(tables / "orders.parquet")
+    as_of = pd.Timestamp(AS_OF)
+    bought = set(subscriptions.loc[pd.to_datetime(subscriptions["start_date"]) < as_of, "customer_id"]) | set(
+        orders.loc[pd.to_datetime(orders["order_date"]) < as_of, "customer_id"]
+    )
+    known = customers[pd.to_datetime(customers["signup_date"]) < as_of]
+    prospects = int((~known["customer_id"].isin(bought)).sum())
+    assert prospects > 0 and metrics["ladder_prospect"] == prospects
+
+    artifacts = {
+        a.path for folder in ("plots", "run_info") for a in client.list_artifacts(run.info.run_id, folder)
+    }
+    assert {"plots/budget_curve.png", "plots/loyalty_ladder.png", "run_info/actions.csv"} <= artifacts
+    assert "run_info/resolved_config.yaml" in artifacts
+
+
+def test_history_table_keeps_each_date_and_a_rerun_replaces_its_own_rows(trained, scored) -> None:
+    _, make, root = trained
+    cfg, first, out = scored
+    second = score(make("score.as_of=2023-11-01"))
+    again = score(make("score.as_of=2023-11-01"))
+    con = duckdb.connect(str(again.database), read_only=True)
+    counts = dict(con.execute(f"SELECT as_of, count(*) FROM {again.table} GROUP BY as_of").fetchall())
+    assert counts[date(2023, 12, 1)] == first.customers and counts[date(2023, 11, 1)] == second.customers
+    assert again.customers == second.customers
+    # the files hold the latest run only
+    assert set(pd.read_parquet(again.path)["as_of"]) == {date(2023, 11, 1)}
+
+
+def test_exact_selection_gets_at_least_the_greedy_value_within_the_same_budget(
+    trained, scored, tmp_path: Path
+) -> None:
+    _, make, _ = trained
+    _, _, greedy = scored
+    result = score(make(f"score.as_of={AS_OF}", "actions.selection=exact", f"score.output_dir={tmp_path}"))
+    exact = pd.read_parquet(result.path)
+    budget = float(make().actions.budget)
+    assert exact.loc[exact["selected"], "action_cost"].sum() <= budget + 1e-6
+    assert (
+        exact.loc[exact["selected"], "expected_net_value"].sum()
+        >= greedy.loc[greedy["selected"], "expected_net_value"].sum() - 1e-6
+    )
+
+
+def test_scoring_without_reasons_uses_default_save_rates(trained, tmp_path: Path) -> None:
+    _, make, _ = trained
+    result = score(make(f"score.as_of={AS_OF}", "reasons.enabled=false", f"score.output_dir={tmp_path}"))
+    out = pd.read_parquet(result.path)
+    assert out[["reason_1", "reason_2", "reason_3"]].isna().all().all()
+    assert out["action"].notna().sum() > 0
+
+
+def test_a_date_after_the_data_or_a_table_that_stops_early_is_refused(trained, tmp_path: Path) -> None:
+    cfg, make, _ = trained
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="after the end of the input data"):
+        score(make("score.as_of=2030-01-01", f"score.output_dir={out}"))
+
+    stale = tmp_path / "stale"
+    shutil.copytree(Path(cfg.data.path), stale)
+    (stale / "_manifest.json").unlink()
+    con = duckdb.connect()
+    con.execute(
+        f"COPY (SELECT * FROM '{stale}/events.parquet' WHERE event_time < DATE '2023-10-01') "
+        f"TO '{tmp_path}/events.parquet' (FORMAT parquet)"
+    )
+    shutil.move(tmp_path / "events.parquet", stale / "events.parquet")
+    with pytest.raises(
+        ConfigError, match=r"inputs are missing for score.as_of 2023-12-01: events ends on 2023-09-30"
+    ):
+        score(make(f"data.path={stale}", f"score.as_of={AS_OF}", f"score.output_dir={out}"))
+    assert not out.exists()
+
+    renamed = tmp_path / "renamed"
+    shutil.copytree(stale, renamed)
+    con.execute(
+        f"COPY (SELECT * REPLACE ('web_' || event_type AS event_type) FROM '{cfg.data.path}/events.parquet') "
+        f"TO '{renamed}/events.parquet' (FORMAT parquet)"
+    )
+    with pytest.raises(ConfigError, match="event types .* do not occur"):
+        score(make(f"data.path={renamed}", f"score.as_of={AS_OF}", f"score.output_dir={out}"))
+    assert not out.exists()
+
+
+def test_a_bad_decision_rule_fails_before_any_work_naming_its_key(trained, tmp_path: Path) -> None:
+    _, make, _ = trained
+    out = tmp_path / "out"
+    with pytest.raises(
+        DecisionConfigError, match=r"ladder.rules.client: 'tenure_dayz >= 365' cannot be evaluated"
+    ):
+        score(make("ladder.rules.client='tenure_dayz >= 365'", f"score.output_dir={out}"))
+    with pytest.raises(DecisionConfigError, match=r"actions.catalogue.discount.save_rate: \['pricing'\]"):
+        score(make("+actions.catalogue.discount.save_rate.pricing=0.3", f"score.output_dir={out}"))
+    assert not out.exists()
+
+
+def test_a_model_whose_signature_does_not_match_its_feature_manifest_is_refused(
+    trained, tmp_path: Path
+) -> None:
+    import json
+
+    cfg, make, _ = trained
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    name = cfg.mlflow.registered_model_name
+    champion = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias(name, "champion")
+    manifest = json.loads(
+        Path(
+            client.download_artifacts(version.run_id, "run_info/feature_manifest.json", str(tmp_path))
+        ).read_text()
+    )
+    manifest["features"] = [f for f in manifest["features"] if f["name"] != "open_complaints"]
+    mlflow.set_experiment(cfg.mlflow.experiment_name)
+    with mlflow.start_run(run_name="mismatched"):
+        folder = tmp_path / "run_info"
+        folder.mkdir(exist_ok=True)
+        (folder / "feature_manifest.json").write_text(json.dumps(manifest))
+        mlflow.log_artifacts(str(folder), artifact_path="run_info")
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=champion.unwrap_python_model(), signature=champion.metadata.signature
+        )
+    registered = mlflow.register_model(info.model_uri, name)
+    out = tmp_path / "out"
+    with pytest.raises(
+        ConfigError,
+        match=r"does not match the feature manifest .*only in the signature: \['open_complaints'\]",
+    ):
+        score(make(f"score.model_uri=models:/{name}/{registered.version}", f"score.output_dir={out}"))
+    assert not out.exists()
+
+
+def test_the_output_config_is_recorded(scored) -> None:
+    cfg, result, _ = scored
+    run = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(result.run_id)
+    assert run.data.params["actions.budget"] == str(OmegaConf.select(cfg, "actions.budget"))
+    assert run.data.params["actions.selection"] == "greedy"
+
+
+KILLED_MID_WRITE = """
+import os, sys, time, types
+from pathlib import Path
+
+import features.io as io
+
+# Pause forever at the first rename of a finished temp file, as a crash between writing and publishing would
+# leave it; the test kills this process there (SIGKILL: no clean-up runs).
+def replace(source, target):
+    Path(os.environ["CHURNWISE_TEST_READY"]).write_text(str(source))
+    time.sleep(600)
+
+io.os = types.SimpleNamespace(**{name: getattr(os, name) for name in dir(os) if not name.startswith("__")})
+io.os.replace = replace
+
+import runpy
+
+runpy.run_module("pipeline.score", run_name="__main__")  # as `python -m pipeline.score` runs it
+"""
+
+
+def test_killing_the_job_mid_write_leaves_the_previous_output_intact(trained, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, make, root = trained
+    out = tmp_path / "scores"
+    overrides = [f"paths.root_dir={root}", "debug=default", "evaluation.baseline=null",
+                 "data.generator.n_customers=4000", f"score.output_dir={out}"]  # fmt: skip
+    previous = score(make(*overrides[2:], f"score.as_of={AS_OF}"))
+    before = {p.name: p.read_bytes() for p in (previous.path, previous.csv_path)}
+    con = duckdb.connect(str(previous.database), read_only=True)
+    history = con.execute(f"SELECT count(*) FROM {previous.table}").fetchall()[0][0]
+    con.close()
+
+    launcher = tmp_path / "launcher.py"
+    launcher.write_text(KILLED_MID_WRITE)
+    ready = tmp_path / "ready"
+    project = Path(__file__).resolve().parents[2]
+    job = subprocess.Popen(
+        [sys.executable, str(launcher), *overrides, "score.as_of=2023-10-01"],
+        cwd=project,
+        env={**os.environ, "CHURNWISE_TEST_READY": str(ready), "PYTHONPATH": str(project)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 300
+    while not ready.exists() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert ready.exists(), job.stderr.read() if job.poll() is not None else "the job never reached the write"
+    os.kill(job.pid, signal.SIGKILL)
+    job.wait(timeout=30)
+    job.stderr.close()
+
+    # The killed run had written its temp files (hidden, beside the targets) and published nothing.
+    leftovers = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+    assert leftovers == [f".scores.csv.tmp-{job.pid}", f".scores.parquet.tmp-{job.pid}"]
+    assert {p.name: p.read_bytes() for p in (previous.path, previous.csv_path)} == before
+    assert set(pd.read_parquet(previous.path)["as_of"]) == {date.fromisoformat(AS_OF)}
+    con = duckdb.connect(str(previous.database), read_only=True)
+    assert con.execute(f"SELECT count(*) FROM {previous.table}").fetchall()[0][0] == history
+    assert (
+        con.execute(f"SELECT count(*) FROM {previous.table} WHERE as_of = DATE '2023-10-01'").fetchall()[0][0]
+        == 0
+    )
+    con.close()
+
+    # The next run publishes and clears the dead run's temp files.
+    rerun = score(make(*overrides[2:], "score.as_of=2023-10-01"))
+    assert set(pd.read_parquet(rerun.path)["as_of"]) == {date(2023, 10, 1)}
+    assert sorted(p.name for p in out.iterdir()) == ["scores.csv", "scores.parquet"]
+
+
+def test_inputs_lacking_a_table_the_model_was_trained_with_are_refused(trained, tmp_path: Path) -> None:
+    cfg, make, _ = trained
+    partial = tmp_path / "partial"
+    shutil.copytree(Path(cfg.data.path), partial)
+    (partial / "complaints.parquet").unlink()
+    (partial / "_manifest.json").unlink()
+    with pytest.raises(ConfigError, match="lacks complaints"):
+        score(make(f"data.path={partial}", f"score.output_dir={tmp_path / 'out'}"))
+    assert not (tmp_path / "out").exists()
