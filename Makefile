@@ -11,11 +11,11 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help setup lock data validate features train tune promote score test test-fast bench lint format ui clean clean-data
+.PHONY: help setup lock data validate features train tune promote score test test-fast bench bench-score lint format ui clean clean-data
 
 help: ## List the targets and what they do
 	@echo "churnwise: make <target> [ARGS='hydra overrides']"
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,7 +49,7 @@ tune: $(STAMP) ## Optuna search over the model's parameters (nested MLflow runs)
 promote: $(STAMP) ## Compare challenger and champion on the latest test slice; move the champion alias if better
 	$(PY) -m pipeline.promote $(ARGS)
 
-score: $(STAMP) ## Score active customers with the champion model as of the end of the data (scores.parquet/.csv)
+score: $(STAMP) ## Score active customers with the champion; value, ladder, reasons, actions within budget (outputs/scores)
 	$(PY) -m pipeline.score $(ARGS)
 
 test: $(STAMP) ## Run the whole test suite (unit, data, model, end-to-end; slow ones included)
@@ -60,6 +60,9 @@ test-fast: $(STAMP) ## Run the tests not marked slow
 
 bench: $(STAMP) ## Run the benchmarks in bench/ and write their results to bench/results/
 	$(PY) bench/generate_memory.py $(ARGS)
+
+bench-score: $(STAMP) ## Batch-scoring benchmark: customers/s with and without reasons, peak memory (20k, 1M)
+	$(PY) bench/score_bench.py $(ARGS)
 
 lint: $(STAMP) ## Check style with ruff
 	$(VENV)/bin/ruff check pipeline features models tests bench
