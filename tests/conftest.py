@@ -14,21 +14,22 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 PROJECT_ROOT = CONF_DIR.parent
 
 
+def compose_config(root: Path, *overrides: str, debug: bool = True) -> DictConfig:
+    """`conf/config.yaml` with paths under `root`, `debug=default` unless told otherwise, plus overrides."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(
+            config_name="config",
+            overrides=[f"paths.root_dir={root}", *(["debug=default"] if debug else []), *overrides],
+        )
+
+
 @pytest.fixture
 def make_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
     """Compose `conf/config.yaml` with `debug=default`, paths under tmp_path, plus any overrides."""
 
     def _compose(*overrides: str, debug: bool = True, root: Path | None = None) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(
-                config_name="config",
-                overrides=[
-                    f"paths.root_dir={root or tmp_path}",
-                    *(["debug=default"] if debug else []),
-                    *overrides,
-                ],
-            )
+        return compose_config(root or tmp_path, *overrides, debug=debug)
 
     yield _compose
     GlobalHydra.instance().clear()

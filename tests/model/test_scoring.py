@@ -17,6 +17,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import compose_config
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from features.errors import ConfigError
@@ -27,32 +29,17 @@ from pipeline.train import train
 pytestmark = pytest.mark.slow
 
 AS_OF = "2023-12-01"  # the last observation date of the debug data's training feature table
+# Debug data is too small for the model to learn the complaint effect; 4,000 customers and leaves of 100 (not
+# 400) customers are enough, and train in about 15 s.
+SHRUNK = ("evaluation.baseline=null", "data.generator.n_customers=4000", "model.min_child_samples=100")
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[DictConfig, Callable[..., DictConfig], Path]:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     root = tmp_path_factory.mktemp("scoring")
-    conf = Path(__file__).resolve().parents[2] / "conf"
 
     def make(*overrides: str) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-            return compose(
-                config_name="config",
-                # Debug data is too small for the model to learn the complaint effect; 4,000 customers and
-                # leaves of 100 (not 400) customers are enough, and train in about 15 s.
-                overrides=[
-                    f"paths.root_dir={root}",
-                    "debug=default",
-                    "evaluation.baseline=null",
-                    "data.generator.n_customers=4000",
-                    "model.min_child_samples=100",
-                    *overrides,
-                ],  # fmt: skip
-            )
+        return compose_config(root, *SHRUNK, *overrides)
 
     cfg = make()
     train(cfg)
@@ -406,9 +393,8 @@ def test_killing_the_job_mid_write_leaves_the_previous_output_intact(trained, tm
 
     _, make, root = trained
     out = tmp_path / "scores"
-    overrides = [f"paths.root_dir={root}", "debug=default", "evaluation.baseline=null",
-                 "data.generator.n_customers=4000", f"score.output_dir={out}"]  # fmt: skip
-    previous = score(make(*overrides[2:], f"score.as_of={AS_OF}"))
+    overrides = [f"paths.root_dir={root}", "debug=default", *SHRUNK, f"score.output_dir={out}"]
+    previous = score(make(f"score.output_dir={out}", f"score.as_of={AS_OF}"))
     before = {p.name: p.read_bytes() for p in (previous.path, previous.csv_path)}
     con = duckdb.connect(str(previous.database), read_only=True)
     history = con.execute(f"SELECT count(*) FROM {previous.table}").fetchall()[0][0]
@@ -448,7 +434,7 @@ def test_killing_the_job_mid_write_leaves_the_previous_output_intact(trained, tm
     con.close()
 
     # The next run publishes and clears the dead run's temp files.
-    rerun = score(make(*overrides[2:], "score.as_of=2023-10-01"))
+    rerun = score(make(f"score.output_dir={out}", "score.as_of=2023-10-01"))
     assert set(pd.read_parquet(rerun.path)["as_of"]) == {date(2023, 10, 1)}
     assert sorted(p.name for p in out.iterdir()) == ["scores.csv", "scores.parquet"]
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from conftest import compose_config
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from pipeline.promote import decide
@@ -19,18 +21,10 @@ pytestmark = pytest.mark.slow
 def trained(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[DictConfig, TrainResult, Callable[..., DictConfig]]:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     root = tmp_path_factory.mktemp("trained")
-    conf = Path(__file__).resolve().parents[2] / "conf"
 
     def make(*overrides: str) -> DictConfig:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-            return compose(
-                config_name="config", overrides=[f"paths.root_dir={root}", "debug=default", *overrides]
-            )
+        return compose_config(root, *overrides)
 
     cfg = make()
     result = train(cfg)
