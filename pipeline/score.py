@@ -117,9 +117,21 @@ def registered_model(model_uri: str) -> RegisteredModel:
             f"({error.message.splitlines()[0]}); run `make train` first or point score.model_uri at one"
         ) from error
     with tempfile.TemporaryDirectory() as tmp:
-        path = client.download_artifacts(version.run_id, "run_info/feature_manifest.json", tmp)
+        try:
+            path = client.download_artifacts(version.run_id, "run_info/feature_manifest.json", tmp)
+        except (MlflowException, OSError) as error:
+            raise ConfigError(
+                f"model {model_uri} (version {version.version}) has no feature manifest in its training run "
+                f"{version.run_id} (run_info/feature_manifest.json): only models trained by `make train` can "
+                f"rebuild their features for scoring"
+            ) from error
         manifest = json.loads(Path(path).read_text())
     return RegisteredModel(model_uri, str(version.version), version.run_id, manifest)
+
+
+def sql_path(path: Path) -> str:
+    """A file path as an SQL string literal."""
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 def decision_policy(cfg: DictConfig) -> DecisionPolicy:
@@ -331,9 +343,11 @@ def score(cfg: DictConfig) -> ScoreResult:
     publish_atomically(
         {
             path: lambda temp: con.execute(
-                f"COPY scoring_output TO '{temp}' (FORMAT parquet, COMPRESSION zstd)"
+                f"COPY scoring_output TO {sql_path(temp)} (FORMAT parquet, COMPRESSION zstd)"
             ),
-            csv_path: lambda temp: con.execute(f"COPY scoring_output TO '{temp}' (FORMAT csv, HEADER)"),
+            csv_path: lambda temp: con.execute(
+                f"COPY scoring_output TO {sql_path(temp)} (FORMAT csv, HEADER)"
+            ),
         }
     )
     upsert_history(con, database, table, as_of)
@@ -479,7 +493,7 @@ def score_chunks(
                 ).assign(model_version=model_version)
                 writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
                 bar.update(len(frame))
-        con.execute(f"CREATE OR REPLACE TEMP TABLE scored AS SELECT * FROM read_parquet('{results}')")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE scored AS SELECT * FROM read_parquet({sql_path(results)})")
 
 
 def finalise(con: Any, policy: DecisionPolicy) -> int:
@@ -526,7 +540,7 @@ def finalise(con: Any, policy: DecisionPolicy) -> int:
 def upsert_history(con: Any, database: Path, table: str, as_of: date) -> None:
     """Replace this as_of's rows of the DuckDB history table with the new output, in one transaction."""
     database.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"ATTACH '{database}' AS warehouse")
+    con.execute(f"ATTACH {sql_path(database)} AS warehouse")
     try:
         con.execute("BEGIN TRANSACTION")
         try:

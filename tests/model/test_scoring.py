@@ -353,6 +353,15 @@ def test_a_model_whose_signature_does_not_match_its_feature_manifest_is_refused(
         match=r"does not match the feature manifest .*only in the signature: \['open_complaints'\]",
     ):
         score(make(f"score.model_uri=models:/{name}/{registered.version}", f"score.output_dir={out}"))
+
+    # A model logged outside `make train` has no feature manifest to rebuild its features from.
+    with mlflow.start_run(run_name="no manifest"):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=champion.unwrap_python_model(), signature=champion.metadata.signature
+        )
+    registered = mlflow.register_model(info.model_uri, name)
+    with pytest.raises(ConfigError, match=f"version {registered.version}\\) has no feature manifest"):
+        score(make(f"score.model_uri=models:/{name}/{registered.version}", f"score.output_dir={out}"))
     assert not out.exists()
 
 
