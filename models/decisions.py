@@ -188,10 +188,6 @@ FROM (
         """Capacity of each action, by its index in the catalogue."""
         return {i: a.capacity for i, a in enumerate(self.catalogue)}
 
-    def reason_label_to_key(self) -> dict[str, str]:
-        """The family key of each reason as written in the output."""
-        return {label: key for key, label in self.reasons.labels.items()}
-
 
 def action_index(actions: Sequence[str | None], names: Sequence[str]) -> np.ndarray:
     """Catalogue index of each action name (-1 for none)."""
