@@ -204,7 +204,9 @@ def summary_figures(summary: ScoringSummary) -> dict[str, Figure]:
     )  # fmt: skip
     ax.set_xlabel("cumulative cost of actions")
     ax.set_ylabel("cumulative expected net value")
-    ax.set_title("What more budget buys (customers with positive expected net value, by priority)")
+    ax.set_title(
+        "What more budget buys\n(customers with positive expected net value, in priority order)", fontsize=10
+    )
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     figures["budget_curve.png"] = fig
@@ -217,6 +219,7 @@ def summary_figures(summary: ScoringSummary) -> dict[str, Figure]:
         ax.annotate(
             text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8
         )
+    ax.set_ylim(top=max(float(ladder["customers"].max()), 1.0) * 1.18)
     ax.set_ylabel("customers")
     ax.set_title("Loyalty ladder (prospects are counted, not scored)")
     figures["loyalty_ladder.png"] = fig
