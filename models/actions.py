@@ -208,31 +208,106 @@ def select_within_budget(
       and its capacity. Simple to explain (the list is worked from the top), but not always the best use of
       the budget: an expensive action can crowd out several cheaper ones worth more together.
     - `exact`: the 0/1 knapsack with capacity constraints, solved as a mixed-integer program (HiGHS through
-      `scipy.optimize.milp`): the largest total expected net value that fits. Bounded by
-      `time_limit_seconds`; the best solution found by then is used (logged if not proven optimal).
+      `scipy.optimize.milp`) over the customers an optimal selection may need (`undominated`): the largest
+      total expected net value that fits. Bounded by `time_limit_seconds`: the best solution found by then is
+      used (with a warning), or the greedy selection if none was found.
     """
     n = len(action)
     candidates = np.flatnonzero((action >= 0) & (value > 0) & (cost >= 0) & ~np.isnan(value))
-    selected = np.zeros(n, dtype=bool)
     if not len(candidates) or budget <= 0:
-        return selected
+        return np.zeros(n, dtype=bool)
     if method == "greedy":
-        remaining = float(budget)
-        left = {a: (None if c is None else int(c)) for a, c in capacity.items()}
-        cheapest = float(np.min(cost[candidates]))
-        for i in candidates:
-            a, c = int(action[i]), float(cost[i])
-            if c <= remaining and (left.get(a) is None or left[a] > 0):
-                selected[i] = True
-                remaining -= c
-                if left.get(a) is not None:
-                    left[a] -= 1
-                if remaining < cheapest:
-                    break
-        return selected
+        return _greedy_selection(action, cost, candidates, budget, capacity)
     if method == "exact":
-        return _exact_selection(action, cost, value, candidates, budget, capacity, time_limit_seconds)
+        selected = _exact_selection(action, cost, value, candidates, budget, capacity, time_limit_seconds)
+        if selected is None:
+            log.warning(
+                "the exact selection found no solution within %g s (actions.exact_time_limit_seconds); "
+                "using the greedy selection instead",
+                time_limit_seconds,
+            )
+            return _greedy_selection(action, cost, candidates, budget, capacity)
+        return selected
     raise DecisionConfigError(f"actions.selection: unknown method {method!r}; use greedy or exact")
+
+
+def _greedy_selection(
+    action: np.ndarray,
+    cost: np.ndarray,
+    candidates: np.ndarray,
+    budget: float,
+    capacity: Mapping[int, int | None],
+) -> np.ndarray:
+    selected = np.zeros(len(action), dtype=bool)
+    remaining = float(budget)
+    left = {a: (None if c is None else int(c)) for a, c in capacity.items()}
+    cheapest = float(np.min(cost[candidates]))
+    for i in candidates:
+        a, c = int(action[i]), float(cost[i])
+        if c <= remaining and (left.get(a) is None or left[a] > 0):
+            selected[i] = True
+            remaining -= c
+            if left.get(a) is not None:
+                left[a] -= 1
+            if remaining < cheapest:
+                break
+    return selected
+
+
+def undominated(
+    action: np.ndarray,
+    cost: np.ndarray,
+    value: np.ndarray,
+    candidates: np.ndarray,
+    budget: float,
+    capacity: Mapping[int, int | None],
+) -> np.ndarray:
+    """The candidates an optimal selection may need; the others can be left out without losing value.
+
+    Swapping a selected customer for an unselected one with the same action who costs no more and is worth no
+    less keeps the selection within budget and capacity and is no worse. At most `limit` customers of an
+    action can be selected (its capacity, and the budget over its cheapest cost), so a customer with at least
+    `limit` such better customers is never needed. (Ties are ordered by value, then cost, then position, so
+    of many identical customers the first `limit` stay.)
+    """
+    kept = []
+    for a in np.unique(action[candidates]):
+        items = candidates[action[candidates] == a]
+        c, v = cost[items], value[items]
+        cheapest = float(c.min())
+        limit = len(items) if cheapest <= 0 else int(budget // cheapest)
+        if capacity.get(int(a)) is not None:
+            limit = min(limit, int(capacity[int(a)]))
+        if len(items) > limit:
+            items = items[_fewer_betters_than(c, v, limit)]
+        kept.append(items)
+    return np.sort(np.concatenate(kept))
+
+
+def _fewer_betters_than(cost: np.ndarray, value: np.ndarray, limit: int) -> np.ndarray:
+    """For each item, whether fewer than `limit` items come before it (higher value, then lower cost) and cost
+    no more than it."""
+    order = np.lexsort((np.arange(len(cost)), cost, -value))
+    keep = np.zeros(len(cost), dtype=bool)
+    if np.all(cost == cost[0]):
+        keep[order[:limit]] = True
+        return keep
+    # Count, in that order, the earlier items costing no more (a Fenwick tree over the cost ranks).
+    distinct = np.unique(cost)
+    rank = np.searchsorted(distinct, cost, side="right")  # 1 .. len(distinct)
+    tree = [0] * (len(distinct) + 1)
+    for i in order:
+        count, r = 0, int(rank[i])
+        while r > 0:
+            count += tree[r]
+            r -= r & -r
+        if count < limit:
+            keep[i] = True
+        r = int(rank[i])
+        while r <= len(distinct):
+            tree[r] += 1
+            r += r & -r
+    return keep
 
 
 def _exact_selection(
@@ -243,10 +318,11 @@ def _exact_selection(
     budget: float,
     capacity: Mapping[int, int | None],
     time_limit_seconds: float,
-) -> np.ndarray:
+) -> np.ndarray | None:
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import csr_array, vstack
 
+    candidates = undominated(action, cost, value, candidates, budget, capacity)
     m = len(candidates)
     rows = [csr_array(cost[candidates].reshape(1, -1))]
     upper = [float(budget)]
@@ -262,7 +338,7 @@ def _exact_selection(
         options={"time_limit": float(time_limit_seconds), "mip_rel_gap": 0.0},
     )
     if result.x is None:
-        raise RuntimeError(f"the exact selection found no solution: {result.message}")
+        return None
     if result.status != 0:
         log.warning("exact selection stopped before proving optimality: %s", result.message)
     chosen = candidates[np.round(result.x) > 0.5]

@@ -88,8 +88,19 @@ def test_output_has_the_columns_and_the_pyfunc_probabilities_of_the_training_fea
     assert csv["p_churn"].to_numpy() == pytest.approx(out["p_churn"].to_numpy())
 
 
-def test_priority_and_selection_follow_the_greedy_rule_within_budget_and_capacity(scored) -> None:
-    cfg, _, out = scored
+@pytest.fixture(scope="module")
+def greedy(trained, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    _, make, _ = trained
+    out = tmp_path_factory.mktemp("greedy")
+    return pd.read_parquet(
+        score(make(f"score.as_of={AS_OF}", "actions.selection=greedy", f"score.output_dir={out}")).path
+    )
+
+
+def test_priority_and_selection_follow_the_greedy_rule_within_budget_and_capacity(scored, greedy) -> None:
+    cfg, _, exact = scored
+    out = greedy
+    assert out.drop(columns="selected").equals(exact.drop(columns="selected"))  # only the selection differs
     assert out["priority"].tolist() == list(range(1, len(out) + 1))
     values = out["expected_net_value"].to_numpy()
     ranked = values[~np.isnan(values)]
@@ -253,19 +264,19 @@ def test_history_table_keeps_each_date_and_a_rerun_replaces_its_own_rows(trained
     assert set(pd.read_parquet(again.path)["as_of"]) == {date(2023, 11, 1)}
 
 
-def test_exact_selection_gets_at_least_the_greedy_value_within_the_same_budget(
-    trained, scored, tmp_path: Path
+def test_the_exact_selection_gets_more_value_than_greedy_within_the_same_budget_and_capacities(
+    scored, greedy
 ) -> None:
-    _, make, _ = trained
-    _, _, greedy = scored
-    result = score(make(f"score.as_of={AS_OF}", "actions.selection=exact", f"score.output_dir={tmp_path}"))
-    exact = pd.read_parquet(result.path)
-    budget = float(make().actions.budget)
-    assert exact.loc[exact["selected"], "action_cost"].sum() <= budget + 1e-6
-    assert (
-        exact.loc[exact["selected"], "expected_net_value"].sum()
-        >= greedy.loc[greedy["selected"], "expected_net_value"].sum() - 1e-6
-    )
+    cfg, _, exact = scored
+    chosen = exact[exact["selected"]]
+    assert 0 < chosen["action_cost"].sum() <= float(cfg.actions.budget) + 1e-6
+    assert (chosen["expected_net_value"] > 0).all()
+    for action, count in chosen["action"].value_counts().items():
+        limit = cfg.actions.catalogue[action].get("capacity")
+        assert limit is None or count <= limit
+    exact_value = chosen["expected_net_value"].sum()
+    greedy_value = greedy.loc[greedy["selected"], "expected_net_value"].sum()
+    assert exact_value >= greedy_value - 1e-6, (exact_value, greedy_value)
 
 
 def test_scoring_without_reasons_uses_default_save_rates(trained, tmp_path: Path) -> None:
@@ -369,7 +380,7 @@ def test_the_output_config_is_recorded(scored) -> None:
     cfg, result, _ = scored
     run = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(result.run_id)
     assert run.data.params["actions.budget"] == str(OmegaConf.select(cfg, "actions.budget"))
-    assert run.data.params["actions.selection"] == "greedy"
+    assert run.data.params["actions.selection"] == "exact"
 
 
 KILLED_MID_WRITE = """

@@ -390,3 +390,39 @@ def test_clv_formula_matches_the_documented_example() -> None:
         np.array([0.1]), np.array([100.0]), horizon_days=90, margin_rate=0.35, annual_discount_rate=0.1
     )
     assert math.isclose(clv[0], 786, rel_tol=0.01)
+
+
+def optimum(
+    items: np.ndarray, action: np.ndarray, cost: np.ndarray, value: np.ndarray, budget: float, calls: int
+) -> float:
+    """The best total value of a selection among `items` within the budget and at most `calls` of action 0."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    rows = np.vstack([cost[items], (action[items] == 0).astype(float)])
+    result = milp(
+        -value[items], constraints=LinearConstraint(rows, -np.inf, [budget, float(calls)]),
+        integrality=np.ones(len(items)), bounds=Bounds(0, 1), options={"mip_rel_gap": 0.0},
+    )  # fmt: skip
+    return -result.fun
+
+
+def test_leaving_out_dominated_customers_keeps_the_optimum() -> None:
+    from models.actions import undominated
+
+    rng = np.random.default_rng(11)
+    for _ in range(5):
+        n = 400
+        action = rng.integers(0, 3, n)
+        # action 0 costs the same for everyone (e.g. a call), actions 1 and 2 depend on the customer
+        cost = np.where(action == 0, 15.0, rng.uniform(5, 60, n).round(0))
+        value = rng.uniform(0.1, 40, n).round(1)
+        value[:20] = value[20:40]  # identical customers must not drop each other
+        cost[:20] = cost[20:40]
+        action[:20] = action[20:40]
+        budget, capacity = 200.0, {0: 4, 1: None, 2: None}
+        candidates = np.arange(n)
+        kept = undominated(action, cost, value, candidates, budget, capacity)
+        assert len(kept) < n / 2  # the reduction is substantial ...
+
+        best = [optimum(items, action, cost, value, budget, calls=4) for items in (kept, candidates)]
+        assert best[0] == pytest.approx(best[1])  # ... and loses nothing
