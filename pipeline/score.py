@@ -269,7 +269,7 @@ def check_inputs_cover(
                 f"{t} ends on {d} ({(as_of - d).days} days before)" for t, d in sorted(stale.items())
             )
             raise ConfigError(
-                f"inputs are missing for score.as_of {as_of}: {listed}; its features would read as no activity. "
+                f"inputs are missing for score.as_of {as_of}: {listed}; their features would read as no activity. "
                 f"Provide data up to the scoring date, score an earlier date (score.as_of), or raise "
                 f"score.max_input_lag_days (now {lag})"
             )
