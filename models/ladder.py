@@ -12,12 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.errors import DecisionConfigError
-from models.rules import Rule
-
-
-def sql_text(text: str) -> str:
-    """A string as an SQL literal."""
-    return "'" + text.replace("'", "''") + "'"
+from models.rules import Rule, sql_text
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,11 @@ class Rule:
     kind: str = "BOOLEAN"  # BOOLEAN (a condition) or DOUBLE (an amount)
 
 
+def sql_text(text: str) -> str:
+    """A string (a name, a path) as an SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def referenced_names(sql: str, names: Iterable[str]) -> set[str]:
     """Which of `names` an SQL expression uses as identifiers (text inside string literals ignored)."""
     return set(_IDENTIFIER.findall(_STRING_LITERAL.sub("''", sql))) & set(names)

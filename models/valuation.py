@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.errors import DecisionConfigError
-from models.ladder import sql_text
-from models.rules import Rule
+from models.rules import Rule, sql_text
 
 
 @dataclass(frozen=True)

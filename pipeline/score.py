@@ -49,6 +49,7 @@ from models.decisions import DecisionPolicy, action_index
 from models.errors import DecisionConfigError
 from models.ladder import LoyaltyLadder
 from models.reasons import ReasonFamilies, top_reasons
+from models.rules import sql_text
 from models.valuation import Valuation
 from models.value import lifetime_value
 from pipeline.common import config_params, git_commit, load_inputs, setup_mlflow, stage
@@ -127,11 +128,6 @@ def registered_model(model_uri: str) -> RegisteredModel:
             ) from error
         manifest = json.loads(Path(path).read_text())
     return RegisteredModel(model_uri, str(version.version), version.run_id, manifest)
-
-
-def sql_path(path: Path) -> str:
-    """A file path as an SQL string literal."""
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def decision_policy(cfg: DictConfig) -> DecisionPolicy:
@@ -343,10 +339,10 @@ def score(cfg: DictConfig) -> ScoreResult:
     publish_atomically(
         {
             path: lambda temp: con.execute(
-                f"COPY scoring_output TO {sql_path(temp)} (FORMAT parquet, COMPRESSION zstd)"
+                f"COPY scoring_output TO {sql_text(str(temp))} (FORMAT parquet, COMPRESSION zstd)"
             ),
             csv_path: lambda temp: con.execute(
-                f"COPY scoring_output TO {sql_path(temp)} (FORMAT csv, HEADER)"
+                f"COPY scoring_output TO {sql_text(str(temp))} (FORMAT csv, HEADER)"
             ),
         }
     )
@@ -493,7 +489,9 @@ def score_chunks(
                 ).assign(model_version=model_version)
                 writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
                 bar.update(len(frame))
-        con.execute(f"CREATE OR REPLACE TEMP TABLE scored AS SELECT * FROM read_parquet({sql_path(results)})")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE scored AS SELECT * FROM read_parquet({sql_text(str(results))})"
+        )
 
 
 def finalise(con: Any, policy: DecisionPolicy) -> int:
@@ -540,7 +538,7 @@ def finalise(con: Any, policy: DecisionPolicy) -> int:
 def upsert_history(con: Any, database: Path, table: str, as_of: date) -> None:
     """Replace this as_of's rows of the DuckDB history table with the new output, in one transaction."""
     database.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"ATTACH {sql_path(database)} AS warehouse")
+    con.execute(f"ATTACH {sql_text(str(database))} AS warehouse")
     try:
         con.execute("BEGIN TRANSACTION")
         try:
