@@ -1,4 +1,4 @@
-"""Batch scoring and decisions with a model trained end to end on small demo data, tracked in a real MLflow store.
+"""Batch scoring and decisions with a model decision_project end to end on small demo data, tracked in a real MLflow store.
 
 Checks the output against independent computations from the documented rules (docs/scoring.md): the same
 probabilities as the registered pyfunc on the training features, the expected-value argmax, the budget, the
@@ -8,7 +8,6 @@ ladder counts; the reasons against the generator's complaints; and every refusal
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -17,39 +16,21 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import compose_config
-from hydra.core.global_hydra import GlobalHydra
+from config_helpers import SHRUNK
 from omegaconf import DictConfig, OmegaConf
 
 from features.errors import ConfigError
 from models.errors import DecisionConfigError
 from pipeline.score import ScoreResult, output_columns, score
-from pipeline.train import train
 
 pytestmark = pytest.mark.slow
 
 AS_OF = "2023-12-01"  # the last observation date of the debug data's training feature table
-# Debug data is too small for the model to learn the complaint effect; 4,000 customers and leaves of 100 (not
-# 400) customers are enough, and train in about 15 s.
-SHRUNK = ("evaluation.baseline=null", "data.generator.n_customers=4000", "model.min_child_samples=100")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[DictConfig, Callable[..., DictConfig], Path]:
-    root = tmp_path_factory.mktemp("scoring")
-
-    def make(*overrides: str) -> DictConfig:
-        return compose_config(root, *SHRUNK, *overrides)
-
-    cfg = make()
-    train(cfg)
-    yield cfg, make, root
-    GlobalHydra.instance().clear()
-
-
-@pytest.fixture(scope="module")
-def scored(trained) -> tuple[DictConfig, ScoreResult, pd.DataFrame]:
-    _, make, _ = trained
+def scored(decision_project) -> tuple[DictConfig, ScoreResult, pd.DataFrame]:
+    _, make, _ = decision_project
     cfg = make(f"score.as_of={AS_OF}")
     result = score(cfg)
     return cfg, result, pd.read_parquet(result.path)
@@ -67,7 +48,7 @@ def test_output_has_the_columns_and_the_pyfunc_probabilities_of_the_training_fea
     assert len(out) == result.customers > 100 and out["customer_id"].is_unique
     assert (out["as_of"] == date.fromisoformat(AS_OF)).all()
 
-    # Scoring rebuilt the features the model was trained on: the registered pyfunc, fed the training feature
+    # Scoring rebuilt the features the model was decision_project on: the registered pyfunc, fed the training feature
     # table's rows for the same date, gives the same probabilities for the same customers.
     features = features_at(cfg, AS_OF)
     assert sorted(out["customer_id"]) == features["customer_id"].tolist()
@@ -89,8 +70,8 @@ def test_output_has_the_columns_and_the_pyfunc_probabilities_of_the_training_fea
 
 
 @pytest.fixture(scope="module")
-def greedy(trained, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    _, make, _ = trained
+def greedy(decision_project, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    _, make, _ = decision_project
     out = tmp_path_factory.mktemp("greedy")
     return pd.read_parquet(
         score(make(f"score.as_of={AS_OF}", "actions.selection=greedy", f"score.output_dir={out}")).path
@@ -251,8 +232,8 @@ def test_the_scoring_run_is_tracked_with_counts_budget_value_and_plots(scored) -
     assert "run_info/resolved_config.yaml" in artifacts
 
 
-def test_history_table_keeps_each_date_and_a_rerun_replaces_its_own_rows(trained, scored) -> None:
-    _, make, root = trained
+def test_history_table_keeps_each_date_and_a_rerun_replaces_its_own_rows(decision_project, scored) -> None:
+    _, make, root = decision_project
     cfg, first, out = scored
     second = score(make("score.as_of=2023-11-01"))
     again = score(make("score.as_of=2023-11-01"))
@@ -279,16 +260,18 @@ def test_the_exact_selection_gets_more_value_than_greedy_within_the_same_budget_
     assert exact_value >= greedy_value - 1e-6, (exact_value, greedy_value)
 
 
-def test_scoring_without_reasons_uses_default_save_rates(trained, tmp_path: Path) -> None:
-    _, make, _ = trained
+def test_scoring_without_reasons_uses_default_save_rates(decision_project, tmp_path: Path) -> None:
+    _, make, _ = decision_project
     result = score(make(f"score.as_of={AS_OF}", "reasons.enabled=false", f"score.output_dir={tmp_path}"))
     out = pd.read_parquet(result.path)
     assert out[["reason_1", "reason_2", "reason_3"]].isna().all().all()
     assert out["action"].notna().sum() > 0
 
 
-def test_a_date_after_the_data_or_a_table_that_stops_early_is_refused(trained, tmp_path: Path) -> None:
-    cfg, make, _ = trained
+def test_a_date_after_the_data_or_a_table_that_stops_early_is_refused(
+    decision_project, tmp_path: Path
+) -> None:
+    cfg, make, _ = decision_project
     out = tmp_path / "out"
     with pytest.raises(ConfigError, match="after the end of the input data"):
         score(make("score.as_of=2030-01-01", f"score.output_dir={out}"))
@@ -319,8 +302,8 @@ def test_a_date_after_the_data_or_a_table_that_stops_early_is_refused(trained, t
     assert not out.exists()
 
 
-def test_a_bad_decision_rule_fails_before_any_work_naming_its_key(trained, tmp_path: Path) -> None:
-    _, make, _ = trained
+def test_a_bad_decision_rule_fails_before_any_work_naming_its_key(decision_project, tmp_path: Path) -> None:
+    _, make, _ = decision_project
     out = tmp_path / "out"
     with pytest.raises(
         DecisionConfigError, match=r"ladder.rules.client: 'tenure_dayz >= 365' cannot be evaluated"
@@ -332,11 +315,11 @@ def test_a_bad_decision_rule_fails_before_any_work_naming_its_key(trained, tmp_p
 
 
 def test_a_model_whose_signature_does_not_match_its_feature_manifest_is_refused(
-    trained, tmp_path: Path
+    decision_project, tmp_path: Path
 ) -> None:
     import json
 
-    cfg, make, _ = trained
+    cfg, make, _ = decision_project
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
     name = cfg.mlflow.registered_model_name
     champion = mlflow.pyfunc.load_model(f"models:/{name}@champion")
@@ -404,14 +387,16 @@ runpy.run_module("pipeline.score", run_name="__main__")  # as `python -m pipelin
 """
 
 
-def test_killing_the_job_mid_write_leaves_the_previous_output_intact(trained, tmp_path: Path) -> None:
+def test_killing_the_job_mid_write_leaves_the_previous_output_intact(
+    decision_project, tmp_path: Path
+) -> None:
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    _, make, root = trained
+    _, make, root = decision_project
     out = tmp_path / "scores"
     overrides = [f"paths.root_dir={root}", "debug=default", *SHRUNK, f"score.output_dir={out}"]
     previous = score(make(f"score.output_dir={out}", f"score.as_of={AS_OF}"))
@@ -459,8 +444,10 @@ def test_killing_the_job_mid_write_leaves_the_previous_output_intact(trained, tm
     assert sorted(p.name for p in out.iterdir()) == ["scores.csv", "scores.parquet"]
 
 
-def test_inputs_lacking_a_table_the_model_was_trained_with_are_refused(trained, tmp_path: Path) -> None:
-    cfg, make, _ = trained
+def test_inputs_lacking_a_table_the_model_was_trained_with_are_refused(
+    decision_project, tmp_path: Path
+) -> None:
+    cfg, make, _ = decision_project
     partial = tmp_path / "partial"
     shutil.copytree(Path(cfg.data.path), partial)
     (partial / "complaints.parquet").unlink()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import compose_config
+from config_helpers import compose_config
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 

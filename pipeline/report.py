@@ -1,0 +1,553 @@
+"""Stage: the retention report (`python -m pipeline.report`, `make report`).
+
+A report a data scientist hands to a retention manager, from the input tables, the trained model and the
+latest scoring output:
+
+- customer retention rate per quarter and year: the share of customers at the start of the period who are
+  still customers at its end, overall and by signup cohort, product, segment, contract type and ladder rung;
+- expected customer lifetime 1 / (1 - r) for the annual retention r, and what 5 and 10 more points are worth;
+- Kaplan-Meier survival curves by cohort and contract type (censoring and late entry handled);
+- lifetime value and value at risk by valuation segment and ladder rung (latest scoring);
+- why customers defect: complaints and unresolved complaints before churning, and the model's reasons;
+- the corrective plan of the latest scoring: actions, customers and value covered, budget used.
+
+Written as a self-contained HTML page with its plots (also as PNG files) and tables (CSV) under
+`report.output_dir`, and logged to MLflow as the artifacts of a report run. See docs/report.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from features.engine import (
+    DataWindow,
+    FeatureBuild,
+    FeaturePlan,
+    compute_features,
+    data_window,
+    plan_features,
+)
+from features.errors import ConfigError
+from features.io import fingerprint, publish_atomically
+from models.ladder import LoyaltyLadder
+from models.reasons import ReasonFamilies, top_reasons
+from models.retention import (
+    lifetime_table,
+    median_survival,
+    retention_figure,
+    retention_table,
+    survival_at,
+    survival_by_group,
+    survival_figure,
+)
+from models.rules import referenced_names
+from pipeline.common import git_commit, load_inputs, setup_mlflow, stage
+from pipeline.generate import ensure_demo_data
+
+log = logging.getLogger(__name__)
+DAYS_PER_MONTH = 365.25 / 12
+
+
+@dataclass
+class Report:
+    """The report's sections, in order: title, text, tables and figures."""
+
+    title: str
+    sections: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def add(
+        self,
+        title: str,
+        text: str = "",
+        tables: dict[str, pd.DataFrame] | None = None,
+        figures: dict[str, Any] | None = None,
+    ) -> None:
+        """Append a section."""
+        self.sections.append({"title": title, "text": text, "tables": tables or {}, "figures": figures or {}})
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """Where the report went and its headline numbers."""
+
+    html_path: Path
+    files: list[Path]
+    run_id: str
+    metrics: dict[str, float]
+
+
+def period_starts(window: DataWindow, months: int) -> list[date]:
+    """Period boundaries: first days of months divisible into periods of `months`, within the data window."""
+    starts = []
+    year, month = window.start.year, window.start.month
+    if window.start.day != 1:
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    while (month - 1) % months:
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    while date(year, month, 1) <= window.end:
+        starts.append(date(year, month, 1))
+        month += months
+        while month > 12:
+            year, month = year + 1, month - 12
+    return starts
+
+
+def snapshot_customers(
+    cfg: DictConfig, con: Any, present: set[str], window: DataWindow, dates: list[date], ladder: LoyaltyLadder
+) -> pd.DataFrame:
+    """The customers at each date (the label's population) with what the report groups them by."""
+    features_cfg = OmegaConf.to_container(cfg.features, resolve=True)
+    plan = plan_features(features_cfg, present, ())
+    by_name = {f.name: f for f in plan.features}
+    needed = set().union(*(referenced_names(sql, by_name) for sql in ladder.rules.values()))
+    needed |= {"max_term_months", str(cfg.value.revenue_feature)} & set(by_name)
+    snapshot_plan = FeaturePlan(tuple(f for f in plan.features if f.name in needed), plan.skipped, ())
+    label_cfg = OmegaConf.to_container(cfg.label, resolve=True)
+    compute_features(con, FeatureBuild(snapshot_plan, tuple(dates), window, 0, label_cfg, {}), present, dates)
+    absent = "".join(
+        f", CAST(NULL AS DOUBLE) AS {name}"
+        for sql in ladder.rules.values()
+        for name in sorted(referenced_names(sql, _configured_names(features_cfg)) - needed)
+    )
+    columns = [row[0] for row in con.execute("DESCRIBE feature_table").fetchall()]
+    segment = "c.segment" if "segment" in _columns(con, "customers") else "CAST(NULL AS VARCHAR)"
+    contract = (
+        "CASE WHEN f.max_term_months IS NULL THEN NULL WHEN f.max_term_months = 0 THEN 'month-to-month' "
+        "WHEN f.max_term_months <= 12 THEN '12-month term' ELSE 'longer term' END"
+        if "max_term_months" in columns
+        else "CAST(NULL AS VARCHAR)"
+    )
+    revenue = f"f.{cfg.value.revenue_feature}" if str(cfg.value.revenue_feature) in columns else "NULL"
+    return con.execute(
+        f"""SELECT f.observation_date AS period_start, f.customer_id,
+                   CAST(year(c.signup_date) AS VARCHAR) AS cohort, {segment} AS segment,
+                   {contract} AS contract_type, {ladder.rung_sql()} AS ladder_rung,
+                   CAST({revenue} AS DOUBLE) AS monthly_revenue
+            FROM (SELECT *{absent} FROM feature_table) f JOIN customers c USING (customer_id)"""
+    ).df()
+
+
+def _configured_names(features_cfg: dict[str, Any]) -> set[str]:
+    from features.contract import CONTRACT
+
+    return {f.name for f in plan_features(features_cfg, set(CONTRACT.table_names), ("event",)).features}
+
+
+def _columns(con: Any, table: str) -> set[str]:
+    return {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+
+
+def period_rows(snapshots: pd.DataFrame, starts: list[date], label: str) -> pd.DataFrame:
+    """One row per customer at the start of each complete period, with whether they were there at its end."""
+    rows = []
+    present = snapshots.groupby("period_start")["customer_id"].apply(set).to_dict()
+    for begin, end in zip(starts[:-1], starts[1:], strict=True):
+        at_start = snapshots[snapshots["period_start"] == pd.Timestamp(begin)]
+        at_end = present.get(pd.Timestamp(end), set())
+        frame = at_start.assign(
+            period=_period_label(begin, label), retained=at_start["customer_id"].isin(at_end).to_numpy()
+        )
+        rows.append(frame)
+    return (
+        pd.concat(rows, ignore_index=True) if rows else snapshots.iloc[0:0].assign(period="", retained=False)
+    )
+
+
+def _period_label(begin: date, label: str) -> str:
+    return str(begin.year) if label == "year" else f"{begin.year}-Q{(begin.month - 1) // 3 + 1}"
+
+
+def customer_spells(con: Any, window: DataWindow) -> pd.DataFrame:
+    """Each customer's spell as a subscriber, in months: entry (late entry when it began before the data was
+    observed), duration to churn or to the end of the data (censored), the start cohort and first contract."""
+    spells = con.execute(
+        """WITH firsts AS (
+             SELECT customer_id, min(start_date) AS origin,
+                    max(end_date) AS last_end, bool_or(end_date IS NULL) AS active,
+                    arg_min(contract_term_months, start_date) AS first_term
+             FROM subscriptions GROUP BY customer_id)
+           SELECT customer_id, origin, CASE WHEN active THEN NULL ELSE last_end END AS churn_date, first_term
+           FROM firsts"""
+    ).df()
+    origin = pd.to_datetime(spells["origin"])
+    churn = pd.to_datetime(spells["churn_date"])
+    observed_from, end = pd.Timestamp(window.start), pd.Timestamp(window.end)
+    exit_ = churn.fillna(end)
+    spells["event"] = churn.notna().to_numpy()
+    spells["duration"] = (exit_ - origin).dt.days / DAYS_PER_MONTH
+    spells["entry"] = ((observed_from - origin).dt.days / DAYS_PER_MONTH).clip(lower=0)
+    spells["cohort"] = np.where(
+        origin < observed_from, f"before {observed_from.year}", origin.dt.year.astype(str)
+    )
+    spells["contract_type"] = np.where(spells["first_term"] > 0, "term contract", "month-to-month")
+    return spells[spells["duration"] > spells["entry"]].reset_index(drop=True)
+
+
+def defection_reasons(
+    con: Any, spells: pd.DataFrame, window: DataWindow, lookback_days: int, present: set[str]
+) -> pd.DataFrame:
+    """Complaint categories and unresolved complaints before churning, among churners and, for comparison,
+    among the customers still there at the end of the data (in the same look-back)."""
+    if "complaints" not in present:
+        return pd.DataFrame()
+    churned = spells[spells["event"]][["customer_id", "churn_date"]].rename(columns={"churn_date": "until"})
+    churned["until"] = pd.to_datetime(churned["until"])
+    stayed = spells[~spells["event"]][["customer_id"]].assign(until=pd.Timestamp(window.end))
+    con.register("report_people", pd.concat([churned.assign(group="churned"), stayed.assign(group="stayed")]))
+    table = con.execute(
+        f"""WITH people AS (SELECT customer_id, CAST(until AS TIMESTAMP) AS until, "group" FROM report_people),
+                 totals AS (SELECT "group", count(*) AS n FROM people GROUP BY "group"),
+                 hits AS (
+                   SELECT p."group", 'complaint: ' || c.category AS reason, p.customer_id
+                   FROM people p JOIN complaints c ON c.customer_id = p.customer_id
+                    AND c.opened_at < p.until AND c.opened_at >= p.until - INTERVAL {int(lookback_days)} DAY
+                   UNION ALL
+                   SELECT p."group", 'unresolved complaint when leaving', p.customer_id
+                   FROM people p JOIN complaints c ON c.customer_id = p.customer_id
+                    AND c.opened_at < p.until AND (c.resolved_at IS NULL OR c.resolved_at >= p.until))
+            SELECT h.reason, h."group", count(DISTINCT h.customer_id) AS customers, any_value(t.n) AS of_customers
+            FROM hits h JOIN totals t USING ("group") GROUP BY h.reason, h."group" """
+    ).df()
+    con.unregister("report_people")
+    if table.empty:
+        return table
+    table["share"] = table["customers"] / table["of_customers"]
+    wide = table.pivot(index="reason", columns="group", values=["customers", "share"]).fillna(0)
+    out = pd.DataFrame(
+        {
+            "reason": wide.index,
+            "churners": wide[("customers", "churned")].astype(int).to_numpy()
+            if ("customers", "churned") in wide
+            else 0,
+            "share_of_churners": wide[("share", "churned")].to_numpy()
+            if ("share", "churned") in wide
+            else 0.0,
+            "share_of_stayers": wide[("share", "stayed")].to_numpy() if ("share", "stayed") in wide else 0.0,
+        }
+    )
+    out["lift"] = out["share_of_churners"] / out["share_of_stayers"].replace(0, np.nan)
+    return out.sort_values(["churners", "reason"], ascending=[False, True]).reset_index(drop=True)
+
+
+def model_reasons_of_churners(cfg: DictConfig) -> tuple[pd.DataFrame, str]:
+    """The champion model's reason families for churners, at their last snapshot before churning."""
+    import mlflow
+
+    table_path = Path(cfg.paths.features_dir) / "features.parquet"
+    uri = cfg.score.model_uri or f"models:/{cfg.mlflow.registered_model_name}@champion"
+    if not table_path.is_file():
+        return pd.DataFrame(), f"no feature table at {table_path}: run `make train` first"
+    try:
+        model = mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+    except Exception as error:  # noqa: BLE001 - any failure to load means the section cannot be made
+        return pd.DataFrame(), f"no model {uri} to explain churners with ({str(error).splitlines()[0]})"
+    snapshots = pd.read_parquet(table_path)
+    churners = (
+        snapshots[snapshots["churned"] == 1].sort_values("observation_date").groupby("customer_id").tail(1)
+    )
+    if churners.empty:
+        return pd.DataFrame(), "no churners among the labelled snapshots"
+    families = ReasonFamilies.from_config(OmegaConf.to_container(cfg.reasons, resolve=True))
+    reasons = top_reasons(model.contributions(churners), model.features, families, int(cfg.reasons.top_k))
+    labels = pd.DataFrame(reasons.labels)
+    counts = pd.DataFrame({"reason": [families.labels[key] for key in families.keys]})
+    counts["first_reason"] = [int((labels[0] == r).sum()) for r in counts["reason"]]
+    counts["among_top"] = [int((labels == r).any(axis=1).sum()) for r in counts["reason"]]
+    counts["share_of_churners"] = counts["among_top"] / len(churners)
+    counts = counts[counts["among_top"] > 0].sort_values("among_top", ascending=False).reset_index(drop=True)
+    return counts, f"{len(churners):,} churners, each at the last labelled snapshot before they left ({uri})"
+
+
+def build_report(cfg: DictConfig, con: Any, present: set[str]) -> Report:
+    """Compute every section of the report from the validated tables on `con`."""
+    window = data_window(con, present)
+    ladder = LoyaltyLadder.from_config(OmegaConf.to_container(cfg.ladder, resolve=True))
+    months = int(cfg.report.period_months)
+    starts = period_starts(window, months)
+    if len(starts) < 2:
+        raise ConfigError(
+            f"the data ({window.start} .. {window.end}) spans no complete period of {months} months"
+        )
+    report = Report(f"Retention report: {cfg.data.name}, data {window.start} to {window.end}")
+    snapshots = snapshot_customers(cfg, con, present, window, starts, ladder)
+    snapshots["period_start"] = pd.to_datetime(snapshots["period_start"])
+    minimum = int(cfg.report.min_customers)
+
+    quarters = period_rows(snapshots, starts, "quarter" if months == 3 else "period")
+    years = period_rows(snapshots, [d for d in starts if d.month == 1], "year")
+    by_period = {"per quarter" if months == 3 else f"per {months} months": quarters, "per year": years}
+    overall = {name: retention_table(rows) for name, rows in by_period.items()}
+    report.add(
+        "Customer retention rate",
+        "Share of the customers at the start of each period who are still customers at its end (customers: "
+        f"the label's population, '{cfg.label.population}').",
+        {f"overall {name}": table for name, table in overall.items()},
+        {
+            "retention_overall.png": retention_figure(
+                overall[next(iter(overall))], None, "Retention rate per period"
+            )
+        },
+    )
+    groups = {
+        "signup cohort": "cohort",
+        "segment": "segment",
+        "contract type": "contract_type",
+        "ladder rung": "ladder_rung",
+    }
+    group_tables, group_figures = {}, {}
+    for title, column in groups.items():
+        if quarters[column].notna().any():
+            table = retention_table(years if not years.empty else quarters, [column], minimum)
+            group_tables[f"by {title} (per year)"] = table
+            group_figures[f"retention_by_{column}.png"] = retention_figure(
+                retention_table(quarters, [column], minimum), column, f"Retention rate per quarter by {title}"
+            )
+    if "subscriptions" in present:
+        # observation_dates: the period starts, left on the connection by the snapshot's feature build
+        products = con.execute(
+            """SELECT DISTINCT o.observation_date AS period_start, s.customer_id, s.product
+               FROM observation_dates o JOIN subscriptions s
+                 ON s.start_date < o.observation_date AND (s.end_date IS NULL OR s.end_date >= o.observation_date)"""
+        ).df()
+        products["period_start"] = pd.to_datetime(products["period_start"])
+        product_rows = (years if not years.empty else quarters)[
+            ["period_start", "customer_id", "period", "retained"]
+        ]
+        product_rows = product_rows.merge(products, on=["period_start", "customer_id"])
+        group_tables["by product held at the start (per year)"] = retention_table(
+            product_rows, ["product"], minimum
+        )
+    report.add(
+        "Retention by group", "Groups as they were at the start of each period.", group_tables, group_figures
+    )
+
+    annual = overall["per year"]
+    if annual.empty:
+        annual_rate = float(overall[next(iter(overall))]["retention_rate"].mean()) ** (12 / months)
+        basis = f"the mean {months}-month rate, compounded to a year"
+    else:
+        annual_rate = float(annual["retained"].sum() / annual["customers"].sum())
+        basis = f"all customers of the complete years {', '.join(annual['period'])}"
+    latest = snapshots[snapshots["period_start"] == snapshots["period_start"].max()]
+    margin = float(cfg.value.margin_rate) * 12 * float(latest["monthly_revenue"].fillna(0).mean())
+    lifetimes = lifetime_table(annual_rate, margin, len(latest), list(cfg.report.improvements))
+    report.metrics |= {
+        "annual_retention": annual_rate,
+        "expected_lifetime_years": lifetimes.loc[0, "expected_lifetime_years"],
+    }
+    report.add(
+        "Expected lifetime and what retention is worth",
+        f"Expected lifetime = 1 / (1 - r) years for the annual retention r = {annual_rate:.1%} ({basis}): "
+        "80% gives 5 years, 90% gives 10. Lifetime value = annual margin x lifetime (undiscounted), with the "
+        f"annual margin {margin:,.0f} = margin rate {cfg.value.margin_rate} x 12 x the mean monthly revenue of "
+        f"the {len(latest):,} customers at the end of the data.",
+        {"lifetime and value by annual retention": lifetimes},
+    )
+
+    if "subscriptions" in present:
+        spells = customer_spells(con, window)
+        curves = {
+            column: survival_by_group(spells, column, minimum) for column in ("cohort", "contract_type")
+        }
+        summary = pd.DataFrame(
+            [
+                {"group": column, "value": name, "customers": int((spells[column] == name).sum()),
+                 "churned": int(spells.loc[spells[column] == name, "event"].sum()),
+                 **{f"S({m} months)": s for m, s in zip((12, 24, 36), survival_at(curve, [12, 24, 36]), strict=True)},
+                 "median_months": median_survival(curve)}
+                for column, by_value in curves.items() for name, curve in by_value.items()
+            ]
+        )  # fmt: skip
+        report.add(
+            "Survival (Kaplan-Meier)",
+            "Share of customers still subscribed after each month of tenure, from their first subscription. "
+            "Customers still subscribed at the end of the data are censored there; customers who started before "
+            f"the data was observed ({window.start}) enter the risk set only then (late entry), so those who left "
+            "earlier and are missing from the data do not bias the curves. Bands: 95% (Greenwood, log-log).",
+            {"survival by group": summary},
+            {
+                "survival_by_cohort.png": survival_figure(curves["cohort"], "Survival by start cohort"),
+                "survival_by_contract.png": survival_figure(
+                    curves["contract_type"], "Survival by first contract"
+                ),
+            },
+        )
+        reasons = defection_reasons(con, spells, window, int(cfg.report.complaint_lookback_days), present)
+        model_reasons, note = model_reasons_of_churners(cfg)
+        report.add(
+            "Why customers defect",
+            f"Complaints in the {cfg.report.complaint_lookback_days} days before leaving, and complaints still "
+            "unresolved when they left, among churners; stayers (in the same look-back before the end of the "
+            f"data) for comparison. Then the model's reasons for the churners: {note}.",
+            {"complaints before leaving": reasons, "the model's reasons (top 3 per churner)": model_reasons},
+        )
+        report.metrics["churners"] = float(spells["event"].sum())
+
+    scores_path = Path(cfg.score.output_dir) / "scores.parquet"
+    if scores_path.is_file():
+        scores = pd.read_parquet(scores_path)
+        add_scoring_sections(report, scores, scores_path)
+    else:
+        report.add(
+            "Value at risk and the corrective plan", f"No scoring output at {scores_path}: run `make score`."
+        )
+    return report
+
+
+def add_scoring_sections(report: Report, scores: pd.DataFrame, path: Path) -> None:
+    """Lifetime value and value at risk by segment and rung, and the corrective plan, from a scoring output."""
+    import matplotlib.pyplot as plt
+
+    as_of = scores["as_of"].iloc[0]
+    value = {
+        f"by {column.replace('_', ' ')}": scores.groupby(column, observed=True)
+        .agg(customers=("customer_id", "size"), clv=("clv", "sum"), mean_clv=("clv", "mean"),
+             value_at_risk=("value_at_risk", "sum"), mean_p_churn=("p_churn", "mean"))
+        .sort_values("value_at_risk", ascending=False).reset_index()
+        for column in ("valuation_segment", "ladder_rung")
+    }  # fmt: skip
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.hist(scores["clv"], bins=50, color="tab:blue")
+    ax.set_xlabel("customer lifetime value")
+    ax.set_ylabel("customers")
+    ax.set_title(f"Lifetime value distribution ({len(scores):,} customers, as of {as_of})", fontsize=10)
+    report.add(
+        "Lifetime value and value at risk",
+        f"From the latest scoring output ({path}, as of {as_of}, model version {scores['model_version'].iloc[0]}).",
+        value,
+        {"clv_distribution.png": fig},
+    )
+    chosen = scores[scores["action"].notna()]
+    plan = (
+        chosen.groupby(["action", "action_kind"])
+        .apply(
+            lambda rows: pd.Series(
+                {
+                    "best_for": len(rows),
+                    "selected": int(rows["selected"].sum()),
+                    "cost": rows.loc[rows["selected"], "action_cost"].sum(),
+                    "value_at_risk_covered": rows.loc[rows["selected"], "value_at_risk"].sum(),
+                    "expected_saved": (rows["expected_net_value"] + rows["action_cost"])[
+                        rows["selected"]
+                    ].sum(),
+                }
+            ),
+            include_groups=False,
+        )
+        .reset_index()
+        .sort_values("selected", ascending=False)
+    )
+    selected = scores[scores["selected"]]
+    report.metrics |= {
+        "plan_customers": float(len(selected)),
+        "plan_budget_used": float(selected["action_cost"].sum()),
+    }
+    report.add(
+        "The corrective plan",
+        f"{len(selected):,} customers selected, budget used {selected['action_cost'].sum():,.0f}, value at risk "
+        f"covered {selected['value_at_risk'].sum():,.0f} of {scores['value_at_risk'].sum():,.0f}, expected value "
+        f"saved {(selected['expected_net_value'] + selected['action_cost']).sum():,.0f}.",
+        {"actions": plan},
+    )
+
+
+def render_html(report: Report, images: dict[str, bytes]) -> str:
+    """The report as one self-contained HTML page (plots embedded as PNG)."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(report.title)}</title><style>",
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}"
+        "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}"
+        "img{max-width:100%;margin:.5em 0}h2{border-bottom:2px solid #ddd;padding-bottom:.2em}",
+        f"</style></head><body><h1>{html.escape(report.title)}</h1>",
+    ]
+    for section in report.sections:
+        parts.append(f"<h2>{html.escape(section['title'])}</h2><p>{html.escape(section['text'])}</p>")
+        for name, table in section["tables"].items():
+            parts.append(f"<h3>{html.escape(name)}</h3>")
+            parts.append(
+                table.to_html(index=False, float_format=lambda x: f"{x:,.4g}", na_rep="")
+                if len(table)
+                else "<p>(no rows)</p>"
+            )
+        for name in section["figures"]:
+            encoded = base64.b64encode(images[name]).decode()
+            parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def report(cfg: DictConfig) -> ReportResult:
+    """Build the report, write it atomically (HTML, PNGs, CSVs) and log it to MLflow as a report run."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    ensure_demo_data(cfg)
+    tables, _ = load_inputs(cfg)
+    setup_mlflow(cfg)
+    built = build_report(cfg, tables.con, set(tables.report.present))
+    images: dict[str, bytes] = {}
+    for section in built.sections:
+        for name, figure in section["figures"].items():
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+            plt.close(figure)
+            images[name] = buffer.getvalue()
+    out = Path(cfg.report.output_dir)
+    writers = {out / name: (lambda temp, data=data: temp.write_bytes(data)) for name, data in images.items()}
+    for section in built.sections:
+        for name, table in section["tables"].items():
+            file_name = (
+                "".join(ch if ch.isalnum() else "_" for ch in f"{section['title']}_{name}".lower()) + ".csv"
+            )
+            writers[out / file_name] = lambda temp, table=table: table.to_csv(temp, index=False)
+    page = render_html(built, images)
+    writers[out / "report.html"] = lambda temp: temp.write_text(page, encoding="utf-8")
+    files = publish_atomically(writers)
+    for stale in set(out.iterdir()) - set(files):
+        if stale.is_file() and not stale.name.startswith("."):
+            stale.unlink()
+    data_fingerprint, _ = fingerprint(tables.files)
+    commit, dirty = git_commit()
+    with mlflow.start_run(run_name="report") as run:
+        mlflow.set_tags(
+            {"stage": "report", "data.name": cfg.data.name, "data.fingerprint": data_fingerprint,
+             "git.commit": commit, "git.dirty": str(dirty).lower()}
+        )  # fmt: skip
+        mlflow.log_metrics(built.metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            mlflow.log_artifacts(tmp, artifact_path="run_info")
+        mlflow.log_artifacts(str(out), artifact_path="report")
+    log.info(
+        "wrote %s (%d sections, %d plots) and logged it to MLflow run %s; annual retention %.1f%%, "
+        "expected lifetime %.1f years",
+        out / "report.html", len(built.sections), len(images), run.info.run_id,
+        100 * built.metrics.get("annual_retention", float("nan")), built.metrics.get("expected_lifetime_years", float("nan")),
+    )  # fmt: skip
+    return ReportResult(out / "report.html", files, run.info.run_id, dict(built.metrics))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@stage
+def main(cfg: DictConfig) -> None:
+    report(cfg)
+
+
+if __name__ == "__main__":
+    main()
