@@ -167,6 +167,18 @@ def period_rows(snapshots: pd.DataFrame, starts: list[date], label: str) -> pd.D
     )
 
 
+def by_period_columns(table: pd.DataFrame, group: str, order: list[str] | None = None) -> pd.DataFrame:
+    """A retention table with one row per group (in `order` if given) and one retention-rate column per
+    period, and the customers at the start of the last period."""
+    rates = table.pivot(index=group, columns="period", values="retention_rate")
+    rates.columns = [f"retention {period}" for period in rates.columns]
+    last = table[table["period"] == table["period"].max()].set_index(group)["customers"]
+    wide = rates.assign(customers_at_last_start=last)
+    if order:
+        wide = wide.reindex([g for g in order if g in wide.index])
+    return wide.reset_index()
+
+
 def _period_label(begin: date, label: str) -> str:
     return str(begin.year) if label == "year" else f"{begin.year}-Q{(begin.month - 1) // 3 + 1}"
 
@@ -312,7 +324,8 @@ def build_report(cfg: DictConfig, con: Any, present: set[str]) -> Report:
     for title, column in groups.items():
         if quarters[column].notna().any():
             table = retention_table(years if not years.empty else quarters, [column], minimum)
-            group_tables[f"by {title} (per year)"] = table
+            order = list(ladder.rungs) if column == "ladder_rung" else None
+            group_tables[f"by {title} (per year)"] = by_period_columns(table, column, order)
             group_figures[f"retention_by_{column}.png"] = retention_figure(
                 retention_table(quarters, [column], minimum), column, f"Retention rate per quarter by {title}"
             )
@@ -328,8 +341,8 @@ def build_report(cfg: DictConfig, con: Any, present: set[str]) -> Report:
             ["period_start", "customer_id", "period", "retained"]
         ]
         product_rows = product_rows.merge(products, on=["period_start", "customer_id"])
-        group_tables["by product held at the start (per year)"] = retention_table(
-            product_rows, ["product"], minimum
+        group_tables["by product held at the start (per year)"] = by_period_columns(
+            retention_table(product_rows, ["product"], minimum), "product"
         )
     report.add(
         "Retention by group", "Groups as they were at the start of each period.", group_tables, group_figures
