@@ -179,12 +179,14 @@ def survival_figure(curves: dict[str, pd.DataFrame], title: str, unit: str = "mo
 def retention_figure(table: pd.DataFrame, group: str | None, title: str) -> Figure:
     """Retention rate per period, one line per group."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    if group is None:
-        ax.plot(table["period"].astype(str), table["retention_rate"], marker="o")
-    else:
-        for value, rows in table.groupby(group, observed=True):
-            ax.plot(rows["period"].astype(str), rows["retention_rate"], marker="o", label=str(value))
+    periods = sorted(table["period"].astype(str).unique())  # one shared, ordered axis for every group
+    position = {period: i for i, period in enumerate(periods)}
+    for value, rows in [(None, table)] if group is None else table.groupby(group, observed=True):
+        x = rows["period"].astype(str).map(position)
+        ax.plot(x, rows["retention_rate"], marker="o", label=None if value is None else str(value))
+    if group is not None:
         ax.legend(fontsize=8)
+    ax.set_xticks(range(len(periods)), periods)
     ax.set_ylabel("retention rate")
     ax.set_title(title, fontsize=10)
     ax.tick_params(axis="x", rotation=45)

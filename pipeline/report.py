@@ -478,6 +478,11 @@ def add_scoring_sections(report: Report, scores: pd.DataFrame, path: Path) -> No
     )
 
 
+def _number(x: float) -> str:
+    """Thousands with separators and no decimals; rates and small values with four significant digits."""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+
+
 def render_html(report: Report, images: dict[str, bytes]) -> str:
     """The report as one self-contained HTML page (plots embedded as PNG)."""
     parts = [
@@ -494,7 +499,7 @@ def render_html(report: Report, images: dict[str, bytes]) -> str:
         for name, table in section["tables"].items():
             parts.append(f"<h3>{html.escape(name)}</h3>")
             parts.append(
-                table.to_html(index=False, float_format=lambda x: f"{x:,.4g}", na_rep="")
+                table.to_html(index=False, float_format=_number, na_rep="")
                 if len(table)
                 else "<p>(no rows)</p>"
             )
