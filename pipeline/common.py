@@ -24,10 +24,14 @@ T = TypeVar("T")
 
 
 def stage(func: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
-    """Turn input and configuration errors of a stage into a clear message and exit code 2, no traceback."""
+    """Run a stage: plots to files only, and input and configuration errors as a clear message and exit code 2,
+    no traceback."""
 
     @functools.wraps(func)
     def wrapper(cfg: DictConfig) -> T:
+        import matplotlib
+
+        matplotlib.use("Agg")  # a stage's plots are files (logged to MLflow), never windows
         try:
             return func(cfg)
         except (DataContractError, ConfigError, SplitError, DecisionConfigError, FileNotFoundError) as error:
