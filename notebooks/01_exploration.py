@@ -27,22 +27,16 @@
 # this notebook that way, in a temporary root).
 
 # %%
-import os
-import shlex
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from IPython.display import display
 from matplotlib.ticker import PercentFormatter
 from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
 
 from features.validation import MAIN_DATE
-from pipeline.common import load_inputs
+from pipeline.common import load_inputs, project_config
 from pipeline.features import build_features
 from pipeline.generate import ensure_demo_data
 from pipeline.train import load_snapshots
@@ -50,13 +44,7 @@ from pipeline.train import load_snapshots
 # %matplotlib inline
 
 # %%
-PROJECT_ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "conf" / "config.yaml").is_file())
-overrides = [] if os.environ.get("CHURNWISE_HOME") else [f"paths.root_dir={PROJECT_ROOT}"]
-overrides += shlex.split(os.environ.get("CHURNWISE_OVERRIDES", ""))
-
-GlobalHydra.instance().clear()
-with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-    cfg = compose(config_name="config", overrides=overrides)
+cfg = project_config()  # CHURNWISE_HOME and CHURNWISE_OVERRIDES apply, see above
 
 print(f"data '{cfg.data.name}' in {cfg.data.path}")
 print(f"label '{cfg.label.name}': {OmegaConf.to_container(cfg.label)}")

@@ -27,8 +27,6 @@
 
 # %%
 import json
-import os
-import shlex
 import tempfile
 from pathlib import Path
 
@@ -36,8 +34,6 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from IPython.display import Image, display
 from mlflow.exceptions import MlflowException
 from scipy.special import logit
@@ -45,18 +41,13 @@ from scipy.special import logit
 from models.evaluation import expected_calibration_error
 from models.reasons import ReasonFamilies, top_reasons
 from models.split import slice_masks
+from pipeline.common import project_config
 from pipeline.train import HEADLINE, configured_split, load_snapshots
 
 # %matplotlib inline
 
 # %%
-PROJECT_ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "conf" / "config.yaml").is_file())
-overrides = [] if os.environ.get("CHURNWISE_HOME") else [f"paths.root_dir={PROJECT_ROOT}"]
-overrides += shlex.split(os.environ.get("CHURNWISE_OVERRIDES", ""))
-
-GlobalHydra.instance().clear()
-with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-    cfg = compose(config_name="config", overrides=overrides)
+cfg = project_config()  # CHURNWISE_HOME and CHURNWISE_OVERRIDES apply, see above
 
 mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
 client = mlflow.MlflowClient()

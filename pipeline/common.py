@@ -41,6 +41,30 @@ def stage(func: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
     return wrapper
 
 
+def project_config(*overrides: str, start: Path | None = None) -> DictConfig:
+    """The project's Hydra config composed as the stages compose it, for notebooks and scripts.
+
+    The project is the first folder holding `conf/config.yaml` from `start` (default: the working directory)
+    upwards; `paths.root_dir` is that folder unless CHURNWISE_HOME is set; CHURNWISE_OVERRIDES adds Hydra
+    overrides (e.g. "debug=default"), before `overrides`.
+    """
+    import os
+    import shlex
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    here = (start or Path.cwd()).resolve()
+    root = next((p for p in (here, *here.parents) if (p / "conf" / "config.yaml").is_file()), None)
+    if root is None:
+        raise FileNotFoundError(f"no churnwise project (conf/config.yaml) in {here} or above it")
+    extra = [] if os.environ.get("CHURNWISE_HOME") else [f"paths.root_dir={root}"]
+    extra += shlex.split(os.environ.get("CHURNWISE_OVERRIDES", ""))
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(root / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=[*extra, *overrides])
+
+
 def connect(cfg: DictConfig) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the configured memory limit, threads and spill folder."""
     settings: dict[str, Any] = {}
