@@ -11,7 +11,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help setup lock data validate features train tune promote score test test-fast bench bench-score lint format ui clean clean-data
+.PHONY: help setup lock data validate features train tune promote score report test test-fast browser bench bench-score lint format ui clean clean-data
 
 help: ## List the targets and what they do
 	@echo "churnwise: make <target> [ARGS='hydra overrides']"
@@ -52,11 +52,18 @@ promote: $(STAMP) ## Compare challenger and champion on the latest test slice; m
 score: $(STAMP) ## Score active customers with the champion; value, ladder, reasons, actions within budget (outputs/scores)
 	$(PY) -m pipeline.score $(ARGS)
 
-test: $(STAMP) ## Run the whole test suite (unit, data, model, end-to-end; slow ones included)
+report: $(STAMP) ## Retention report: rates, lifetime, survival, defection reasons, the plan (outputs/report/report.html)
+	$(PY) -m pipeline.report $(ARGS)
+
+test: $(STAMP) browser ## Run the whole test suite (unit, data, model, end-to-end; slow ones included)
 	$(PY) -m pytest $(ARGS)
 
 test-fast: $(STAMP) ## Run the tests not marked slow
 	$(PY) -m pytest -m "not slow" $(ARGS)
+
+browser: ## Install Debian's chromium for the browser test (apt, as root or with sudo; nothing if present)
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 bench: $(STAMP) ## Run the benchmarks in bench/ and write their results to bench/results/
 	$(PY) bench/generate_memory.py $(ARGS)
