@@ -238,17 +238,15 @@ def defection_reasons(
     if table.empty:
         return table
     table["share"] = table["customers"] / table["of_customers"]
-    wide = table.pivot(index="reason", columns="group", values=["customers", "share"]).fillna(0)
+    both = pd.MultiIndex.from_product([["customers", "share"], ["churned", "stayed"]])
+    wide = table.pivot(index="reason", columns="group", values=["customers", "share"]).reindex(columns=both)
+    wide = wide.fillna(0)
     out = pd.DataFrame(
         {
             "reason": wide.index,
-            "churners": wide[("customers", "churned")].astype(int).to_numpy()
-            if ("customers", "churned") in wide
-            else 0,
-            "share_of_churners": wide[("share", "churned")].to_numpy()
-            if ("share", "churned") in wide
-            else 0.0,
-            "share_of_stayers": wide[("share", "stayed")].to_numpy() if ("share", "stayed") in wide else 0.0,
+            "churners": wide[("customers", "churned")].astype(int).to_numpy(),
+            "share_of_churners": wide[("share", "churned")].to_numpy(),
+            "share_of_stayers": wide[("share", "stayed")].to_numpy(),
         }
     )
     out["lift"] = out["share_of_churners"] / out["share_of_stayers"].replace(0, np.nan)
@@ -258,6 +256,7 @@ def defection_reasons(
 def model_reasons_of_churners(cfg: DictConfig) -> tuple[pd.DataFrame, str]:
     """The champion model's reason families for churners, at their last snapshot before churning."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     table_path = Path(cfg.paths.features_dir) / "features.parquet"
     uri = cfg.score.model_uri or f"models:/{cfg.mlflow.registered_model_name}@champion"
@@ -265,7 +264,7 @@ def model_reasons_of_churners(cfg: DictConfig) -> tuple[pd.DataFrame, str]:
         return pd.DataFrame(), f"no feature table at {table_path}: run `make train` first"
     try:
         model = mlflow.pyfunc.load_model(uri).unwrap_python_model().model
-    except Exception as error:  # noqa: BLE001 - any failure to load means the section cannot be made
+    except (MlflowException, OSError) as error:
         return pd.DataFrame(), f"no model {uri} to explain churners with ({str(error).splitlines()[0]})"
     snapshots = pd.read_parquet(table_path)
     churners = (
