@@ -412,6 +412,9 @@ def build_report(cfg: DictConfig, con: Any, present: set[str]) -> Report:
     scores_path = Path(cfg.score.output_dir) / "scores.parquet"
     if scores_path.is_file():
         scores = pd.read_parquet(scores_path)
+        if "segment" in _columns(con, "customers"):  # the customer segment, beside the valuation segment
+            segments = con.execute("SELECT customer_id, segment AS customer_segment FROM customers").df()
+            scores = scores.merge(segments, on="customer_id", how="left")
         add_scoring_sections(report, scores, scores_path)
     else:
         report.add(
@@ -430,7 +433,8 @@ def add_scoring_sections(report: Report, scores: pd.DataFrame, path: Path) -> No
         .agg(customers=("customer_id", "size"), clv=("clv", "sum"), mean_clv=("clv", "mean"),
              value_at_risk=("value_at_risk", "sum"), mean_p_churn=("p_churn", "mean"))
         .sort_values("value_at_risk", ascending=False).reset_index()
-        for column in ("valuation_segment", "ladder_rung")
+        for column in ("valuation_segment", "customer_segment", "ladder_rung")
+        if column in scores
     }  # fmt: skip
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.hist(scores["clv"], bins=50, color="tab:blue")

@@ -50,6 +50,8 @@ def test_report_after_train_and_score_is_written_tracked_and_right(decision_proj
     assert result.metrics["annual_retention"] == pytest.approx(expected)
     assert result.metrics["expected_lifetime_years"] == pytest.approx(1 / (1 - expected))
 
+    by_segment = pd.read_csv(tmp_path / "report" / "lifetime_value_and_value_at_risk_by_customer_segment.csv")
+    assert set(by_segment["customer_segment"]) == {"consumer", "small_business", "enterprise"}
     plan = pd.read_csv(tmp_path / "report" / "the_corrective_plan_actions.csv")
     scores = pd.read_parquet(tmp_path / "scores" / "scores.parquet")
     assert plan["selected"].sum() == scores["selected"].sum() > 0
