@@ -455,3 +455,12 @@ def test_inputs_lacking_a_table_the_model_was_trained_with_are_refused(
     with pytest.raises(ConfigError, match="lacks complaints"):
         score(make(f"data.path={partial}", f"score.output_dir={tmp_path / 'out'}"))
     assert not (tmp_path / "out").exists()
+
+
+def test_scoring_in_small_chunks_gives_the_same_output(decision_project, scored, tmp_path: Path) -> None:
+    _, make, _ = decision_project
+    _, whole, out = scored
+    result = score(make(f"score.as_of={AS_OF}", "score.chunk_rows=97", f"score.output_dir={tmp_path}"))
+    chunked = pd.read_parquet(result.path)
+    assert result.customers == whole.customers > 97 * 5  # many chunks
+    pd.testing.assert_frame_equal(chunked, out)
