@@ -232,6 +232,16 @@ EVENTS = Table(
     ),
 )
 
+EVENT_TYPES = Table(
+    name="event_types",
+    description="Optional lookup of event type codes to names, for event logs that store a code (e.g. 3).",
+    columns=(
+        Column("event_type", Kind.TEXT, "The code as events.event_type holds it."),
+        Column("event_type_name", Kind.TEXT, "Its name, e.g. login; features and reports use the name."),
+    ),
+    unique_key=("event_type",),
+)
+
 REFERRALS = Table(
     name="referrals",
     known_at="referral_date",
@@ -263,4 +273,6 @@ OFFERS = Table(
     ),
 )
 
-CONTRACT = Contract(tables=(CUSTOMERS, SUBSCRIPTIONS, ORDERS, COMPLAINTS, EVENTS, REFERRALS, OFFERS))
+CONTRACT = Contract(
+    tables=(CUSTOMERS, SUBSCRIPTIONS, ORDERS, COMPLAINTS, EVENTS, EVENT_TYPES, REFERRALS, OFFERS)
+)

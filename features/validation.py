@@ -205,6 +205,8 @@ def load_tables(
         raise DataContractError(checker.violations)
 
     notes = []
+    if "events" in summaries and "event_types" in summaries:
+        notes.append(_name_event_types(con))
     for name in order:
         extra = summaries[name].extra_columns
         if extra and name != "customers":
@@ -213,6 +215,24 @@ def load_tables(
     report = ValidationReport(tables_dir, summaries, absent, id_type, tuple(notes))
     log.info("validated %d table(s) in %s", len(summaries), tables_dir)
     return ValidatedTables(con, report, dict(files))
+
+
+def _name_event_types(con: duckdb.DuckDBPyConnection) -> str:
+    """Make the `events` view carry event type names from the `event_types` lookup (codes without a name are
+    kept as they are); return what was done, for the run's report."""
+    con.execute("ALTER VIEW events RENAME TO events_by_code")
+    con.execute(
+        """CREATE OR REPLACE TEMP VIEW events AS
+           SELECT e.* REPLACE (coalesce(t.event_type_name, e.event_type) AS event_type)
+           FROM events_by_code e LEFT JOIN event_types t ON t.event_type = e.event_type"""
+    )
+    named, unnamed = con.execute(
+        """SELECT count(DISTINCT e.event_type) FILTER (WHERE t.event_type IS NOT NULL),
+                  count(DISTINCT e.event_type) FILTER (WHERE t.event_type IS NULL)
+           FROM events_by_code e LEFT JOIN event_types t ON t.event_type = e.event_type"""
+    ).fetchall()[0]
+    text = f"events: {named} event type code(s) named from event_types"
+    return text + (f"; {unnamed} code(s) without a name kept as they are" if unnamed else "")
 
 
 def _check_presence(

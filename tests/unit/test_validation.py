@@ -43,7 +43,29 @@ def test_csv_values_become_typed_columns(tmp_path: Path) -> None:
     # Optional columns that are absent exist as typed NULLs.
     assert con.execute("SELECT satisfaction FROM complaints").fetchall() == [(None,)]
     assert con.execute("SELECT count(*) FROM customers WHERE segment IS NULL").fetchall() == [(1,)]
-    assert tables.report.absent == ("subscriptions", "orders", "referrals")
+    assert tables.report.absent == ("subscriptions", "orders", "event_types", "referrals")
+
+
+def test_event_type_codes_read_as_names_from_the_lookup_table(tmp_path: Path) -> None:
+    write_csv(tmp_path, "customers", "customer_id,signup_date\n1,2023-01-05\n2,2023-01-06\n")
+    write_csv(
+        tmp_path,
+        "events",
+        "customer_id,event_time,event_type\n1,2023-03-01 10:00:00,1\n1,2023-03-02 10:00:00,2\n"
+        "2,2023-03-03 10:00:00,9\n",
+    )
+    write_csv(tmp_path, "event_types", "event_type,event_type_name\n1,login\n2,usage\n")
+    tables = load_tables(tmp_path)
+    names = tables.con.execute("SELECT event_type FROM events ORDER BY event_time").fetchall()
+    assert [n for (n,) in names] == ["login", "usage", "9"]  # a code without a name is kept as it is
+    assert (
+        "events: 2 event type code(s) named from event_types; 1 code(s) without a name kept"
+        in tables.report.render()
+    )
+
+    write_csv(tmp_path, "event_types", "event_type,event_type_name\n1,login\n1,session\n")
+    with pytest.raises(DataContractError, match=r"\[event_types.event_type\] rule 'unique'"):
+        load_tables(tmp_path)
 
 
 def test_parquet_integer_ids_and_native_types(tmp_path: Path) -> None:
