@@ -52,18 +52,20 @@ class DiscoveryProblem:
 
 
 def discover_tables(
-    tables_dir: Path, contract: Contract
+    tables_dir: Path, contract: Contract, sources: Mapping[str, str] | None = None
 ) -> tuple[dict[str, TableFile], list[DiscoveryProblem]]:
-    """Find each contract table in `tables_dir`; report ambiguous or unusable entries."""
+    """Find each contract table in `tables_dir` (under its name in `sources`, if mapped); report ambiguous or
+    unusable entries."""
     found: dict[str, TableFile] = {}
     problems: list[DiscoveryProblem] = []
     for name in contract.table_names:
+        stem = (sources or {}).get(name, name)
         candidates: list[TableFile] = []
         for fmt in ("parquet", "csv"):
-            file = tables_dir / f"{name}.{fmt}"
+            file = tables_dir / f"{stem}.{fmt}"
             if file.is_file():
                 candidates.append(TableFile(name, file, fmt))  # type: ignore[arg-type]
-        folder = tables_dir / name
+        folder = tables_dir / stem
         if folder.is_dir():
             formats = [f for f in ("parquet", "csv") if any(folder.glob(f"*.{f}"))]
             if len(formats) == 1:

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import difflib
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from features.contract import CONTRACT, Column, Contract, Kind, Table
+from features.errors import ConfigError
 from features.io import FILE_NAME, ROW_NUMBER, TableFile, discover_tables, rejects_tables, scan_sql
+from features.mapping import TableMapping, parse_mapping, sources
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +168,16 @@ def load_tables(
     contract: Contract = CONTRACT,
     csv_delimiter: str = ",",
     con: duckdb.DuckDBPyConnection | None = None,
+    mapping: Mapping[str, Any] | None = None,
 ) -> ValidatedTables:
     """Validate the tables in `tables_dir` against the contract and register typed views.
 
-    Raises `DataContractError` listing every problem; `FileNotFoundError` if the folder does not exist.
+    `mapping` (`data.mapping`, see `features.mapping`) says under which file and column names the user's
+    tables hold the contract's. Raises `ConfigError` naming the mapping key when the mapping does not fit the
+    files (before any check), `DataContractError` listing every problem; `FileNotFoundError` if the folder
+    does not exist.
     """
+    mappings = parse_mapping(mapping, contract)
     tables_dir = Path(tables_dir)
     if not tables_dir.is_dir():
         raise FileNotFoundError(
@@ -177,8 +186,17 @@ def load_tables(
         )
     con = con if con is not None else duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    checker = _Checker(con, contract, csv_delimiter)
-    files, problems = discover_tables(tables_dir, contract)
+    checker = _Checker(con, contract, csv_delimiter, mappings)
+    files, problems = discover_tables(tables_dir, contract, sources(mappings))
+    unfound = [m for m in mappings.values() if m.table not in files and m.source != m.table]
+    if unfound:
+        raise ConfigError(
+            "the data mapping names files that are not there:\n  "
+            + "\n  ".join(
+                f"{m.key()}.from: no {m.source}.parquet, {m.source}.csv or folder {m.source}/ in {tables_dir}"
+                for m in unfound
+            )
+        )
     checker.violations.extend(
         Violation(p.table, None, "one_input_per_table", p.message, "Remove or rename all but one of them.")
         for p in problems
@@ -188,10 +206,13 @@ def load_tables(
     summaries: dict[str, TableSummary] = {}
     id_type = "BIGINT"
     order = [name for name in contract.table_names if name in files]
-    for name in order:
+    readable = [name for name in order if checker.read(files[name])]
+    if checker.mapping_problems:
+        raise ConfigError(
+            "the data mapping does not fit the files:\n  " + "\n  ".join(checker.mapping_problems)
+        )
+    for name in readable:
         log.info("checking %s (%s)", name, files[name].path)
-        if not checker.read(files[name]):
-            continue
         if name == "customers":
             id_type = checker.customer_id_type()
         summary = checker.check_table(files[name], id_type)
@@ -202,7 +223,7 @@ def load_tables(
             if name in summaries and name != "customers":
                 checker.check_foreign_keys(files[name])
     if checker.violations:
-        raise DataContractError(checker.violations)
+        raise DataContractError([_in_users_names(v, mappings) for v in checker.violations])
 
     notes = []
     if "events" in summaries and "event_types" in summaries:
@@ -233,6 +254,17 @@ def _name_event_types(con: duckdb.DuckDBPyConnection) -> str:
     ).fetchall()[0]
     text = f"events: {named} event type code(s) named from event_types"
     return text + (f"; {unnamed} code(s) without a name kept as they are" if unnamed else "")
+
+
+def _in_users_names(violation: Violation, mappings: Mapping[str, TableMapping]) -> Violation:
+    """A violation of a mapped column, saying which of the user's columns it is and which mapping key."""
+    mapped = mappings.get(violation.table)
+    if mapped is None or violation.column not in mapped.columns:
+        return violation
+    source = mapped.columns[violation.column]
+    return replace(
+        violation, message=f"{violation.message} (your column {source!r}, {mapped.key(violation.column)})"
+    )
 
 
 def _check_presence(
@@ -294,10 +326,18 @@ class _Check:
 class _Checker:
     """Runs the contract's checks for one connection and collects violations."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, contract: Contract, csv_delimiter: str):
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        contract: Contract,
+        csv_delimiter: str,
+        mappings: Mapping[str, TableMapping] | None = None,
+    ):
         self.con = con
         self.contract = contract
         self.csv_delimiter = csv_delimiter
+        self.mappings = dict(mappings or {})
+        self.mapping_problems: list[str] = []
         self.violations: list[Violation] = []
         self.raw_types: dict[str, dict[str, str]] = {}
         self.exprs: dict[str, dict[str, _Expr]] = {}
@@ -361,6 +401,36 @@ class _Checker:
         self.raw_types[name] = {
             row[0]: str(row[1]) for row in described if row[0] not in (ROW_NUMBER, FILE_NAME)
         }
+        if name in self.mappings:
+            return self._rename(table_file, self.mappings[name], kind)
+        return True
+
+    def _rename(self, table_file: TableFile, mapping: TableMapping, kind: str) -> bool:
+        """Give the mapped columns of a raw table their contract names; record what does not fit."""
+        raw = self.raw_types[mapping.table]
+        renames = {source: column for column, source in mapping.columns.items() if source != column}
+        problems = [
+            f"{mapping.key(column)}: column {source!r} is not in {table_file.path} (its columns: {', '.join(raw)})"
+            for column, source in mapping.columns.items()
+            if source not in raw
+        ]
+        problems += [
+            f"{mapping.key(column)}: {table_file.path} has a column {column!r} of its own besides {source!r}; "
+            f"map one of them or rename the other"
+            for source, column in renames.items()
+            if column in raw and column not in renames
+        ]
+        if problems:
+            self.mapping_problems.extend(problems)
+            return False
+        if renames:
+            renamed = ", ".join(f"{_sql_name(s)} AS {_sql_name(c)}" for s, c in renames.items())
+            stage = f"{self._raw(mapping.table)}_as_given"
+            self.con.execute(f"ALTER {kind} {self._raw(mapping.table)} RENAME TO {stage}")
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {self._raw(mapping.table)} AS SELECT * RENAME ({renamed}) FROM {stage}"
+            )
+            self.raw_types[mapping.table] = {renames.get(c, c): t for c, t in raw.items()}
         return True
 
     def _check_csv_rejects(self, table_file: TableFile) -> bool:

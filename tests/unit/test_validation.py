@@ -130,3 +130,62 @@ def test_fingerprint_changes_with_content_only(tmp_path: Path) -> None:
     assert fingerprint(files)[0] == first and set(per_table) == {"customers"}
     write_csv(tmp_path, "customers", "customer_id,signup_date\n1,2023-01-02\n")
     assert fingerprint(files)[0] != first
+
+
+def test_a_mapping_reads_tables_and_columns_under_the_users_names(tmp_path: Path) -> None:
+    write_csv(
+        tmp_path, "accounts", "acct_no,opened_on,segment\n101,2023-01-05,consumer\n102,2023-02-01,sme\n"
+    )
+    write_csv(
+        tmp_path,
+        "purchases",
+        "acct,day,category,total\n101,2023-03-01,devices,99.5\n102,2023-03-02,add_ons,5\n",
+    )
+    mapping = {
+        "customers": {"from": "accounts", "columns": {"customer_id": "acct_no", "signup_date": "opened_on"}},
+        "orders": {
+            "from": "purchases",
+            "columns": {
+                "customer_id": "acct",
+                "order_date": "day",
+                "product_category": "category",
+                "amount": "total",
+            },
+        },
+    }
+    tables = load_tables(tmp_path, mapping=mapping)
+    assert tables.report.present == ("customers", "orders")
+    rows = tables.con.execute(
+        "SELECT customer_id, order_date, amount FROM orders ORDER BY customer_id"
+    ).fetchall()
+    assert rows == [("101", date(2023, 3, 1), 99.5), ("102", date(2023, 3, 2), 5.0)]  # CSV ids read as text
+
+    # A value of the wrong type is reported in the user's names as well as the contract's.
+    write_csv(tmp_path, "purchases", "acct,day,category,total\n101,03/01/2023,devices,99.5\n")
+    with pytest.raises(DataContractError) as error:
+        load_tables(tmp_path, mapping=mapping)
+    assert "[orders.order_date] rule 'type'" in str(error.value)
+    assert "(your column 'day', data.mapping.orders.columns.order_date)" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"acounts": {"from": "accounts"}}, r"data.mapping.acounts: not a contract table"),
+        ({"customers": {"from": "accounts", "columns": {"cust_id": "acct_no"}}},
+         r"data.mapping.customers.columns.cust_id: customers has no contract column 'cust_id'"),
+        ({"customers": {"from": "accounts", "columns": {"customer_id": "account"}}},
+         r"data.mapping.customers.columns.customer_id: column 'account' is not in .*accounts.csv \(its columns: acct_no, opened_on\)"),
+        ({"customers": {"from": "clients"}}, r"data.mapping.customers.from: no clients.parquet, clients.csv or folder clients/"),
+        ({"customers": {"form": "accounts"}}, r"data.mapping.customers: unknown key\(s\) \['form'\]"),
+    ],
+)  # fmt: skip
+def test_a_malformed_mapping_fails_before_any_check_naming_the_key(
+    tmp_path: Path, mapping: dict, message: str
+) -> None:
+    from features.errors import ConfigError
+
+    write_csv(tmp_path, "accounts", "acct_no,opened_on\n101,not a date\n")
+    write_csv(tmp_path, "orders", "customer_id,order_date,product_category,amount\n999,2023-03-01,x,-1\n")
+    with pytest.raises(ConfigError, match=message):
+        load_tables(tmp_path, mapping=mapping)
