@@ -79,7 +79,12 @@ def connect(cfg: DictConfig) -> duckdb.DuckDBPyConnection:
 
 def load_inputs(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailability]]:
     """Validate the configured input tables, log what was found and which feature families can be built."""
-    tables = load_tables(Path(cfg.data.path), csv_delimiter=cfg.data.csv_delimiter, con=connect(cfg))
+    tables = load_tables(
+        Path(cfg.data.path),
+        csv_delimiter=cfg.data.csv_delimiter,
+        con=connect(cfg),
+        mapping=OmegaConf.to_container(cfg.data.mapping, resolve=True) if cfg.data.get("mapping") else None,
+    )
     availability = feature_availability(OmegaConf.to_container(cfg.features.families), tables.report.present)
     log.info("%s", tables.report.render())
     log.info("%s", render_availability(availability))
