@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import duckdb
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from features.catalog import FamilyAvailability, feature_availability, render_availability
 from features.errors import ConfigError
@@ -36,6 +37,13 @@ def stage(func: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
             return func(cfg)
         except (DataContractError, ConfigError, SplitError, DecisionConfigError, FileNotFoundError) as error:
             log.error("%s", error)
+            raise SystemExit(2) from error
+        except MissingMandatoryValue as error:
+            log.error(
+                "%s: set %s=... on the command line or in conf/local",
+                str(error).splitlines()[0],
+                error.full_key,
+            )
             raise SystemExit(2) from error
 
     return wrapper

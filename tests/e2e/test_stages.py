@@ -121,3 +121,11 @@ def test_score_before_any_training_exits_cleanly_saying_what_to_do(tmp_path: Pat
     assert "score.model_uri models:/churnwise@champion: no such registered model version" in output
     assert "run `make train` first" in output and "Traceback" not in output
     assert not (tmp_path / "outputs" / "scores").exists()
+
+
+def test_a_required_setting_left_unset_exits_cleanly_naming_it(tmp_path: Path) -> None:
+    result = run_stage("validate", f"paths.root_dir={tmp_path}", "data=tables", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Missing mandatory value: data.path: set data.path=... on the command line" in output
+    assert "Traceback" not in output
