@@ -169,13 +169,16 @@ def load_tables(
     csv_delimiter: str = ",",
     con: duckdb.DuckDBPyConnection | None = None,
     mapping: Mapping[str, Any] | None = None,
+    derive_customers: bool = False,
 ) -> ValidatedTables:
     """Validate the tables in `tables_dir` against the contract and register typed views.
 
     `mapping` (`data.mapping`, see `features.mapping`) says under which file and column names the user's
     tables hold the contract's. Raises `ConfigError` naming the mapping key when the mapping does not fit the
     files (before any check), `DataContractError` listing every problem; `FileNotFoundError` if the folder
-    does not exist.
+    does not exist. With `derive_customers`, a folder without a customers table gets one derived from each
+    customer's first subscription, order or event (an orders-only or events-only export), and the report
+    says so.
     """
     mappings = parse_mapping(mapping, contract)
     tables_dir = Path(tables_dir)
@@ -201,7 +204,10 @@ def load_tables(
         Violation(p.table, None, "one_input_per_table", p.message, "Remove or rename all but one of them.")
         for p in problems
     )
-    _check_presence(files, contract, checker, tables_dir)
+    deriving = (
+        derive_customers and "customers" not in files and any(t in files for t in contract.activity_tables)
+    )
+    _check_presence(files, contract, checker, tables_dir, derived={"customers"} if deriving else set())
 
     summaries: dict[str, TableSummary] = {}
     id_type = "BIGINT"
@@ -211,21 +217,27 @@ def load_tables(
         raise ConfigError(
             "the data mapping does not fit the files:\n  " + "\n  ".join(checker.mapping_problems)
         )
+    checked = dict(files)
+    notes = []
+    if deriving:
+        checked["customers"] = TableFile("customers", tables_dir / "(derived customers)", "parquet")
+        notes.append(checker.derive_customers([t for t in readable if t in contract.activity_tables]))
+        order, readable = ["customers", *order], ["customers", *readable]
+        log.info("%s", notes[-1])
     for name in readable:
-        log.info("checking %s (%s)", name, files[name].path)
+        log.info("checking %s (%s)", name, checked[name].path)
         if name == "customers":
             id_type = checker.customer_id_type()
-        summary = checker.check_table(files[name], id_type)
+        summary = checker.check_table(checked[name], id_type)
         if summary is not None:
             summaries[name] = summary
     if "customers" in summaries and not checker.failed("customers", "customer_id"):
         for name in order:
             if name in summaries and name != "customers":
-                checker.check_foreign_keys(files[name])
+                checker.check_foreign_keys(checked[name])
     if checker.violations:
         raise DataContractError([_in_users_names(v, mappings) for v in checker.violations])
 
-    notes = []
     if "events" in summaries and "event_types" in summaries:
         notes.append(_name_event_types(con))
     for name in order:
@@ -268,10 +280,10 @@ def _in_users_names(violation: Violation, mappings: Mapping[str, TableMapping]) 
 
 
 def _check_presence(
-    files: dict[str, TableFile], contract: Contract, checker: _Checker, tables_dir: Path
+    files: dict[str, TableFile], contract: Contract, checker: _Checker, tables_dir: Path, derived: set[str]
 ) -> None:
     for table in contract.tables:
-        if table.required and table.name not in files:
+        if table.required and table.name not in files and table.name not in derived:
             checker.violations.append(
                 Violation(
                     table.name,
@@ -404,6 +416,32 @@ class _Checker:
         if name in self.mappings:
             return self._rename(table_file, self.mappings[name], kind)
         return True
+
+    def derive_customers(self, activity: list[str]) -> str:
+        """Register a raw customers table derived from the activity tables: one row per customer id seen,
+        signed up on the day of their first subscription start, order or event. Returns what was done."""
+        first = {"subscriptions": "start_date", "orders": "order_date", "events": "event_time"}
+        parts = " UNION ALL ".join(
+            f"SELECT customer_id, TRY_CAST(left(CAST({first[t]} AS VARCHAR), 10) AS DATE) AS first_date "
+            f"FROM {self._raw(t)}"
+            for t in activity
+        )
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW {self._raw("customers")} AS
+                SELECT customer_id, CAST(min(first_date) AS VARCHAR) AS signup_date,
+                       row_number() OVER (ORDER BY customer_id) AS {ROW_NUMBER}, '(derived)' AS {FILE_NAME}
+                FROM ({parts}) WHERE customer_id IS NOT NULL GROUP BY customer_id"""
+        )
+        described = self.con.execute(f"DESCRIBE {self._raw('customers')}").fetchall()
+        self.raw_types["customers"] = {
+            r[0]: str(r[1]) for r in described if r[0] not in (ROW_NUMBER, FILE_NAME)
+        }
+        count = self.con.execute(f"SELECT count(*) FROM {self._raw('customers')}").fetchall()[0][0]
+        return (
+            f"customers: no customers table, so {count:,} customers were derived from their first "
+            f"appearance in {', '.join(activity)} (signup_date = the day of their first "
+            f"{' / '.join(first[t].removesuffix('_date').removesuffix('_time') for t in activity)})"
+        )
 
     def _rename(self, table_file: TableFile, mapping: TableMapping, kind: str) -> bool:
         """Give the mapped columns of a raw table their contract names; record what does not fit."""

@@ -92,6 +92,7 @@ def load_inputs(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailabili
         csv_delimiter=cfg.data.csv_delimiter,
         con=connect(cfg),
         mapping=OmegaConf.to_container(cfg.data.mapping, resolve=True) if cfg.data.get("mapping") else None,
+        derive_customers=bool(cfg.data.get("derive_customers", False)),
     )
     availability = feature_availability(OmegaConf.to_container(cfg.features.families), tables.report.present)
     log.info("%s", tables.report.render())

@@ -3,6 +3,7 @@ train and score work on it through the mapping, with no code change."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -53,3 +54,27 @@ def test_an_export_with_renamed_tables_and_columns_trains_and_scores(tmp_path: P
     ids = pd.read_parquet(export / "accounts.parquet")["acct_no"]
     assert out["customer_id"].dtype.kind == "i" and set(out["customer_id"]) <= set(ids)  # integer ids kept
     assert len(out) > 100 and out["reason_1"].notna().any()
+
+
+def test_an_export_without_customers_derives_them_and_trains_on_activity(tmp_path: Path) -> None:
+    from pipeline.generate import generate
+    from pipeline.train import train
+
+    demo = compose_config(tmp_path / "demo")
+    generate(demo, progress=False)
+    export = tmp_path / "retail"
+    export.mkdir()
+    for table in ("orders", "events"):
+        (export / f"{table}.parquet").write_bytes((Path(demo.data.path) / f"{table}.parquet").read_bytes())
+    cfg = compose_config(
+        tmp_path / "project",
+        "data=tables",
+        f"data.path={export}",
+        "label=inactivity",
+        "evaluation.baseline=null",
+    )
+    trained = train(cfg)
+    assert 0.5 < trained.metrics["test_roc_auc"] <= 1
+    manifest = json.loads((Path(cfg.paths.features_dir) / "manifest.json").read_text())
+    assert {"tenure", "engagement", "spend"} <= {f["family"] for f in manifest["features"]}
+    assert {"bundles", "contract", "complaints"} <= set(manifest["skipped_families"])

@@ -189,3 +189,24 @@ def test_a_malformed_mapping_fails_before_any_check_naming_the_key(
     write_csv(tmp_path, "orders", "customer_id,order_date,product_category,amount\n999,2023-03-01,x,-1\n")
     with pytest.raises(ConfigError, match=message):
         load_tables(tmp_path, mapping=mapping)
+
+
+def test_an_orders_only_export_gets_customers_derived_from_their_first_order(tmp_path: Path) -> None:
+    write_csv(
+        tmp_path,
+        "orders",
+        "customer_id,order_date,product_category,amount\n7,2023-03-05,devices,10\n7,2023-01-02,x,5\n"
+        "9,2023-02-01,x,1\n",
+    )
+    with pytest.raises(DataContractError, match="no customers table found"):
+        load_tables(tmp_path)  # not asked to derive: customers is required
+    tables = load_tables(tmp_path, derive_customers=True)
+    rows = tables.con.execute(
+        "SELECT customer_id, signup_date FROM customers ORDER BY customer_id"
+    ).fetchall()
+    assert rows == [("7", date(2023, 1, 2)), ("9", date(2023, 2, 1))]
+    assert (
+        "customers: no customers table, so 2 customers were derived from their first appearance in orders"
+        in (tables.report.render())
+    )
+    assert "customers" not in tables.files  # the fingerprint covers the files given, not the derived table
