@@ -135,6 +135,14 @@ def plan_features(
     return FeaturePlan(tuple(features), skipped, tuple(event_types), lookback)
 
 
+def plan_every_feature(features_cfg: Mapping[str, Any], event_types: Sequence[str] = ()) -> FeaturePlan:
+    """Every configured feature, as if every contract table were present (per-event-type features expanded
+    for `event_types`, or a placeholder type): the names and kinds rules may refer to."""
+    from features.contract import CONTRACT
+
+    return plan_features(features_cfg, set(CONTRACT.table_names), tuple(event_types) or ("event",))
+
+
 def _fill(template: str, values: Mapping[str, Any]) -> str:
     out = template
     for key, value in values.items():

@@ -219,9 +219,10 @@ def load_tables(
         )
     checked = dict(files)
     notes = []
-    if deriving:
+    activity = [t for t in readable if t in contract.activity_tables]
+    if deriving and activity:  # (an unreadable activity table is already a violation)
         checked["customers"] = TableFile("customers", tables_dir / "(derived customers)", "parquet")
-        notes.append(checker.derive_customers([t for t in readable if t in contract.activity_tables]))
+        notes.append(checker.derive_customers(activity))
         order, readable = ["customers", *order], ["customers", *readable]
         log.info("%s", notes[-1])
     for name in readable:

@@ -38,6 +38,7 @@ from features.engine import (
     FeaturePlan,
     compute_features,
     data_window,
+    plan_every_feature,
     plan_features,
 )
 from features.errors import ConfigError
@@ -118,10 +119,11 @@ def snapshot_customers(
     snapshot_plan = FeaturePlan(tuple(f for f in plan.features if f.name in needed), plan.skipped, ())
     label_cfg = OmegaConf.to_container(cfg.label, resolve=True)
     compute_features(con, FeatureBuild(snapshot_plan, tuple(dates), window, 0, label_cfg, {}), present, dates)
+    configured = {f.name for f in plan_every_feature(features_cfg).features}
     absent = "".join(
         f", CAST(NULL AS DOUBLE) AS {name}"
         for sql in ladder.rules.values()
-        for name in sorted(referenced_names(sql, _configured_names(features_cfg)) - needed)
+        for name in sorted(referenced_names(sql, configured) - needed)
     )
     columns = [row[0] for row in con.execute("DESCRIBE feature_table").fetchall()]
     segment = "c.segment" if "segment" in _columns(con, "customers") else "CAST(NULL AS VARCHAR)"
@@ -139,12 +141,6 @@ def snapshot_customers(
                    CAST({revenue} AS DOUBLE) AS monthly_revenue
             FROM (SELECT *{absent} FROM feature_table) f JOIN customers c USING (customer_id)"""
     ).df()
-
-
-def _configured_names(features_cfg: dict[str, Any]) -> set[str]:
-    from features.contract import CONTRACT
-
-    return {f.name for f in plan_features(features_cfg, set(CONTRACT.table_names), ("event",)).features}
 
 
 def _columns(con: Any, table: str) -> set[str]:

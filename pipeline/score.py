@@ -29,7 +29,6 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from features.contract import CONTRACT
 from features.engine import (
     DataWindow,
     FeatureBuild,
@@ -38,6 +37,7 @@ from features.engine import (
     compute_features,
     count_prospects,
     data_window,
+    plan_every_feature,
     plan_features,
     table_last_dates,
 )
@@ -183,7 +183,7 @@ def scoring_plan(
     names = {f.name for f in model_features}
     features_cfg = OmegaConf.to_container(cfg.features, resolve=True)
     event_types = tuple(manifest["event_types"])
-    everything = plan_features(features_cfg, set(CONTRACT.table_names), event_types or ("event",))
+    everything = plan_every_feature(features_cfg, event_types)
     buildable = {f.name: f for f in plan_features(features_cfg, present, event_types).features}
     used = policy.referenced_features({f.name for f in everything.features} | names)
     extra = tuple(buildable[n] for n in sorted(used - names) if n in buildable)

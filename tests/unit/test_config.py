@@ -52,8 +52,7 @@ def test_required_groups_present() -> None:
 def test_decision_configs_build_a_policy_whose_rules_bind_to_the_default_features(
     make_cfg: Callable[..., DictConfig],
 ) -> None:
-    from features.contract import CONTRACT
-    from features.engine import plan_features
+    from features.engine import plan_every_feature
     from pipeline.score import decision_policy, duckdb_type
 
     cfg = make_cfg(debug=False)
@@ -61,9 +60,7 @@ def test_decision_configs_build_a_policy_whose_rules_bind_to_the_default_feature
     assert [a.kind for a in policy.catalogue].count("ladder") == 4
     assert "service_recovery_call" in policy.action_names
     assert policy.ladder.rungs == ("prospect", "customer", "client", "supporter", "advocate", "partner")
-    plan = plan_features(
-        OmegaConf.to_container(cfg.features, resolve=True), set(CONTRACT.table_names), ["login", "usage"]
-    )
+    plan = plan_every_feature(OmegaConf.to_container(cfg.features, resolve=True), ["login", "usage"])
     policy.check({f.name: duckdb_type(f) for f in plan.features})  # raises naming any rule that does not bind
     # every feature of the default set belongs to a named reason family
     assert all(policy.reasons.family_of(f.name) != policy.reasons.other_key for f in plan.features)
