@@ -11,7 +11,7 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 ARGS ?=
 
-.PHONY: help setup lock data validate features train tune promote score report test test-fast browser bench bench-score lint format ui clean clean-data
+.PHONY: help setup lock data validate features train tune promote score report test test-fast browser postgres bench bench-score lint format ui clean clean-data
 
 help: ## List the targets and what they do
 	@echo "churnwise: make <target> [ARGS='hydra overrides']"
@@ -55,7 +55,7 @@ score: $(STAMP) ## Score active customers with the champion; value, ladder, reas
 report: $(STAMP) ## Retention report: rates, lifetime, survival, defection reasons, the plan (outputs/report/report.html)
 	$(PY) -m pipeline.report $(ARGS)
 
-test: $(STAMP) browser ## Run the whole test suite (unit, data, model, end-to-end; slow ones included)
+test: $(STAMP) browser postgres ## Run the whole test suite (unit, data, model, end-to-end; slow ones included)
 	$(PY) -m pytest $(ARGS)
 
 test-fast: $(STAMP) ## Run the tests not marked slow
@@ -64,6 +64,10 @@ test-fast: $(STAMP) ## Run the tests not marked slow
 browser: ## Install Debian's chromium for the browser test (apt, as root or with sudo; nothing if present)
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+postgres: ## Install Debian's PostgreSQL server for the database tests (apt, as root or with sudo; nothing if present)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql; }
 
 bench: $(STAMP) ## Run the benchmarks in bench/ and write their results to bench/results/
 	$(PY) bench/generate_memory.py $(ARGS)
