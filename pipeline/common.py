@@ -86,7 +86,11 @@ def connect(cfg: DictConfig) -> duckdb.DuckDBPyConnection:
 
 
 def load_inputs(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailability]]:
-    """Validate the configured input tables, log what was found and which feature families can be built."""
+    """Validate the configured input tables, log what was found and which feature families can be built.
+
+    With data=postgres the tables are first copied from the database into Parquet under `data.path`."""
+    if cfg.data.get("kind") == "postgres":
+        copy_from_postgres(cfg)
     tables = load_tables(
         Path(cfg.data.path),
         csv_delimiter=cfg.data.csv_delimiter,
@@ -98,6 +102,44 @@ def load_inputs(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailabili
     log.info("%s", tables.report.render())
     log.info("%s", render_availability(availability))
     return tables, availability
+
+
+def copy_from_postgres(cfg: DictConfig) -> dict[str, Path]:
+    """Copy the contract tables (under their mapped names) of `data.schema` into Parquet files in `data.path`."""
+    from features.contract import CONTRACT
+    from features.mapping import parse_mapping, sources
+    from features.postgres import export_tables
+
+    if not cfg.data.get("uri"):
+        raise ConfigError(
+            "data.uri: no PostgreSQL connection URI; set the environment variable CHURNWISE_PG_URI, or data.uri "
+            "in conf/local/default.yaml (git-ignored), e.g. postgresql://user:password@host:5432/database"
+        )
+    mapped = sources(parse_mapping(OmegaConf.to_container(cfg.data.mapping, resolve=True) or {}))
+    names = [mapped.get(table, table) for table in CONTRACT.table_names]
+    return export_tables(
+        str(cfg.data.uri), Path(cfg.data.path), schema=str(cfg.data.schema), tables=names,
+        chunk_rows=int(cfg.data.get("chunk_rows", 50_000)),
+    )  # fmt: skip
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config to log and record, with the password of every `uri` setting replaced by ***."""
+    from features.postgres import redact
+
+    def scrub(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            return {k: scrub(v, str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [scrub(v) for v in node]
+        return redact(node) if key.endswith("uri") and isinstance(node, str) else node
+
+    return scrub(OmegaConf.to_container(cfg, resolve=True))
+
+
+def resolved_yaml(cfg: DictConfig) -> str:
+    """`resolved_config` as YAML (the `resolved_config.yaml` artifact of every run)."""
+    return OmegaConf.to_yaml(OmegaConf.create(resolved_config(cfg)))
 
 
 def git_commit(cwd: Path | None = None) -> tuple[str, bool]:

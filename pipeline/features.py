@@ -10,15 +10,27 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from features.engine import FeatureBuild, plan_build, write_feature_table
+from features.engine import DataWindow, FeatureBuild, FeaturePlan, plan_build, write_feature_table
+from features.errors import ConfigError
 from features.io import fingerprint, replace_atomically
-from pipeline.common import git_commit, load_inputs, stage
+from features.snapshot import (
+    RAW,
+    SnapshotSpec,
+    check_snapshot,
+    feature_select,
+    label_expression,
+    plan_snapshot,
+    read_snapshot,
+)
+from models.rules import sql_text
+from pipeline.common import connect, git_commit, load_inputs, resolved_config, stage
 from pipeline.generate import ensure_demo_data
 
 log = logging.getLogger(__name__)
@@ -35,6 +47,13 @@ class FeatureTableResult:
 
 def build_features(cfg: DictConfig) -> FeatureTableResult:
     """Validate the inputs, build features and labels, and write the table and its manifest."""
+    if is_snapshot(cfg):
+        return build_snapshot_features(cfg)
+    if cfg.label.get("population") == "snapshot":
+        raise ConfigError(
+            f"label={cfg.label.name} is the churn column of a snapshot table: use it with data=snapshot, or choose "
+            f"a label computed from dated tables (label=contractual or label=inactivity)"
+        )
     ensure_demo_data(cfg)
     tables, _ = load_inputs(cfg)
     present = set(tables.report.present)
@@ -69,6 +88,67 @@ def build_features(cfg: DictConfig) -> FeatureTableResult:
     return FeatureTableResult(table_path, manifest_path, manifest)
 
 
+def is_snapshot(cfg: DictConfig) -> bool:
+    """Whether the data is one flat table per customer (data=snapshot)."""
+    return cfg.data.get("kind") == "snapshot"
+
+
+def snapshot_spec(cfg: DictConfig) -> SnapshotSpec:
+    """The snapshot settings of `data`, checked."""
+    if cfg.label.get("population") != "snapshot":
+        raise ConfigError(
+            f"data=snapshot takes its label from the table (label=snapshot); label={cfg.label.name} needs dated "
+            f"tables (data=tables)"
+        )
+    ensure_demo_data(cfg)
+    return SnapshotSpec.from_config(OmegaConf.to_container(cfg.data, resolve=True, throw_on_missing=True))
+
+
+def build_snapshot_features(cfg: DictConfig) -> FeatureTableResult:
+    """The feature table of a snapshot: one row per customer, its columns typed as features, its label.
+
+    The config and the values are checked before anything is written (features.snapshot.check_snapshot)."""
+    spec = snapshot_spec(cfg)
+    con = connect(cfg)
+    table = read_snapshot(con, spec)
+    check_snapshot(con, spec, table, with_label=True)
+    planned = plan_snapshot(con, spec, table)
+    as_of = spec.as_of or date.today()
+    out_dir = Path(cfg.paths.features_dir)
+    table_path = out_dir / "features.parquet"
+    select = feature_select(
+        table, spec.id_column, planned.features, as_of,
+        extra=f"{label_expression(spec)} AS churned, 'labeled' AS label_status",
+    )  # fmt: skip
+    replace_atomically(
+        lambda temp: con.execute(
+            f"COPY ({select} ORDER BY {RAW}.__row) TO {sql_text(str(temp))} (FORMAT parquet, COMPRESSION zstd)"
+        ),
+        table_path,
+    )
+    churned = con.execute(f"SELECT avg({label_expression(spec)}) FROM {RAW}").fetchall()[0][0]
+    day = as_of.isoformat()
+    build = FeatureBuild(
+        FeaturePlan(planned.features, {}, ()), (as_of,), DataWindow(as_of, as_of), table.rows,
+        OmegaConf.to_container(cfg.label, resolve=True) | {"column": spec.label_column, "positive": spec.positive},
+        {day: {"snapshots": table.rows, "labeled": table.rows, "churn_rate": round(float(churned), 6)}},
+    )  # fmt: skip
+    data_fingerprint, table_fingerprints = fingerprint({"snapshot": table.file})
+    manifest = feature_manifest(cfg, build, data_fingerprint, table_fingerprints, ("snapshot",))
+    manifest["snapshot"] = planned.manifest(spec)
+    manifest_path = out_dir / "manifest.json"
+    replace_atomically(
+        lambda temp: temp.write_text(json.dumps(manifest, indent=2, default=str)), manifest_path
+    )
+    kinds = [s["kind"] for s in planned.sources.values()]
+    log.info(
+        "wrote %s: %s customers of %s as of %s (churn rate %.1f%%), %d features (%s)",
+        table_path, f"{table.rows:,}", spec.path, as_of, 100 * churned, len(planned.features),
+        ", ".join(f"{kinds.count(k)} {k}" for k in dict.fromkeys(kinds)),
+    )  # fmt: skip
+    return FeatureTableResult(table_path, manifest_path, manifest)
+
+
 def feature_manifest(
     cfg: DictConfig,
     build: FeatureBuild,
@@ -98,7 +178,7 @@ def feature_manifest(
             "fingerprint": data_fingerprint,
             "table_fingerprints": table_fingerprints,
         },
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": resolved_config(cfg),
         "git": {"commit": commit, "dirty": dirty},
     }
 

@@ -12,19 +12,25 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from features.demo import DemoSpec, DemoSummary, generate_demo
+from features.snapshot_demo import TelcoSpec, TelcoSummary, generate_telco, sidecar_path_for
 from pipeline.common import stage
 
 log = logging.getLogger(__name__)
 
 
-def demo_spec(cfg: DictConfig) -> DemoSpec:
+def demo_spec(cfg: DictConfig) -> DemoSpec | TelcoSpec:
     """The generator spec the config asks for."""
     return instantiate(cfg.data.generator)
 
 
-def generate(cfg: DictConfig, *, progress: bool = True) -> DemoSummary:
-    """Generate the demo tables and the truth files at the configured paths (replacing what is there)."""
-    return generate_demo(demo_spec(cfg), Path(cfg.data.path), Path(cfg.data.truth_path), progress=progress)
+def generate(cfg: DictConfig, *, progress: bool = True) -> DemoSummary | TelcoSummary:
+    """Generate the configured demo data at the configured paths (replacing what the generator wrote there):
+    the dated demo tables and their truth files, or with data=snapshot a telecom-layout table and a table to
+    score."""
+    spec = demo_spec(cfg)
+    if isinstance(spec, TelcoSpec):
+        return generate_telco(spec, Path(cfg.data.path))
+    return generate_demo(spec, Path(cfg.data.path), Path(cfg.data.truth_path), progress=progress)
 
 
 def ensure_demo_data(cfg: DictConfig) -> bool:
@@ -35,6 +41,9 @@ def ensure_demo_data(cfg: DictConfig) -> bool:
     """
     if cfg.data.get("generator") is None or not cfg.data.get("generate_if_missing", False):
         return False
+    spec = demo_spec(cfg)
+    if isinstance(spec, TelcoSpec):
+        return _ensure_telco(spec, Path(cfg.data.path))
     folder = Path(cfg.data.path)
     manifest = folder / "_manifest.json"
     wanted = json.loads(json.dumps(asdict(demo_spec(cfg)), default=str))
@@ -49,6 +58,19 @@ def ensure_demo_data(cfg: DictConfig) -> bool:
     else:
         log.info("no demo data in %s yet; generating it", folder)
     generate(cfg)
+    return True
+
+
+def _ensure_telco(spec: TelcoSpec, path: Path) -> bool:
+    """Generate the telecom-layout table when missing or made from another spec; a file the generator did not
+    write (your copy of the public table) is used as it is."""
+    sidecar = sidecar_path_for(path)
+    if path.exists() and not sidecar.is_file():
+        return False
+    if sidecar.is_file() and json.loads(sidecar.read_text()).get("spec") == asdict(spec):
+        return False
+    log.info("no synthetic telecom table at %s from this spec; generating it", path)
+    generate_telco(spec, path)
     return True
 
 

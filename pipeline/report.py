@@ -55,7 +55,8 @@ from models.retention import (
     survival_figure,
 )
 from models.rules import referenced_names
-from pipeline.common import git_commit, load_inputs, setup_mlflow, stage
+from pipeline.common import git_commit, load_inputs, resolved_yaml, setup_mlflow, stage
+from pipeline.features import is_snapshot
 from pipeline.generate import ensure_demo_data
 
 log = logging.getLogger(__name__)
@@ -514,10 +515,15 @@ def report(cfg: DictConfig) -> ReportResult:
     import matplotlib.pyplot as plt
     import mlflow
 
-    ensure_demo_data(cfg)
-    tables, _ = load_inputs(cfg)
     setup_mlflow(cfg)
-    built = build_report(cfg, tables.con, set(tables.report.present))
+    if is_snapshot(cfg):
+        from pipeline.report_snapshot import build_snapshot_report
+
+        built, inputs = build_snapshot_report(cfg)
+    else:
+        ensure_demo_data(cfg)
+        tables, _ = load_inputs(cfg)
+        built, inputs = build_report(cfg, tables.con, set(tables.report.present)), tables.files
     images: dict[str, bytes] = {}
     for section in built.sections:
         for name, figure in section["figures"].items():
@@ -539,7 +545,7 @@ def report(cfg: DictConfig) -> ReportResult:
     for stale in set(out.iterdir()) - set(files):
         if stale.is_file() and not stale.name.startswith("."):
             stale.unlink()
-    data_fingerprint, _ = fingerprint(tables.files)
+    data_fingerprint, _ = fingerprint(inputs)
     commit, dirty = git_commit()
     with mlflow.start_run(run_name="report") as run:
         mlflow.set_tags(
@@ -548,7 +554,7 @@ def report(cfg: DictConfig) -> ReportResult:
         )  # fmt: skip
         mlflow.log_metrics(built.metrics)
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            (Path(tmp) / "resolved_config.yaml").write_text(resolved_yaml(cfg))
             mlflow.log_artifacts(tmp, artifact_path="run_info")
         mlflow.log_artifacts(str(out), artifact_path="report")
     log.info(

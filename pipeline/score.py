@@ -18,6 +18,7 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -42,7 +43,8 @@ from features.engine import (
     table_last_dates,
 )
 from features.errors import ConfigError
-from features.io import fingerprint, publish_atomically
+from features.io import TableFile, fingerprint, publish_atomically
+from features.snapshot import TABLE, check_scoring_table, feature_select, read_snapshot
 from models.actions import ValueParameters, select_within_budget
 from models.decision_report import ScoringSummary, summarise, summary_figures
 from models.decisions import DecisionPolicy, action_index
@@ -52,7 +54,17 @@ from models.reasons import ReasonFamilies, top_reasons
 from models.rules import sql_text
 from models.valuation import Valuation
 from models.value import lifetime_value
-from pipeline.common import config_params, git_commit, load_inputs, setup_mlflow, stage
+from pipeline.common import (
+    config_params,
+    connect,
+    git_commit,
+    load_inputs,
+    resolved_config,
+    resolved_yaml,
+    setup_mlflow,
+    stage,
+)
+from pipeline.features import is_snapshot
 from pipeline.generate import ensure_demo_data
 
 log = logging.getLogger(__name__)
@@ -176,22 +188,29 @@ def duckdb_type(feature: FeatureDef) -> str:
 
 
 def scoring_plan(
-    cfg: DictConfig, manifest: dict[str, Any], present: set[str], policy: DecisionPolicy
+    cfg: DictConfig,
+    manifest: dict[str, Any],
+    present: set[str],
+    policy: DecisionPolicy,
+    snapshot: bool = False,
 ) -> ScoringPlan:
-    """The model's features from its manifest, plus the configured features the decision rules need."""
+    """The model's features from its manifest, plus the configured features the decision rules need (for a
+    snapshot, only its own columns can be built: the others read as empty)."""
     model_features = tuple(FeatureDef(**f) for f in manifest["features"])
     names = {f.name for f in model_features}
     features_cfg = OmegaConf.to_container(cfg.features, resolve=True)
     event_types = tuple(manifest["event_types"])
     everything = plan_every_feature(features_cfg, event_types)
-    buildable = {f.name: f for f in plan_features(features_cfg, present, event_types).features}
+    buildable = (
+        {} if snapshot else {f.name: f for f in plan_features(features_cfg, present, event_types).features}
+    )
     used = policy.referenced_features({f.name for f in everything.features} | names)
     extra = tuple(buildable[n] for n in sorted(used - names) if n in buildable)
     absent = {f.name: duckdb_type(f) for f in everything.features if f.name in used - names - set(buildable)}
     notes = []
     if absent:
         notes.append(
-            f"decision rules use {', '.join(sorted(absent))}, which these tables cannot provide: rules that "
+            f"decision rules use {', '.join(sorted(absent))}, which the data cannot provide: rules that "
             f"need them do not hold"
         )
         log.warning("%s", notes[-1])
@@ -290,32 +309,29 @@ def check_inputs_cover(
 
 def score(cfg: DictConfig) -> ScoreResult:
     """Score every active customer as of the configured date and decide what to do about each one."""
-    import mlflow
 
     clock = Phases()
-    ensure_demo_data(cfg)
     policy = decision_policy(cfg)
-    tables, _ = load_inputs(cfg)
-    con, present = tables.con, set(tables.report.present)
+    if cfg.score.postgres.get("table") and not cfg.score.postgres.get("uri"):
+        raise ConfigError(
+            f"score.postgres.table is {cfg.score.postgres.table} but there is no score.postgres.uri: set the "
+            f"environment variable CHURNWISE_PG_URI, or score.postgres.uri in conf/local/default.yaml"
+        )
     setup_mlflow(cfg)
     registered = registered_model(
         cfg.score.model_uri or f"models:/{cfg.mlflow.registered_model_name}@champion"
     )
-    check_model_inputs(cfg, registered, present)
-    planned = scoring_plan(cfg, registered.manifest, present, policy)
-    model = mlflow.pyfunc.load_model(registered.uri)
-    check_model_matches_manifest(model, registered.manifest, registered.uri)
-    window = data_window(con, present)
-    as_of = date.fromisoformat(str(cfg.score.as_of)) if cfg.score.as_of else window.end
-    check_inputs_cover(cfg, con, present, registered.manifest, window, as_of)
+    if is_snapshot(cfg):
+        inputs = snapshot_inputs(cfg, registered, policy)
+    else:
+        inputs = table_inputs(cfg, registered, policy)
+    con, planned, as_of, model = inputs.con, inputs.planned, inputs.as_of, inputs.model
     clock.lap("validate")
-
-    build = FeatureBuild(planned.plan, (as_of,), window, 0, registered.manifest["label"], {})
-    rows = compute_features(con, build, present, [as_of])
+    rows = inputs.build()
     if rows == 0:
         raise ConfigError(f"no customers are active on score.as_of {as_of}: nothing to score")
     check_feature_types(con, model, registered.uri)
-    prospects = count_prospects(con, as_of, present)
+    prospects = inputs.prospects()
     clock.lap("features")
     log.info(
         "scoring %s customers active on %s with %s (version %s)", f"{rows:,}", as_of, registered.uri,
@@ -347,8 +363,10 @@ def score(cfg: DictConfig) -> ScoreResult:
         }
     )
     upsert_history(con, database, table, as_of)
+    if cfg.score.postgres.get("table"):
+        publish_to_postgres(cfg, path, as_of)
     clock.lap("write")
-    data_fingerprint, _ = fingerprint(tables.files)
+    data_fingerprint, _ = fingerprint(inputs.files)
     run_id = log_scoring_run(cfg, registered, as_of, summary, data_fingerprint)
     clock.lap("track")
     header = [
@@ -362,6 +380,76 @@ def score(cfg: DictConfig) -> ScoreResult:
     return ScoreResult(
         path, csv_path, database, table, as_of, registered.uri, registered.version, run_id, customers,
         summary.mean_p_churn, summary, dict(clock.seconds), planned.notes,
+    )  # fmt: skip
+
+
+@dataclass
+class ScoringInputs:
+    """Validated inputs of a scoring run: the connection, the plan, the date, the model, and how to build the
+    feature table `feature_table` (returns its rows) and count the prospects."""
+
+    con: Any
+    planned: ScoringPlan
+    as_of: date
+    model: Any
+    files: dict[str, TableFile]
+    build: Callable[[], int]
+    prospects: Callable[[], int | None]
+
+
+def table_inputs(cfg: DictConfig, registered: RegisteredModel, policy: DecisionPolicy) -> ScoringInputs:
+    """Dated contract tables (data=demo, data=tables): checked, and the features of `as_of` rebuilt from them."""
+    import mlflow
+
+    ensure_demo_data(cfg)
+    tables, _ = load_inputs(cfg)
+    con, present = tables.con, set(tables.report.present)
+    check_model_inputs(cfg, registered, present)
+    planned = scoring_plan(cfg, registered.manifest, present, policy)
+    model = mlflow.pyfunc.load_model(registered.uri)
+    check_model_matches_manifest(model, registered.manifest, registered.uri)
+    window = data_window(con, present)
+    as_of = date.fromisoformat(str(cfg.score.as_of)) if cfg.score.as_of else window.end
+    check_inputs_cover(cfg, con, present, registered.manifest, window, as_of)
+    build = FeatureBuild(planned.plan, (as_of,), window, 0, registered.manifest["label"], {})
+    return ScoringInputs(
+        con, planned, as_of, model, tables.files,
+        build=lambda: compute_features(con, build, present, [as_of]),
+        prospects=lambda: count_prospects(con, as_of, present),
+    )  # fmt: skip
+
+
+def snapshot_inputs(cfg: DictConfig, registered: RegisteredModel, policy: DecisionPolicy) -> ScoringInputs:
+    """A snapshot table of the shape the model was trained on (data=snapshot; its label, if any, is ignored):
+    checked, and the training run's feature expressions evaluated on it."""
+    import mlflow
+
+    from pipeline.features import snapshot_spec
+
+    recorded = registered.manifest.get("snapshot")
+    if recorded is None:
+        raise ConfigError(
+            f"model {registered.uri} was trained on dated tables, not on a snapshot table: score it with the data "
+            f"config it was trained with, or train a model with data=snapshot"
+        )
+    spec = snapshot_spec(cfg)
+    con = connect(cfg)
+    table = read_snapshot(con, spec)
+    features = tuple(FeatureDef(**f) for f in registered.manifest["features"])
+    check_scoring_table(con, table, recorded, features)
+    check_model_inputs(cfg, registered, {TABLE})
+    planned = scoring_plan(cfg, registered.manifest, set(), policy, snapshot=True)
+    model = mlflow.pyfunc.load_model(registered.uri)
+    check_model_matches_manifest(model, registered.manifest, registered.uri)
+    as_of = date.fromisoformat(str(cfg.score.as_of or spec.as_of or date.today()))
+    select = feature_select(table, recorded["id_column"], features, as_of)
+
+    def build() -> int:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE feature_table AS {select}")
+        return con.execute("SELECT count(*) FROM feature_table").fetchall()[0][0]
+
+    return ScoringInputs(
+        con, planned, as_of, model, {TABLE: table.file}, build=build, prospects=lambda: None
     )  # fmt: skip
 
 
@@ -535,6 +623,19 @@ def finalise(con: Any, policy: DecisionPolicy) -> int:
     return con.execute("SELECT count(*) FROM scoring_output").fetchall()[0][0]
 
 
+def publish_to_postgres(cfg: DictConfig, path: Path, as_of: date) -> int:
+    """Replace this as_of's rows of the PostgreSQL table `score.postgres.table` with the output, in one
+    transaction (the table is created, keyed by customer_id and as_of, if it does not exist)."""
+    from features.postgres import redact, write_scores
+
+    settings = cfg.score.postgres
+    rows = write_scores(str(settings.uri), str(settings.table), path, as_of)
+    log.info(
+        "published %s rows to PostgreSQL table %s at %s", f"{rows:,}", settings.table, redact(settings.uri)
+    )
+    return rows
+
+
 def upsert_history(con: Any, database: Path, table: str, as_of: date) -> None:
     """Replace this as_of's rows of the DuckDB history table with the new output, in one transaction."""
     database.parent.mkdir(parents=True, exist_ok=True)
@@ -578,7 +679,7 @@ def log_scoring_run(
                 "selection": str(cfg.actions.selection),
             }
         )
-        resolved = OmegaConf.to_container(cfg, resolve=True)
+        resolved = resolved_config(cfg)
         mlflow.log_params(
             config_params(
                 {k: resolved[k] for k in ("score", "value", "actions", "ladder", "valuation", "reasons")}
@@ -587,7 +688,7 @@ def log_scoring_run(
         mlflow.log_metrics(summary.metrics())
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            (folder / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            (folder / "resolved_config.yaml").write_text(resolved_yaml(cfg))
             for name, frame in summary.tables().items():
                 frame.to_csv(folder / f"{name}.csv", index=False)
             mlflow.log_artifacts(str(folder), artifact_path="run_info")

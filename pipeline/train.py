@@ -41,7 +41,7 @@ from models.evaluation import (
 )
 from models.split import TimeSplit, slice_masks, time_split
 from pipeline.ceiling import true_window_probability
-from pipeline.common import config_params, setup_mlflow, stage
+from pipeline.common import config_params, resolved_config, resolved_yaml, setup_mlflow, stage
 from pipeline.features import build_features
 
 log = logging.getLogger(__name__)
@@ -147,13 +147,13 @@ def train(cfg: DictConfig) -> TrainResult:
                 "split": split,
             }
         )
-        mlflow.log_params(config_params(OmegaConf.to_container(cfg, resolve=True)))
+        mlflow.log_params(config_params(resolved_config(cfg)))
         mlflow.log_metrics(metrics)
         _log_churn_by_date(manifest)
         _log_plots(model, test_rows, y_test, p_test, truth)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            (folder / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+            (folder / "resolved_config.yaml").write_text(resolved_yaml(cfg))
             (folder / "feature_manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
             mlflow.log_artifacts(str(folder), artifact_path="run_info")
         model_info = _log_model(model, test_rows, features, manifest, cfg)
