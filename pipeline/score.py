@@ -180,6 +180,7 @@ class ScoringPlan:
     model_features: list[str]
     absent: dict[str, str]  # column -> DuckDB type
     notes: list[str]
+    revenue: tuple[str, str | None] = ("monthly_revenue", None)  # recurring, purchases (conf/value)
 
 
 def duckdb_type(feature: FeatureDef) -> str:
@@ -204,7 +205,9 @@ def scoring_plan(
     buildable = (
         {} if snapshot else {f.name: f for f in plan_features(features_cfg, present, event_types).features}
     )
+    revenue = revenue_features(cfg, manifest)
     used = policy.referenced_features({f.name for f in everything.features} | names)
+    used |= {name for name in revenue if name is not None and (name in names or name in buildable)}
     extra = tuple(buildable[n] for n in sorted(used - names) if n in buildable)
     absent = {f.name: duckdb_type(f) for f in everything.features if f.name in used - names - set(buildable)}
     notes = []
@@ -219,7 +222,7 @@ def scoring_plan(
     plan = FeaturePlan(model_features + extra, manifest["skipped_families"], event_types)
     columns = {f.name: duckdb_type(f) for f in plan.features} | absent
     policy.check(columns)
-    return ScoringPlan(plan, [f.name for f in model_features], absent, notes)
+    return ScoringPlan(plan, [f.name for f in model_features], absent, notes, revenue)
 
 
 def check_model_matches_manifest(model: Any, manifest: dict[str, Any], model_uri: str) -> None:
@@ -486,11 +489,35 @@ def check_model_inputs(cfg: DictConfig, registered: RegisteredModel, present: se
             f"input data at {cfg.data.path} lacks {', '.join(missing)}, so its features cannot be rebuilt: provide "
             f"them or train a model on the tables you have"
         )
-    if cfg.value.revenue_feature not in {f["name"] for f in manifest["features"]}:
+    recurring, purchases = revenue_features(cfg, manifest)
+    model_features = {f["name"] for f in manifest["features"]}
+    if recurring not in model_features and purchases is None:
         raise ConfigError(
             f"value.revenue_feature '{cfg.value.revenue_feature}' is not a feature of model {registered.uri}; "
-            f"set it to the feature holding monthly revenue"
+            f"set it to the feature holding monthly revenue (or value.purchase_feature and "
+            f"value.include_purchases=true to value purchases)"
         )
+
+
+def revenue_features(cfg: DictConfig, manifest: dict[str, Any]) -> tuple[str, str | None]:
+    """The recurring revenue feature, and the purchase feature when purchases count (conf/value)."""
+    purchases = cfg.value.get("purchase_feature")
+    include = cfg.value.get("include_purchases", "auto")
+    if include == "auto":
+        include = (
+            "subscriptions" not in manifest["input"]["tables"] and "orders" in manifest["input"]["tables"]
+        )
+    return str(cfg.value.revenue_feature), str(purchases) if purchases and include else None
+
+
+def monthly_revenue(frame: pd.DataFrame, recurring: str, purchases: str | None, months: float) -> np.ndarray:
+    """Monthly revenue for lifetime value: the recurring revenue (empty: 0) plus purchases as a monthly average."""
+    total = np.zeros(len(frame))
+    if recurring in frame:
+        total += np.nan_to_num(frame[recurring].to_numpy(dtype=float, na_value=np.nan))
+    if purchases is not None:
+        total += np.nan_to_num(frame[purchases].to_numpy(dtype=float, na_value=np.nan)) / months
+    return total
 
 
 def score_chunks(
@@ -514,7 +541,8 @@ def score_chunks(
     from tqdm.auto import tqdm
 
     churn_model = model.unwrap_python_model().model if policy.explain else None
-    revenue = str(cfg.value.revenue_feature)
+    recurring, purchases = planned.revenue
+    months = float(cfg.value.get("purchase_months", 12))
     reader = con.sql(
         f"{policy.rules_sql('feature_table', planned.absent)} ORDER BY customer_id"
     ).to_arrow_reader(int(cfg.score.chunk_rows))
@@ -545,9 +573,9 @@ def score_chunks(
                 frame = batch.to_pandas()
                 inputs = frame[planned.model_features]
                 p_churn = model.predict(inputs)["p_churn"].to_numpy(dtype=float)
-                monthly_revenue = frame[revenue].to_numpy(dtype=float, na_value=np.nan)
+                revenue = monthly_revenue(frame, recurring, purchases, months)
                 clv = lifetime_value(
-                    p_churn, monthly_revenue, horizon_days=value.horizon_days, margin_rate=value.margin_rate,
+                    p_churn, revenue, horizon_days=value.horizon_days, margin_rate=value.margin_rate,
                     annual_discount_rate=value.annual_discount_rate,
                 )  # fmt: skip
                 explained = None
@@ -558,7 +586,7 @@ def score_chunks(
                         policy.reasons,
                         policy.top_reasons,
                     )
-                decided = policy.decide(frame, p_churn, clv, monthly_revenue, explained, value)
+                decided = policy.decide(frame, p_churn, clv, revenue, explained, value)
                 chunk = pd.concat(
                     [
                         pd.DataFrame(

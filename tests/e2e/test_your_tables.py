@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 from config_helpers import compose_config
@@ -78,3 +79,22 @@ def test_an_export_without_customers_derives_them_and_trains_on_activity(tmp_pat
     manifest = json.loads((Path(cfg.paths.features_dir) / "manifest.json").read_text())
     assert {"tenure", "engagement", "spend"} <= {f["family"] for f in manifest["features"]}
     assert {"bundles", "contract", "complaints"} <= set(manifest["skipped_families"])
+
+    # without subscriptions there is no recurring revenue: lifetime value comes from purchases (conf/value)
+    from pipeline.score import score
+
+    scored = score(cfg)
+    out = pd.read_parquet(scored.path).set_index("customer_id")
+    orders = pd.read_parquet(export / "orders.parquet")
+    day = pd.to_datetime(orders["order_date"])
+    window = orders[
+        (day < pd.Timestamp(scored.as_of)) & (day >= pd.Timestamp(scored.as_of) - pd.Timedelta(days=365))
+    ]
+    revenue = (window.groupby("customer_id")["amount"].sum() / 12).reindex(out.index, fill_value=0.0)
+    horizon = int(cfg.label.horizon_days)
+    r = (1 - out["p_churn"]) ** (365.25 / 12 / horizon)
+    d = (1 + float(cfg.value.annual_discount_rate)) ** (1 / 12) - 1
+    expected = float(cfg.value.margin_rate) * revenue * r / (1 + d - r)
+    assert (revenue > 0).mean() > 0.5 and (out["clv"] > 0).mean() > 0.5
+    np.testing.assert_allclose(out["clv"], expected, rtol=1e-6)
+    assert out["selected"].any()
