@@ -2,7 +2,8 @@
 
 Runs an Optuna study (TPE, seeded) over the search space in the `tune` config group. Each trial fits the
 model on the training dates before a gap and is scored on the latest training dates: the calibration and
-test slices are never seen. Trials are nested MLflow runs under one parent; the best parameters are then
+test slices are never seen. Data without a usable time axis (split=kfold, data=snapshot) is scored by
+stratified K-fold over all rows instead. Trials are nested MLflow runs under one parent; the best parameters are then
 trained, calibrated, evaluated and registered by the normal training stage.
 """
 
@@ -14,13 +15,16 @@ from datetime import timedelta
 from typing import Any
 
 import hydra
+import numpy as np
 import optuna
+import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from features.errors import ConfigError
 from models.calibration import NoCalibration
 from models.churn_model import fit_churn_model
+from models.errors import SplitError
 from models.evaluation import classification_metrics
 from models.split import slice_masks
 from pipeline.common import setup_mlflow, stage
@@ -57,6 +61,48 @@ def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def validation_pairs(cfg: DictConfig, snapshots: pd.DataFrame) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(fit rows, validation rows) a trial is scored on, never the calibration or test slice.
+
+    Time split: the training slice's latest `tune.validation_dates` dates (after a label-window gap) validate a
+    model fitted on the earlier ones. K-fold (no usable time axis, e.g. data=snapshot): stratified folds over
+    all rows, grouped by customer; a trial's score is the mean over the folds. The final K-fold metrics are
+    then measured on rows that also chose the parameters, so they are slightly optimistic.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if cfg.split.kind == "time":
+        try:
+            split = configured_split(cfg, snapshots)
+        except SplitError:
+            if not cfg.split.get("kfold_fallback", True):
+                raise
+        else:
+            gap = gap_days(cfg)
+            train_rows = snapshots[slice_masks(snapshots["observation_date"], split)["train"]]
+            validation_dates = sorted(split.train)[-int(cfg.tune.validation_dates) :]
+            fit_dates = [d for d in split.train if d + timedelta(days=gap) <= validation_dates[0]]
+            if not fit_dates:
+                raise ConfigError(
+                    "too few training dates to hold out tune.validation_dates after a gap; lower it"
+                )
+            fit_rows = train_rows[train_rows["observation_date"].isin(fit_dates)]
+            validation_rows = train_rows[train_rows["observation_date"].isin(validation_dates)]
+            log.info(
+                "tuning on %s snapshots (%d dates), validating on %s (%s .. %s)", f"{len(fit_rows):,}",
+                len(fit_dates), f"{len(validation_rows):,}", validation_dates[0], validation_dates[-1],
+            )  # fmt: skip
+            return [(fit_rows, validation_rows)]
+    folds = StratifiedGroupKFold(
+        n_splits=int(cfg.split.n_folds), shuffle=True, random_state=int(cfg.tune.seed)
+    )
+    y, groups = snapshots["churned"].to_numpy(), snapshots["customer_id"].to_numpy()
+    log.info(
+        "tuning with stratified %d-fold cross-validation over %s rows", int(cfg.split.n_folds), f"{len(y):,}"
+    )
+    return [(snapshots.iloc[a], snapshots.iloc[b]) for a, b in folds.split(snapshots, y, groups=groups)]
+
+
 def tune(cfg: DictConfig) -> TuneResult:
     """Search, then train the best configuration."""
     import mlflow
@@ -65,23 +111,9 @@ def tune(cfg: DictConfig) -> TuneResult:
     manifest = built.manifest
     features = [f["name"] for f in manifest["features"]]
     snapshots = load_snapshots(built.table_path)
-    gap = gap_days(cfg)
-    split = configured_split(cfg, snapshots)
-    train_rows = snapshots[slice_masks(snapshots["observation_date"], split)["train"]]
-    validation_dates = sorted(split.train)[-int(cfg.tune.validation_dates) :]
-    fit_dates = [d for d in split.train if d + timedelta(days=gap) <= validation_dates[0]]
-    if not fit_dates:
-        raise ConfigError("too few training dates to hold out tune.validation_dates after a gap; lower it")
-    fit_rows = train_rows[train_rows["observation_date"].isin(fit_dates)]
-    validation_rows = train_rows[train_rows["observation_date"].isin(validation_dates)]
-    y_validation = validation_rows["churned"].to_numpy()
+    pairs = validation_pairs(cfg, snapshots)
     space = OmegaConf.to_container(cfg.tune.search_space, resolve=True)
     metric = cfg.tune.metric
-    log.info(
-        "tuning on %s snapshots (%d dates), validating on %s (%s .. %s), %d trials",
-        f"{len(fit_rows):,}", len(fit_dates), f"{len(validation_rows):,}", validation_dates[0], validation_dates[-1],
-        int(cfg.tune.n_trials),
-    )  # fmt: skip
 
     setup_mlflow(cfg)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -91,11 +123,15 @@ def tune(cfg: DictConfig) -> TuneResult:
         def objective(trial: optuna.Trial) -> float:
             params = suggest(trial, space)
             estimator = instantiate(cfg.model).set_params(**params)
-            model = fit_churn_model(
-                estimator, NoCalibration(), fit_rows, validation_rows,
-                features=features, categorical=manifest["categorical_features"],
-            )  # fmt: skip
-            scores = classification_metrics(y_validation, model.predict_proba(validation_rows))
+            per_pair = []
+            for fit_rows, validation_rows in pairs:
+                model = fit_churn_model(
+                    estimator, NoCalibration(), fit_rows, validation_rows,
+                    features=features, categorical=manifest["categorical_features"],
+                )  # fmt: skip
+                y_validation = validation_rows["churned"].to_numpy()
+                per_pair.append(classification_metrics(y_validation, model.predict_proba(validation_rows)))
+            scores = {k: float(np.mean([m[k] for m in per_pair])) for k in per_pair[0]}
             with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
                 mlflow.set_tag("stage", "tune-trial")
                 mlflow.log_params(params)

@@ -196,3 +196,19 @@ def test_a_table_to_score_must_hold_readable_values_for_the_models_features(tmp_
     table = read_snapshot(con, score_spec)
     with pytest.raises(ConfigError, match=r"lacks|TechSupport"):
         check_scoring_table(con, table, recorded, features)
+
+
+def test_tuning_a_snapshot_validates_on_stratified_folds_of_all_rows(make_cfg) -> None:
+    from pipeline.tune import validation_pairs
+
+    cfg = make_cfg("data=telco", debug=False)
+    rows = pd.DataFrame(
+        {"customer_id": [f"c{i}" for i in range(100)], "churned": [i % 4 == 0 for i in range(100)]}
+    ).astype({"churned": int})
+    pairs = validation_pairs(cfg, rows)
+    assert len(pairs) == cfg.split.n_folds == 5
+    held = [set(v["customer_id"]) for _, v in pairs]
+    assert set().union(*held) == set(rows["customer_id"]) and sum(len(h) for h in held) == 100
+    for fit, validation in pairs:
+        assert not set(fit["customer_id"]) & set(validation["customer_id"])
+        assert validation["churned"].mean() == pytest.approx(0.25)  # stratified
