@@ -8,8 +8,10 @@ import hydra
 from omegaconf import DictConfig
 
 from features.catalog import FamilyAvailability
+from features.snapshot import SnapshotPlan, check_snapshot, plan_snapshot, read_snapshot
 from features.validation import ValidatedTables
-from pipeline.common import load_inputs, stage
+from pipeline.common import connect, load_inputs, stage
+from pipeline.features import is_snapshot, snapshot_spec
 from pipeline.generate import ensure_demo_data
 
 log = logging.getLogger(__name__)
@@ -23,10 +25,33 @@ def validate(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailability]
     return tables, availability
 
 
+def validate_snapshot(cfg: DictConfig) -> SnapshotPlan:
+    """Check a snapshot table against its config (data=snapshot) and say how each column will be read; a table
+    without the label column is checked as a table to score."""
+    spec = snapshot_spec(cfg)
+    con = connect(cfg)
+    table = read_snapshot(con, spec)
+    with_label = spec.label_column in table.columns
+    check_snapshot(con, spec, table, with_label=with_label)
+    planned = plan_snapshot(con, spec, table)
+    lines = [
+        f"{spec.path}: {table.rows:,} customers, {len(table.columns)} columns"
+        + ("" if with_label else f" (no label column '{spec.label_column}': a table to score)")
+    ]
+    for name, source in planned.sources.items():
+        lines.append(f"  {name:<28} {source['kind']:<12} from {', '.join(source['columns'])}")
+    log.info("%s", "\n".join(lines))
+    log.info("the snapshot table fits its config")
+    return planned
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @stage
 def main(cfg: DictConfig) -> None:
-    validate(cfg)
+    if is_snapshot(cfg):
+        validate_snapshot(cfg)
+    else:
+        validate(cfg)
 
 
 if __name__ == "__main__":

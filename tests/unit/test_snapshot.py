@@ -212,3 +212,26 @@ def test_tuning_a_snapshot_validates_on_stratified_folds_of_all_rows(make_cfg) -
     for fit, validation in pairs:
         assert not set(fit["customer_id"]) & set(validation["customer_id"])
         assert validation["churned"].mean() == pytest.approx(0.25)  # stratified
+
+
+def test_make_validate_checks_a_snapshot_to_score_without_its_label(tmp_path: Path, make_cfg) -> None:
+    from pipeline.validate import validate_snapshot
+
+    path = tmp_path / "to_score.csv"
+    path.write_text("\n".join([HEADER.removesuffix(",Churn"), *(r.rsplit(",", 1)[0] for r in ROWS)]) + "\n")
+    internet = "data.roles.products.internet=[InternetService,TechSupport]"
+    cfg = make_cfg(
+        "data=telco",
+        f"data.path={path}",
+        "data.drop=[Notes]",
+        internet,
+        "data.roles.products.streaming=[]",
+        debug=False,
+    )
+    planned = validate_snapshot(cfg)
+    assert planned.sources["partner"]["kind"] == "binary" and "churn" not in planned.sources
+    path.write_text(
+        HEADER.removesuffix(",Churn") + "\n" + ROWS[0].rsplit(",", 1)[0].replace(",1,No,", ",x,No,") + "\n"
+    )
+    with pytest.raises(ConfigError, match=r"data\.tenure\.column.*'x'"):
+        validate_snapshot(cfg)
