@@ -467,6 +467,10 @@ def plan_snapshot(con: duckdb.DuckDBPyConnection, spec: SnapshotSpec, table: Sna
     for column, raw_type in table.columns.items():
         if column in consumed:
             continue
+        blanks = con.execute(f"SELECT count(*) FROM {RAW} WHERE {_text(column)} IS NULL").fetchall()[0][0]
+        if blanks == table.rows:
+            notes.append(f"column '{column}' is blank in every row: not used")
+            continue
         kind = _kind_of(con, spec, table, column)
         name = feature_name(column)
         if kind == "categorical":
@@ -477,7 +481,6 @@ def plan_snapshot(con: duckdb.DuckDBPyConnection, spec: SnapshotSpec, table: Sna
                     f"{spec.max_categories}): not used; list it in data.drop, or type it in data.types"
                 )
                 continue
-        blanks = con.execute(f"SELECT count(*) FROM {RAW} WHERE {_text(column)} IS NULL").fetchall()[0][0]
         if blanks:
             notes.append(f"column '{column}' ({kind}): {blanks} blank value(s) read as empty")
         meaning = {"binary": f"1 for {'/'.join(spec.true_values)}, 0 for {'/'.join(spec.false_values)}"}

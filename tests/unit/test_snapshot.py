@@ -104,9 +104,18 @@ def test_columns_are_typed_from_their_values_and_roles_computed(tmp_path: Path) 
     assert frame["gender"].tolist() == ["Female", "Male", "Male", "Female", "Female"]
 
 
-def test_integer_ids_of_a_parquet_snapshot_stay_integers(tmp_path: Path) -> None:
+def test_integer_ids_of_a_parquet_snapshot_stay_integers_and_blank_columns_are_left_out(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "churn.parquet"
-    pd.DataFrame({"id": [10, 20, 30], "plan": ["a", "b", "a"], "left": [True, False, False]}).to_parquet(path)
+    pd.DataFrame(
+        {
+            "id": [10, 20, 30],
+            "plan": ["a", "b", "a"],
+            "empty": [None, " ", None],
+            "left": [True, False, False],
+        }
+    ).to_parquet(path)
     spec = SnapshotSpec.from_config(
         {
             "path": str(path),
@@ -116,7 +125,7 @@ def test_integer_ids_of_a_parquet_snapshot_stay_integers(tmp_path: Path) -> None
     )
     frame, sources = features_of(path, spec)
     assert frame.index.tolist() == [10, 20, 30] and frame["churned"].tolist() == [1, 0, 0]
-    assert list(sources) == ["plan"]
+    assert list(sources) == ["plan"]  # a column blank in every row is not used
 
 
 @pytest.mark.parametrize(
