@@ -72,8 +72,8 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
         c for c, s in ((c, planned.sources.get(n)) for n, c in _raw_columns(planned.sources).items())
         if s and s["kind"] in ("binary", "categorical", "term")
     ]  # fmt: skip
-    if spec.segment:
-        breakdown.append(spec.segment)
+    first = [c for c in (spec.contract.column if spec.contract else None, spec.segment) if c]
+    breakdown = first + [c for c in breakdown if c not in first]  # contract and segment first
     raw = ", ".join(f"CAST({quoted(c)} AS VARCHAR) AS {quoted('by ' + c)}" for c in dict.fromkeys(breakdown))
     select = feature_select(
         table, spec.id_column, planned.features, as_of,
