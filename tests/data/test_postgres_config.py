@@ -23,12 +23,14 @@ def test_the_uri_and_mapping_in_conf_local_reach_the_copy_and_never_the_logs(
 
     uri = postgres_server.replace("postgresql://postgres@", "postgresql://postgres:pw-in-local@")
     with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA crm")
-        conn.execute("CREATE TABLE crm.accounts (account_id bigint, created_on date)")
-        conn.execute("INSERT INTO crm.accounts VALUES (1, '2024-01-05'), (2, NULL)")
-        conn.execute("CREATE TABLE crm.orders (customer_id bigint, order_date date, amount numeric(10, 2))")
-        conn.execute("INSERT INTO crm.orders VALUES (1, '2024-02-01', 19.90)")
-        conn.execute("CREATE TABLE crm.unrelated (x int)")
+        conn.execute("CREATE SCHEMA crm_local")
+        conn.execute("CREATE TABLE crm_local.accounts (account_id bigint, created_on date)")
+        conn.execute("INSERT INTO crm_local.accounts VALUES (1, '2024-01-05'), (2, NULL)")
+        conn.execute(
+            "CREATE TABLE crm_local.orders (customer_id bigint, order_date date, amount numeric(10, 2))"
+        )
+        conn.execute("INSERT INTO crm_local.orders VALUES (1, '2024-02-01', 19.90)")
+        conn.execute("CREATE TABLE crm_local.unrelated (x int)")
     conf = tmp_path / "conf"
     shutil.copytree(CONF_DIR, conf)
     (conf / "local" / "default.yaml").write_text(
@@ -37,9 +39,9 @@ defaults:
   - override /data: postgres
 
 data:
-  name: crm
+  name: crm_local
   uri: {uri}
-  schema: crm
+  schema: crm_local
   mapping:
     customers: {{from: accounts, columns: {{customer_id: account_id, signup_date: created_on}}}}
 """
@@ -51,7 +53,7 @@ data:
 
     copied = copy_from_postgres(cfg)
     assert set(copied) == {"accounts", "orders"}  # the mapped name, a contract table, nothing else
-    assert Path(cfg.data.path) == tmp_path / "data" / "postgres" / "crm"
+    assert Path(cfg.data.path) == tmp_path / "data" / "postgres" / "crm_local"
     accounts = pd.read_parquet(copied["accounts"])
     assert accounts["account_id"].tolist() == [1, 2] and pd.isna(accounts["created_on"].iloc[1])
     assert pd.read_parquet(copied["orders"])["amount"].tolist() == [19.9]
