@@ -104,13 +104,27 @@ def promote(cfg: DictConfig, test_rows: pd.DataFrame | None = None) -> Promotion
 
     challenger_metrics = score(challenger.version)
     champion_metrics = None
+    incomparable = None
     if champion is not None and champion.version != challenger.version:
-        champion_metrics = score(champion.version)
+        incomparable = why_incomparable(
+            f"models:/{name}/{champion.version}", f"models:/{name}/{challenger.version}", test_rows
+        )
+        if incomparable is None:
+            champion_metrics = score(champion.version)
     elif champion is not None:
         champion_metrics = challenger_metrics
     promotion = cfg.promotion
     if champion is not None and champion.version == challenger.version:
         promoted, reason = False, "the challenger is already the champion"
+    elif incomparable is not None:
+        promoted = False
+        reason = (
+            f"champion version {champion.version} cannot be compared with the challenger on its test slice: "
+            f"{incomparable}. The champion is unchanged; to replace it, move the alias 'champion' to version "
+            f"{challenger.version} (MLflow UI, or MlflowClient().set_registered_model_alias), or train under a "
+            f"name of its own (mlflow.registered_model_name=...)"
+        )
+        log.warning("%s", reason)
     else:
         promoted, reason = decide(
             challenger_metrics, champion_metrics, metric=promotion.metric,
@@ -136,6 +150,24 @@ def promote(cfg: DictConfig, test_rows: pd.DataFrame | None = None) -> Promotion
         promoted, reason, str(challenger.version), str(champion.version) if champion else None,
         challenger_metrics, champion_metrics or {},
     )  # fmt: skip
+
+
+def why_incomparable(champion_uri: str, challenger_uri: str, test_rows: pd.DataFrame) -> str | None:
+    """Why the champion cannot be scored on the challenger's test rows (features it needs are not there, or
+    it predicts another label), or None when it can."""
+    import mlflow
+
+    champion = mlflow.models.get_model_info(champion_uri)
+    challenger = mlflow.models.get_model_info(challenger_uri)
+    schema = champion.signature.inputs.input_names() if champion.signature else []
+    missing = [c for c in schema if c not in test_rows.columns]
+    if missing:
+        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        return f"it was trained on features this data does not have ({shown})"
+    label = (champion.metadata or {}).get("label")
+    if label and label != (challenger.metadata or {}).get("label"):
+        return f"it predicts another label ({label.get('name')}, {label.get('horizon_days')} days)"
+    return None
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
