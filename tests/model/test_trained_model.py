@@ -105,6 +105,32 @@ def test_a_worse_challenger_is_refused(trained) -> None:
     assert decision.data.tags["promotion.decision"] == "refused"
 
 
+def test_a_champion_for_another_label_or_features_is_not_compared_and_stays(trained) -> None:
+    _, _, make = trained
+    cfg = make("label=inactivity", "evaluation.baseline=null")
+    other = train(cfg)  # same registered name, another label: the gate cannot compare them, and says so
+    assert not other.promoted
+    client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
+    assert str(client.get_model_version_by_alias(cfg.mlflow.registered_model_name, "champion").version) == "1"
+    decision = client.search_runs(
+        [client.get_experiment_by_name(cfg.mlflow.experiment_name).experiment_id],
+        "tags.stage = 'promote'", order_by=["attributes.start_time DESC"], max_results=1,
+    )[0]  # fmt: skip
+    assert "predicts another label (contractual" in decision.data.tags["promotion.reason"]
+
+    fewer = make("~features.families.complaints", "evaluation.baseline=null")
+    assert not train(fewer).promoted  # without the complaint features the champion cannot score the rows
+    decision = client.search_runs(
+        [client.get_experiment_by_name(cfg.mlflow.experiment_name).experiment_id],
+        "tags.stage = 'promote'", order_by=["attributes.start_time DESC"], max_results=1,
+    )[0]  # fmt: skip
+    assert (
+        "trained on features this data does not have (complaints_30d"
+        in decision.data.tags["promotion.reason"]
+    )
+    assert str(client.get_model_version_by_alias(cfg.mlflow.registered_model_name, "champion").version) == "1"
+
+
 def test_kfold_split_logs_out_of_fold_and_per_fold_metrics(trained) -> None:
     _, _, make = trained
     cfg = make("split=kfold", "evaluation.baseline=null")
