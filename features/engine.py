@@ -173,10 +173,12 @@ def _first_of_month_on_or_after(day: date) -> date:
 
 @dataclass(frozen=True)
 class DataWindow:
-    """Where the data starts (its logs) and ends (exclusive: the first day without data)."""
+    """Where the data starts (its logs) and ends (exclusive: the first day without data), and the latest date
+    of each dated table."""
 
     start: date
     end: date
+    last_dates: dict[str, date] = field(default_factory=dict, compare=False)
 
 
 # The date column of each log table: when its rows happened.
@@ -213,10 +215,11 @@ def data_window(con: duckdb.DuckDBPyConnection, present: set[str]) -> DataWindow
     if not starts:
         starts = ["SELECT min(start_date) AS d FROM subscriptions"]
     start = con.execute(f"SELECT min(d) FROM ({' UNION ALL '.join(starts)})").fetchall()[0][0]
-    last = max(table_last_dates(con, present).values(), default=None)
+    last_dates = table_last_dates(con, present)
+    last = max(last_dates.values(), default=None)
     if start is None or last is None:
         raise ConfigError("the input tables hold no dates to place observation dates on")
-    return DataWindow(start, date.fromordinal(last.toordinal() + 1))
+    return DataWindow(start, date.fromordinal(last.toordinal() + 1), last_dates)
 
 
 def count_prospects(con: duckdb.DuckDBPyConnection, as_of: date, present: set[str]) -> int | None:

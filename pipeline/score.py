@@ -278,7 +278,7 @@ def check_inputs_cover(
         )
     lag = cfg.score.get("max_input_lag_days")
     if lag is not None:
-        last = table_last_dates(con, present)
+        last = window.last_dates or table_last_dates(con, present)
         stale = {
             t: d for t, d in last.items() if t in manifest["input"]["tables"] and (as_of - d).days > int(lag)
         }
