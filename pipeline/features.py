@@ -22,7 +22,9 @@ from features.errors import ConfigError
 from features.io import fingerprint, replace_atomically
 from features.snapshot import (
     RAW,
+    SnapshotPlan,
     SnapshotSpec,
+    SnapshotTable,
     check_snapshot,
     feature_select,
     label_expression,
@@ -104,15 +106,34 @@ def snapshot_spec(cfg: DictConfig) -> SnapshotSpec:
     return SnapshotSpec.from_config(OmegaConf.to_container(cfg.data, resolve=True, throw_on_missing=True))
 
 
+@dataclass(frozen=True)
+class LoadedSnapshot:
+    """A snapshot table read into DuckDB (`snapshot_raw`), checked against its config, its columns typed."""
+
+    con: Any
+    spec: SnapshotSpec
+    table: SnapshotTable
+    planned: SnapshotPlan
+    with_label: bool
+
+
+def load_snapshot(cfg: DictConfig, *, require_label: bool = True) -> LoadedSnapshot:
+    """Read, check (before any work) and type the configured snapshot; with `require_label` false, a table
+    without its label column is checked as a table to score."""
+    spec = snapshot_spec(cfg)
+    con = connect(cfg)
+    table = read_snapshot(con, spec)
+    with_label = require_label or spec.label_column in table.columns
+    check_snapshot(con, spec, table, with_label=with_label)
+    return LoadedSnapshot(con, spec, table, plan_snapshot(con, spec, table), with_label)
+
+
 def build_snapshot_features(cfg: DictConfig) -> FeatureTableResult:
     """The feature table of a snapshot: one row per customer, its columns typed as features, its label.
 
     The config and the values are checked before anything is written (features.snapshot.check_snapshot)."""
-    spec = snapshot_spec(cfg)
-    con = connect(cfg)
-    table = read_snapshot(con, spec)
-    check_snapshot(con, spec, table, with_label=True)
-    planned = plan_snapshot(con, spec, table)
+    loaded = load_snapshot(cfg)
+    con, spec, table, planned = loaded.con, loaded.spec, loaded.table, loaded.planned
     as_of = spec.as_of or date.today()
     out_dir = Path(cfg.paths.features_dir)
     table_path = out_dir / "features.parquet"

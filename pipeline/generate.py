@@ -46,7 +46,7 @@ def ensure_demo_data(cfg: DictConfig) -> bool:
         return _ensure_telco(spec, Path(cfg.data.path))
     folder = Path(cfg.data.path)
     manifest = folder / "_manifest.json"
-    wanted = json.loads(json.dumps(asdict(demo_spec(cfg)), default=str))
+    wanted = json.loads(json.dumps(asdict(spec), default=str))
     if manifest.is_file():
         made = json.loads(manifest.read_text()).get("spec")
         if made == wanted:

@@ -21,18 +21,9 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from features.io import TableFile
-from features.snapshot import (
-    RAW,
-    check_snapshot,
-    feature_select,
-    label_expression,
-    plan_snapshot,
-    quoted,
-    read_snapshot,
-)
+from features.snapshot import RAW, feature_select, label_expression, quoted
 from models.retention import expected_lifetime, kaplan_meier, lifetime_table, survival_at, survival_figure
-from pipeline.common import connect
-from pipeline.features import snapshot_spec
+from pipeline.features import load_snapshot
 from pipeline.report import Report, add_scoring_sections, model_reasons_of_churners
 
 DAYS_PER_YEAR = 365.25
@@ -59,11 +50,8 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
     """Every section of a snapshot's report (see the module docstring)."""
     import matplotlib.pyplot as plt
 
-    spec = snapshot_spec(cfg)
-    con = connect(cfg)
-    table = read_snapshot(con, spec)
-    check_snapshot(con, spec, table, with_label=True)
-    planned = plan_snapshot(con, spec, table)
+    loaded = load_snapshot(cfg)
+    con, spec, table, planned = loaded.con, loaded.spec, loaded.table, loaded.planned
     horizon = int(cfg.label.horizon_days)
     periods_per_year = DAYS_PER_YEAR / horizon
     minimum = int(cfg.report.min_customers)
@@ -73,8 +61,8 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
         if s and s["kind"] in ("binary", "categorical", "term")
     ]  # fmt: skip
     first = [c for c in (spec.contract.column if spec.contract else None, spec.segment) if c]
-    breakdown = first + [c for c in breakdown if c not in first]  # contract and segment first
-    raw = ", ".join(f"CAST({quoted(c)} AS VARCHAR) AS {quoted('by ' + c)}" for c in dict.fromkeys(breakdown))
+    breakdown = list(dict.fromkeys(first + breakdown))  # contract and segment first, each column once
+    raw = ", ".join(f"CAST({quoted(c)} AS VARCHAR) AS {quoted('by ' + c)}" for c in breakdown)
     select = feature_select(
         table, spec.id_column, planned.features, as_of,
         extra=f"{label_expression(spec)} AS churned" + (f", {raw}" if raw else ""),
@@ -108,7 +96,7 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
         f"by {column}": retention_by(frame, f"by {column}", periods_per_year, minimum).rename(
             columns={f"by {column}": column}
         )
-        for column in dict.fromkeys(breakdown)
+        for column in breakdown
         if frame[f"by {column}"].nunique(dropna=False) <= MAX_LEVELS
     }
     figures: dict[str, Any] = {}

@@ -8,10 +8,10 @@ import hydra
 from omegaconf import DictConfig
 
 from features.catalog import FamilyAvailability
-from features.snapshot import SnapshotPlan, check_snapshot, plan_snapshot, read_snapshot
+from features.snapshot import SnapshotPlan
 from features.validation import ValidatedTables
-from pipeline.common import connect, load_inputs, stage
-from pipeline.features import is_snapshot, snapshot_spec
+from pipeline.common import load_inputs, stage
+from pipeline.features import is_snapshot, load_snapshot
 from pipeline.generate import ensure_demo_data
 
 log = logging.getLogger(__name__)
@@ -28,12 +28,8 @@ def validate(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailability]
 def validate_snapshot(cfg: DictConfig) -> SnapshotPlan:
     """Check a snapshot table against its config (data=snapshot) and say how each column will be read; a table
     without the label column is checked as a table to score."""
-    spec = snapshot_spec(cfg)
-    con = connect(cfg)
-    table = read_snapshot(con, spec)
-    with_label = spec.label_column in table.columns
-    check_snapshot(con, spec, table, with_label=with_label)
-    planned = plan_snapshot(con, spec, table)
+    loaded = load_snapshot(cfg, require_label=False)
+    spec, table, planned, with_label = loaded.spec, loaded.table, loaded.planned, loaded.with_label
     lines = [
         f"{spec.path}: {table.rows:,} customers, {len(table.columns)} columns"
         + ("" if with_label else f" (no label column '{spec.label_column}': a table to score)")
