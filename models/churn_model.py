@@ -12,6 +12,7 @@ from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
 from models.preprocessing import SnapshotEncoder
+from models.split import stratified_folds
 
 log = logging.getLogger(__name__)
 
@@ -181,13 +182,10 @@ def fit_cross_validated(
     folds' out-of-fold scores, so every out-of-fold probability is honest. The returned model is the
     estimator refitted on all rows with a calibrator fitted on all out-of-fold scores.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
-
     y = rows[target].to_numpy(dtype=int)
-    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold_of_row = np.zeros(len(rows), dtype=int)
     raw = np.zeros(len(rows))
-    for k, (fit_index, held_index) in enumerate(folds.split(rows, y, groups=rows[group].to_numpy())):
+    for k, (fit_index, held_index) in enumerate(stratified_folds(rows, n_folds, seed, target, group)):
         fold_of_row[held_index] = k
         fold_model = _fit_uncalibrated(estimator, rows.iloc[fit_index], y[fit_index], features, categorical)
         raw[held_index] = fold_model.raw_scores(rows.iloc[held_index])

@@ -62,3 +62,14 @@ def slice_masks(observation_dates: pd.Series, split: TimeSplit) -> dict[str, np.
         "calibration": days.isin(split.calibration).to_numpy(),
         "test": days.isin(split.test).to_numpy(),
     }
+
+
+def stratified_folds(
+    rows: pd.DataFrame, n_folds: int, seed: int, target: str = "churned", group: str = "customer_id"
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit, held-out) row positions of each fold of a stratified K-fold grouped by customer (shuffled with
+    `seed`): for data without a usable time axis. A customer's rows are held out together."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return list(folds.split(rows, rows[target].to_numpy(dtype=int), groups=rows[group].to_numpy()))

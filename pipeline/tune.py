@@ -26,7 +26,7 @@ from models.calibration import NoCalibration
 from models.churn_model import fit_churn_model
 from models.errors import SplitError
 from models.evaluation import classification_metrics
-from models.split import slice_masks
+from models.split import slice_masks, stratified_folds
 from pipeline.common import setup_mlflow, stage
 from pipeline.features import build_features
 from pipeline.train import TrainResult, configured_split, gap_days, load_snapshots, train
@@ -69,8 +69,6 @@ def validation_pairs(cfg: DictConfig, snapshots: pd.DataFrame) -> list[tuple[pd.
     all rows, grouped by customer; a trial's score is the mean over the folds. The final K-fold metrics are
     then measured on rows that also chose the parameters, so they are slightly optimistic.
     """
-    from sklearn.model_selection import StratifiedGroupKFold
-
     if cfg.split.kind == "time":
         try:
             split = configured_split(cfg, snapshots)
@@ -93,14 +91,12 @@ def validation_pairs(cfg: DictConfig, snapshots: pd.DataFrame) -> list[tuple[pd.
                 len(fit_dates), f"{len(validation_rows):,}", validation_dates[0], validation_dates[-1],
             )  # fmt: skip
             return [(fit_rows, validation_rows)]
-    folds = StratifiedGroupKFold(
-        n_splits=int(cfg.split.n_folds), shuffle=True, random_state=int(cfg.tune.seed)
-    )
-    y, groups = snapshots["churned"].to_numpy(), snapshots["customer_id"].to_numpy()
-    log.info(
-        "tuning with stratified %d-fold cross-validation over %s rows", int(cfg.split.n_folds), f"{len(y):,}"
-    )
-    return [(snapshots.iloc[a], snapshots.iloc[b]) for a, b in folds.split(snapshots, y, groups=groups)]
+    folds = int(cfg.split.n_folds)
+    log.info("tuning with stratified %d-fold cross-validation over %s rows", folds, f"{len(snapshots):,}")
+    return [
+        (snapshots.iloc[fit], snapshots.iloc[held])
+        for fit, held in stratified_folds(snapshots, folds, int(cfg.tune.seed))
+    ]
 
 
 def tune(cfg: DictConfig) -> TuneResult:
