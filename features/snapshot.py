@@ -275,6 +275,29 @@ def _is_number_type(kind: str) -> bool:
     )
 
 
+def offending_rows(
+    con: duckdb.DuckDBPyConnection,
+    table: SnapshotTable,
+    condition: str,
+    column: str,
+    id_column: str | None = None,
+) -> tuple[int, str]:
+    """How many rows of `snapshot_raw` meet `condition`, and the first few: where each is in the file, its id
+    (with `id_column`) and its value of `column`."""
+    count = con.execute(f"SELECT count(*) FROM {RAW} WHERE {condition}").fetchall()[0][0]
+    ident = f"CAST({quoted(id_column)} AS VARCHAR)" if id_column else "NULL"
+    shown = con.execute(
+        f"""SELECT {ROW_NUMBER}, {ident}, CAST({quoted(column)} AS VARCHAR) FROM {RAW} WHERE {condition}
+            ORDER BY {ROW_NUMBER} LIMIT {EXAMPLES}"""
+    ).fetchall()
+    listed = ", ".join(
+        table.where(row) + (f" ({id_column} {ident_value})" if id_column else "")
+        + f": {'blank' if value is None else repr(value)}"
+        for row, ident_value, value in shown
+    )  # fmt: skip
+    return count, listed
+
+
 def check_snapshot(
     con: duckdb.DuckDBPyConnection, spec: SnapshotSpec, table: SnapshotTable, *, with_label: bool
 ) -> None:
@@ -310,20 +333,8 @@ def check_snapshot(
             f"{', '.join(available)}):\n  " + "\n  ".join(problems)
         )
 
-    def examples(condition: str, column: str) -> tuple[int, str]:
-        count = con.execute(f"SELECT count(*) FROM {RAW} WHERE {condition}").fetchall()[0][0]
-        shown = con.execute(
-            f"""SELECT {ROW_NUMBER}, CAST({quoted(spec.id_column)} AS VARCHAR), CAST({quoted(column)} AS VARCHAR)
-                FROM {RAW} WHERE {condition} ORDER BY {ROW_NUMBER} LIMIT {EXAMPLES}"""
-        ).fetchall()
-        listed = ", ".join(
-            f"{table.where(r)} ({spec.id_column} {i}): {'blank' if v is None else repr(v)}"
-            for r, i, v in shown
-        )
-        return count, listed
-
     def check(key: str, column: str, condition: str, what: str) -> None:
-        count, listed = examples(condition, column)
+        count, listed = offending_rows(con, table, condition, column, spec.id_column)
         if count:
             problems.append(
                 f"{key} (column '{column}' of {table.file.path.name}): {count} row(s) {what}: {listed}"
@@ -581,13 +592,8 @@ def check_scoring_table(
             continue
         column = source["columns"][0]
         condition = f"{_text(column)} IS NOT NULL AND ({feature.sql}) IS NULL"
-        count = con.execute(f"SELECT count(*) FROM {RAW} WHERE {condition}").fetchall()[0][0]
+        count, listed = offending_rows(con, table, condition, column)
         if count:
-            shown = con.execute(
-                f"""SELECT {ROW_NUMBER}, CAST({quoted(column)} AS VARCHAR) FROM {RAW} WHERE {condition}
-                    ORDER BY {ROW_NUMBER} LIMIT {EXAMPLES}"""
-            ).fetchall()
-            listed = ", ".join(f"{table.where(r)}: {v!r}" for r, v in shown)
             problems.append(
                 f"column '{column}' ({feature.name}, {source['kind']} when the model was trained): {count} row(s) "
                 f"it cannot read: {listed}"
