@@ -33,6 +33,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from features.errors import ConfigError
+from features.publish import LEFTOVER, RECORD, owned_files, record_files
+
 logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "churnwise-demo/1.0.0"
@@ -383,18 +386,30 @@ class DemoSummary:
 
 
 def generate_demo(
-    spec: DemoSpec, tables_dir: Path, truth_dir: Path, *, progress: bool = False
+    spec: DemoSpec,
+    tables_dir: Path,
+    truth_dir: Path,
+    *,
+    progress: bool = False,
+    keys: tuple[str, str] = ("data.path", "data.truth_path"),
 ) -> DemoSummary:
     """Generate the demo tables into ``tables_dir`` and the truth files into ``truth_dir``.
 
     Both directories are replaced atomically: the data is written beside them and moved into place
-    only when complete; on failure the previous contents are left untouched.
+    only when complete; on failure the previous contents are left untouched. Only a missing or empty folder,
+    or one this generator wrote and nobody added to, is ever replaced: any other raises ConfigError naming
+    `keys` (the settings that chose the two folders) before anything is written.
     """
     began = time.perf_counter()
     tables_dir = Path(tables_dir).absolute()
     truth_dir = Path(truth_dir).absolute()
     if tables_dir == truth_dir or tables_dir in truth_dir.parents or truth_dir in tables_dir.parents:
-        raise ValueError("tables_dir and truth_dir must be separate directories, neither inside the other")
+        raise ConfigError(
+            f"{keys[0]} and {keys[1]} must be separate directories, neither inside the other "
+            f"({tables_dir}, {truth_dir})"
+        )
+    check_generated_folder(tables_dir, TABLE_NAMES, keys[0])
+    check_generated_folder(truth_dir, TRUTH_NAMES, keys[1])
     calendar = _Calendar.from_spec(spec)
     n_chunks = -(-spec.n_customers // spec.chunk_size)
     logger.info(
@@ -452,6 +467,11 @@ def generate_demo(
             "truth_rows": {name: rows[name] for name in TRUTH_NAMES},
         }
         (staging[tables_dir] / "_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        for directory, names in ((tables_dir, TABLE_NAMES), (truth_dir, TRUTH_NAMES)):
+            files = [f"{name}.parquet" for name in names] + (
+                ["_manifest.json"] if directory == tables_dir else []
+            )
+            record_files(staging[directory], files)
         for target, temp_dir in staging.items():
             _replace_directory(temp_dir, target)
     finally:
@@ -475,6 +495,35 @@ def generate_demo(
         end_date=spec.end_date,
         seconds=seconds,
     )
+
+
+def check_generated_folder(folder: Path, names: Sequence[str], key: str) -> None:
+    """Refuse to replace `folder` unless it is missing, empty, or holds only what this generator writes there
+    (its record of files, or, from before records, its manifest and tables): nothing of anyone else's is
+    ever deleted."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{key}: {folder} is a file; the demo data is written into a folder")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    ours = owned_files(folder)
+    legacy = {f"{name}.parquet" for name in names} | {"_manifest.json"}
+    if not ours and (folder / "_manifest.json").is_file():
+        try:
+            made_here = "generator_version" in json.loads((folder / "_manifest.json").read_text())
+        except (OSError, ValueError):
+            made_here = False
+        ours = legacy if made_here else set()
+    if not ours and names == TRUTH_NAMES:
+        ours = {f"{name}.parquet" for name in names}  # truth folders of earlier versions have no manifest
+    entries = sorted(e.name for e in folder.iterdir() if not LEFTOVER.match(e.name))
+    foreign = [name for name in entries if name not in ours | {RECORD}]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ConfigError(
+            f"{key}: {folder} holds files the demo generator did not write ({shown}); it never replaces a folder "
+            f"with files of yours in it. Point {key} at a new or empty folder (for your own tables set "
+            f"data.generate_if_missing=false and use `make validate`, not `make data`)"
+        )
 
 
 def _replace_directory(complete_dir: Path, target: Path) -> None:

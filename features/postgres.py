@@ -14,11 +14,9 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pyarrow as pa
@@ -27,14 +25,14 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from features.errors import ConfigError
+from features.publish import check_can_write, owned_files, record_files, remove_leftovers
+from features.redaction import redact, scrub, secret_values
 
 log = logging.getLogger(__name__)
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 URI_SOURCES = "data.uri, the environment variable CHURNWISE_PG_URI, or conf/local"
 CONNECT_TIMEOUT_S = 10
-# Key/value connection strings: password=secret or password='se cret' (or an unterminated 'se cret).
-KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*(?:'|$)|\S+)", re.IGNORECASE)
 
 # PostgreSQL type name (pg_type.typname) -> (SQL cast applied when reading, Arrow type). Types not listed are
 # read as text. Every integer type becomes int64 so ids join across tables whatever their declared width;
@@ -60,40 +58,16 @@ EXPORT_TYPES: dict[str, tuple[str | None, pa.DataType]] = {
 RELATION_KINDS = ("r", "p", "v", "m", "f")  # table, partitioned table, view, materialized view, foreign table
 
 
-def redact(uri: str) -> str:
-    """`uri` with its password (in the user-info part, a `password=` query parameter or a key/value
-    connection string) replaced by `***`."""
-    if "://" not in uri:
-        return KV_PASSWORD.sub(r"\1***", uri)
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return re.sub(r"(://[^/?#]*?:)[^/?#]*(@)", r"\1***\2", uri)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, hosts = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            userinfo = userinfo.split(":", 1)[0] + ":***"
-        netloc = f"{userinfo}@{hosts}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() == "password" for k, _ in pairs):
-            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
 def _scrub(text: str, uri: str) -> str:
     """`text` (a driver message) with `uri`'s password and any URI- or key/value-style password hidden."""
-    text = text.replace(uri, redact(uri))
+    secrets = set(secret_values({"uri": uri}, environ={}))
     try:
-        secret = psycopg.conninfo.conninfo_to_dict(uri).get("password")
+        password = psycopg.conninfo.conninfo_to_dict(uri).get("password")
     except psycopg.Error:
-        secret = None
-    if secret:
-        text = text.replace(str(secret), "***")
-    text = re.sub(r"(://[^\s/?#@:\"']*:)[^\s@\"']*@", r"\1***@", text)
-    return KV_PASSWORD.sub(r"\1***", text)
+        password = None
+    if password:
+        secrets.add(str(password))
+    return scrub(text.replace(uri, redact(uri)), secrets)
 
 
 def _connect(uri: str) -> psycopg.Connection[Any]:
@@ -161,9 +135,7 @@ def _export_one(
     query = sql.SQL("SELECT {} FROM {}.{}").format(
         sql.SQL(", ").join(selected), sql.Identifier(schema), sql.Identifier(table)
     )
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{table}.", suffix=".parquet.tmp")
-    os.close(handle)
-    temp = Path(temp_name)
+    temp = path.parent / f".{path.name}.tmp-{os.getpid()}"
     rows = 0
     try:
         with (
@@ -200,16 +172,21 @@ def export_tables(
     All tables are read in one read-only, repeatable-read transaction, so they come from the same snapshot.
     Types: integers -> int64, numeric/real/double -> float64, text/varchar/char -> string, boolean -> bool,
     date -> date32, timestamp -> timestamp[us], timestamptz -> timestamp[us, UTC], anything else -> string;
-    NULLs are kept. Requested tables that do not exist are left out of the result and any old
-    `dest/<table>.parquet` of theirs is removed. Returns {table: path}.
+    NULLs are kept. Requested tables that do not exist are left out of the result and an old
+    `dest/<table>.parquet` of theirs that an earlier export wrote is removed. Only files churnwise wrote in
+    `dest` are ever replaced or removed (features.publish): a folder of other files is refused before any
+    query. Returns {table: path}.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
     _check_identifier(schema, "schema")
     for table in tables:
         _check_identifier(table, "table")
+    check_can_write(dest, [f"{table}.parquet" for table in tables], "data.path")
     dest.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(dest)
     exported: dict[str, Path] = {}
+    removed: list[str] = []
     with _connect(uri) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
@@ -220,8 +197,9 @@ def export_tables(
             path = dest / f"{table}.parquet"
             columns = _relation_columns(conn, schema, table)
             if columns is None:
-                if path.exists():
+                if path.exists() and path.name in owned_files(dest):
                     path.unlink()
+                    removed.append(path.name)
                     log.info("%s.%s does not exist: removed the old %s", schema, table, path)
                 else:
                     log.info("%s.%s does not exist: not exported", schema, table)
@@ -229,6 +207,8 @@ def export_tables(
             rows = _export_one(conn, schema, table, columns, path, chunk_rows)
             log.info("exported %s.%s: %s rows -> %s", schema, table, f"{rows:,}", path)
             exported[table] = path
+            record_files(dest, [path.name])
+    record_files(dest, [], forget=removed)
     return exported
 
 

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import json
 import logging
+import os
 import re
+import shutil
+import socket
+import sqlite3
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import duckdb
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from features.catalog import FamilyAvailability, feature_availability, render_availability
 from features.errors import ConfigError
+from features.publish import PublishError, process_running, remove_leftovers
+from features.redaction import install_secret_filter, redact, redacted_config, scrub, secret_values
 from features.validation import DataContractError, ValidatedTables, load_tables
 from models.errors import DecisionConfigError, SplitError
 
@@ -24,9 +33,20 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+CLEAR_ERRORS = (
+    DataContractError,
+    ConfigError,
+    SplitError,
+    DecisionConfigError,
+    FileNotFoundError,
+    PublishError,
+)
+TRACKING_TIMEOUT_S = 5  # how long a tracking server may take to accept a connection before the run stops
+
+
 def stage(func: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
-    """Run a stage: plots to files only, and input and configuration errors as a clear message and exit code 2,
-    no traceback."""
+    """Run a stage: secrets kept out of every console line and log file, plots to files only, the redacted
+    config beside the log, and input and configuration errors as one clear message and exit code 2."""
 
     @functools.wraps(func)
     def wrapper(cfg: DictConfig) -> T:
@@ -34,19 +54,45 @@ def stage(func: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
 
         matplotlib.use("Agg")  # a stage's plots are files (logged to MLflow), never windows
         try:
+            secrets = secret_values(OmegaConf.to_container(cfg, resolve=True))
+        except OmegaConfBaseException:
+            secrets = secret_values(OmegaConf.to_container(cfg, resolve=False))
+        install_secret_filter(secrets)
+        try:
+            _write_run_config(cfg)
             return func(cfg)
-        except (DataContractError, ConfigError, SplitError, DecisionConfigError, FileNotFoundError) as error:
+        except CLEAR_ERRORS as error:
             log.error("%s", error)
-            raise SystemExit(2) from error
+            raise SystemExit(2) from None
         except MissingMandatoryValue as error:
             log.error(
                 "%s: set %s=... on the command line or in conf/local",
                 str(error).splitlines()[0],
                 error.full_key,
             )
-            raise SystemExit(2) from error
+            raise SystemExit(2) from None
+        except OmegaConfBaseException as error:
+            key = getattr(error, "full_key", None)
+            log.error("%s%s", f"{key}: " if key else "", str(error).splitlines()[0])
+            raise SystemExit(2) from None
+        except Exception:
+            # A bug, not a bad input: the traceback helps to fix it (the secret filter scrubs it). Caught here,
+            # so Hydra does not print the command line's overrides, which may hold a URI.
+            log.exception("churnwise stopped on an unexpected error; nothing further was published")
+            raise SystemExit(1) from None
 
     return wrapper
+
+
+def _write_run_config(cfg: DictConfig) -> None:
+    """The resolved, redacted config in the Hydra run folder (Hydra's own copies are off: they keep secrets)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    folder = Path(HydraConfig.get().runtime.output_dir)
+    with contextlib.suppress(OSError, OmegaConfBaseException):
+        (folder / "resolved_config.yaml").write_text(resolved_yaml(cfg))
 
 
 def project_config(*overrides: str, start: Path | None = None) -> DictConfig:
@@ -74,15 +120,27 @@ def project_config(*overrides: str, start: Path | None = None) -> DictConfig:
 
 
 def connect(cfg: DictConfig) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the configured memory limit, threads and spill folder."""
+    """A DuckDB connection with the configured memory limit, threads and a spill folder of this process."""
     settings: dict[str, Any] = {}
     if cfg.engine.get("memory_limit"):
         settings["memory_limit"] = str(cfg.engine.memory_limit)
     if cfg.engine.get("threads"):
         settings["threads"] = int(cfg.engine.threads)
     if cfg.engine.get("temp_directory"):
-        settings["temp_directory"] = str(Path(cfg.engine.temp_directory).resolve())
+        settings["temp_directory"] = str(process_temp_dir(cfg))
     return duckdb.connect(config=settings)
+
+
+def process_temp_dir(cfg: DictConfig) -> Path:
+    """This process's own folder under `engine.temp_directory` (DuckDB's spill files, scoring chunks), removed
+    when the process ends; folders that killed runs left there are removed first."""
+    root = Path(cfg.engine.temp_directory).resolve()
+    own = root / f"pid-{os.getpid()}"
+    if not own.exists():
+        remove_leftovers(root)
+        own.mkdir(parents=True, exist_ok=True)
+        atexit.register(shutil.rmtree, own, True)
+    return own
 
 
 def load_inputs(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailability]]:
@@ -124,17 +182,10 @@ def copy_from_postgres(cfg: DictConfig) -> dict[str, Path]:
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config to log and record, with the password of every `uri` setting replaced by ***."""
-    from features.postgres import redact
-
-    def scrub(node: Any, key: str = "") -> Any:
-        if isinstance(node, dict):
-            return {k: scrub(v, str(k)) for k, v in node.items()}
-        if isinstance(node, list):
-            return [scrub(v) for v in node]
-        return redact(node) if key.endswith("uri") and isinstance(node, str) else node
-
-    return scrub(OmegaConf.to_container(cfg, resolve=True))
+    """The resolved config to log and record, with every secret hidden: passwords in URIs and in settings
+    named like a secret replaced by ***, wherever they appear."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    return redacted_config(plain, secret_values(plain))
 
 
 def resolved_yaml(cfg: DictConfig) -> str:
@@ -163,23 +214,199 @@ def git_commit(cwd: Path | None = None) -> tuple[str, bool]:
 
 
 def setup_mlflow(cfg: DictConfig) -> str:
-    """Point MLflow at the configured store and experiment; return the experiment id."""
+    """Point MLflow at the configured store and experiment, after checking that the store answers and can be
+    written; mark runs of killed jobs failed. Returns the experiment id; ConfigError names the key at fault."""
     import mlflow  # imported here: mlflow is slow to import and not every stage needs it
 
-    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    uri = str(cfg.mlflow.tracking_uri)
+    check_tracking_store(uri)
+    # A server that stops answering mid-run: a few quick retries, not MLflow's default of minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    mlflow.set_tracking_uri(uri)
     name = cfg.mlflow.experiment_name
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is not None:
-        mlflow.set_experiment(experiment_id=experiment.experiment_id)
-        return experiment.experiment_id
-    artifact_location = None
-    if cfg.mlflow.get("artifact_location"):
-        folder = Path(cfg.mlflow.artifact_location).resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        artifact_location = folder.as_uri()
-    experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location)
-    mlflow.set_experiment(experiment_id=experiment_id)
-    return experiment_id
+    with tracking_errors(uri):
+        experiment = mlflow.get_experiment_by_name(name)
+        if experiment is not None:
+            mlflow.set_experiment(experiment_id=experiment.experiment_id)
+            mark_killed_runs_failed(experiment.experiment_id)
+            return experiment.experiment_id
+        artifact_location = None
+        if cfg.mlflow.get("artifact_location"):
+            folder = Path(cfg.mlflow.artifact_location).resolve()
+            folder.mkdir(parents=True, exist_ok=True)
+            artifact_location = folder.as_uri()
+        experiment_id = mlflow.create_experiment(name, artifact_location=artifact_location)
+        mlflow.set_experiment(experiment_id=experiment_id)
+        return experiment_id
+
+
+def check_tracking_store(uri: str, key: str = "mlflow.tracking_uri") -> None:
+    """Refuse, before any work, a tracking store that cannot be used: an sqlite file that is read-only, locked
+    by another process or not a database, or a server that does not accept a connection within a few seconds."""
+    shown = redact(uri)
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+        folder = path.parent if str(path.parent) else Path(".")
+        if not path.exists():
+            if not folder.is_dir():
+                raise ConfigError(f"{key} {shown}: the folder {folder} does not exist")
+            return
+        if path.is_dir():
+            raise ConfigError(f"{key} {shown}: {path} is a folder, not an MLflow database")
+        with path.open("rb") as handle:
+            header = handle.read(16)
+        if header and header != b"SQLite format 3\x00":
+            raise ConfigError(
+                f"{key} {shown}: {path} is not an SQLite database (damaged, or another kind of file); restore it "
+                f"from a backup, or point {key} at another store"
+            )
+        try:
+            con = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=2)
+            try:
+                con.execute("BEGIN IMMEDIATE")
+                con.execute("ROLLBACK")
+            finally:
+                con.close()
+        except sqlite3.Error as error:
+            reason = str(error)
+            if "locked" in reason or "busy" in reason:
+                hint = "another process is writing to it (a running job or UI); try again when it is done"
+            elif "readonly" in reason or "unable to open" in reason or "read-only" in reason:
+                hint = "it cannot be written (read-only file, folder or disk); fix its permissions or choose another store"
+            else:
+                hint = "it cannot be used; restore it from a backup or point the key at another store"
+            raise ConfigError(f"{key} {shown}: {path}: {reason}: {hint}") from None
+    elif uri.startswith(("http://", "https://")):
+        parts = urlsplit(uri)
+        try:
+            host = parts.hostname or "localhost"
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as error:
+            raise ConfigError(f"{key} {shown}: not a valid URL ({error})") from None
+        try:
+            with socket.create_connection((host, port), timeout=TRACKING_TIMEOUT_S):
+                pass
+        except OSError as error:
+            raise ConfigError(
+                f"{key} {shown}: no tracking server answers at {host}:{port} ({error.strerror or error}); "
+                f"start it (make ui) or point {key} at the store"
+            ) from None
+
+
+@contextlib.contextmanager
+def tracking_errors(uri: str, key: str = "mlflow.tracking_uri") -> Iterator[None]:
+    """Turn a failure of the tracking store into one line naming the key (the URI redacted)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (MlflowException, OSError, sqlite3.Error) as error:
+        raise ConfigError(f"{key} {redact(uri)}: the tracking store failed: {_first_line(error)}") from None
+    except Exception as error:
+        if type(error).__module__.split(".")[0] not in ("sqlalchemy", "requests", "urllib3"):
+            raise
+        raise ConfigError(f"{key} {redact(uri)}: the tracking store failed: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return scrub(str(text).strip().splitlines()[0] if str(text).strip() else type(error).__name__)
+
+
+def process_tags() -> dict[str, str]:
+    """Tags that tell a later run whether the process that ran this one still runs (host, pid, start time)."""
+    return {
+        "churnwise.host": socket.gethostname(),
+        "churnwise.pid": str(os.getpid()),
+        "churnwise.started": _start_ticks(os.getpid()),
+    }
+
+
+def _start_ticks(pid: int) -> str:
+    """When process `pid` started (clock ticks since boot, from /proc), so a reused pid is not mistaken for it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def mark_killed_runs_failed(experiment_id: str) -> list[str]:
+    """Runs of this machine left RUNNING by a process that no longer runs (killed) are marked FAILED, and the
+    model versions they registered without an alias are deleted. Returns the ids of the runs marked."""
+    import mlflow
+    from mlflow.entities import RunStatus
+
+    client = mlflow.MlflowClient()
+    host = socket.gethostname()
+    marked = []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=200):
+        tags = run.data.tags
+        pid = tags.get("churnwise.pid", "")
+        if tags.get("churnwise.host") != host or not pid.isdigit():
+            continue
+        if process_running(int(pid)) and _start_ticks(int(pid)) == tags.get("churnwise.started", ""):
+            continue
+        client.set_tag(
+            run.info.run_id, "churnwise.stopped", f"process {pid} ended without finishing the run (killed)"
+        )
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+        for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
+            if not version.aliases:
+                client.delete_model_version(version.name, version.version)
+                log.warning(
+                    "deleted version %s of %s: its training run was killed before it was published",
+                    version.version,
+                    version.name,
+                )
+        marked.append(run.info.run_id)
+        log.warning(
+            "MLflow run %s (%s) was left running by a killed process: marked failed",
+            run.info.run_id,
+            run.info.run_name,
+        )
+    return marked
+
+
+@contextlib.contextmanager
+def tracked_run(run_name: str, tags: dict[str, str] | None = None, *, nested: bool = False) -> Iterator[Any]:
+    """An MLflow run that either describes what the stage published or does not stay: started with tags that
+    let a later run detect a killed process, ended FINISHED when the block completes, and deleted (with the
+    failure logged) when the block raises, so no run describes an output that was not published."""
+    import mlflow
+
+    run = mlflow.start_run(run_name=run_name, nested=nested, tags={**(tags or {}), **process_tags()})
+    try:
+        yield run
+    except BaseException:
+        try:
+            mlflow.end_run(status="FAILED")
+            mlflow.MlflowClient().delete_run(run.info.run_id)
+            log.info("MLflow run %s deleted: the stage failed before publishing", run.info.run_id)
+        except Exception as error:  # the store itself may be what failed
+            log.warning(
+                "could not remove the unfinished MLflow run %s: %s", run.info.run_id, _first_line(error)
+            )
+        raise
+    try:
+        mlflow.end_run()
+    except Exception as error:  # everything is published; only the run's final status could not be set
+        log.warning("MLflow run %s could not be marked finished: %s", run.info.run_id, _first_line(error))
+
+
+def load_registered_model(model_uri: str, key: str = "score.model_uri") -> Any:
+    """The pyfunc model at `model_uri`, or ConfigError when its artifacts cannot be read (moved or deleted)."""
+    import mlflow
+
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except Exception as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(
+            f"{key} {model_uri}: the model's files cannot be read ({_first_line(error)}); its artifacts were moved "
+            f"or deleted: restore them, or train and register a model again (make train)"
+        ) from None
 
 
 def config_params(config: dict[str, Any], skip: tuple[str, ...] = ("features.families",)) -> dict[str, str]:

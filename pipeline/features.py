@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from features.engine import DataWindow, FeatureBuild, FeaturePlan, plan_build, write_feature_table
 from features.errors import ConfigError
 from features.io import fingerprint, replace_atomically
+from features.publish import check_can_write, record_files, remove_leftovers
 from features.snapshot import (
     RAW,
     SnapshotPlan,
@@ -31,9 +32,10 @@ from features.snapshot import (
     plan_snapshot,
     read_snapshot,
 )
-from models.rules import sql_text
+from features.sql import literal
 from pipeline.common import connect, git_commit, load_inputs, resolved_config, stage
 from pipeline.generate import ensure_demo_data
+from pipeline.preflight import check_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ class FeatureTableResult:
 
 def build_features(cfg: DictConfig) -> FeatureTableResult:
     """Validate the inputs, build features and labels, and write the table and its manifest."""
+    check_settings(cfg, "features")
+    claim_features_dir(cfg)
     if is_snapshot(cfg):
         return build_snapshot_features(cfg)
     if cfg.label.get("population") == "snapshot":
@@ -82,12 +86,25 @@ def build_features(cfg: DictConfig) -> FeatureTableResult:
     replace_atomically(
         lambda temp: temp.write_text(json.dumps(manifest, indent=2, default=str)), manifest_path
     )
+    record_files(out_dir, FEATURE_FILES)
     labeled = sum(v["labeled"] for v in build.churn_by_date.values())
     log.info(
         "wrote %s: %s snapshots (%s labeled), %d features; manifest %s",
         table_path, f"{build.rows:,}", f"{labeled:,}", len(build.plan.features), manifest_path,
     )  # fmt: skip
     return FeatureTableResult(table_path, manifest_path, manifest)
+
+
+FEATURE_FILES = ("features.parquet", "manifest.json")
+
+
+def claim_features_dir(cfg: DictConfig) -> Path:
+    """The feature table's folder, refused when it holds files churnwise did not write; files that killed
+    builds left there are removed."""
+    out_dir = Path(cfg.paths.features_dir)
+    check_can_write(out_dir, FEATURE_FILES, "paths.features_dir")
+    remove_leftovers(out_dir)
+    return out_dir
 
 
 def is_snapshot(cfg: DictConfig) -> bool:
@@ -143,7 +160,7 @@ def build_snapshot_features(cfg: DictConfig) -> FeatureTableResult:
     )  # fmt: skip
     replace_atomically(
         lambda temp: con.execute(
-            f"COPY ({select} ORDER BY {RAW}.__row) TO {sql_text(str(temp))} (FORMAT parquet, COMPRESSION zstd)"
+            f"COPY ({select} ORDER BY {RAW}.__row) TO {literal(temp)} (FORMAT parquet, COMPRESSION zstd)"
         ),
         table_path,
     )
@@ -161,6 +178,7 @@ def build_snapshot_features(cfg: DictConfig) -> FeatureTableResult:
     replace_atomically(
         lambda temp: temp.write_text(json.dumps(manifest, indent=2, default=str)), manifest_path
     )
+    record_files(out_dir, FEATURE_FILES)
     kinds = [s["kind"] for s in planned.sources.values()]
     log.info(
         "wrote %s: %s customers of %s as of %s (churn rate %.1f%%), %d features (%s)",

@@ -12,21 +12,35 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from features.demo import DemoSpec, DemoSummary, generate_demo
+from features.errors import ConfigError
 from features.snapshot_demo import TelcoSpec, TelcoSummary, generate_telco, sidecar_path_for
 from pipeline.common import stage
+from pipeline.preflight import check_settings
 
 log = logging.getLogger(__name__)
 
 
 def demo_spec(cfg: DictConfig) -> DemoSpec | TelcoSpec:
-    """The generator spec the config asks for."""
-    return instantiate(cfg.data.generator)
+    """The generator spec the config asks for, or ConfigError naming data.generator when it cannot be built."""
+    from hydra.errors import InstantiationException
+
+    if cfg.data.get("generator") is None:
+        raise ConfigError(
+            f"data.generator: data={cfg.data.name} has no demo generator; `make data` only makes demo data "
+            f"(data=demo or data=telco)"
+        )
+    try:
+        return instantiate(cfg.data.generator)
+    except InstantiationException as error:
+        cause = str(error.__cause__ or error).strip().splitlines()[0]
+        raise ConfigError(f"data.generator: {cause}") from None
 
 
 def generate(cfg: DictConfig, *, progress: bool = True) -> DemoSummary | TelcoSummary:
     """Generate the configured demo data at the configured paths (replacing what the generator wrote there):
     the dated demo tables and their truth files, or with data=snapshot a telecom-layout table and a table to
     score."""
+    check_settings(cfg, "generate")
     spec = demo_spec(cfg)
     if isinstance(spec, TelcoSpec):
         return generate_telco(spec, Path(cfg.data.path))

@@ -16,10 +16,11 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig
 
+from features.errors import ConfigError
 from models.errors import SplitError
 from models.evaluation import classification_metrics
 from models.split import slice_masks
-from pipeline.common import setup_mlflow, stage
+from pipeline.common import load_registered_model, setup_mlflow, stage, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,13 @@ def promote(cfg: DictConfig, test_rows: pd.DataFrame | None = None) -> Promotion
     setup_mlflow(cfg)
     client = mlflow.MlflowClient()
     name = cfg.mlflow.registered_model_name
-    challenger = client.get_model_version_by_alias(name, "challenger")
+    try:
+        challenger = client.get_model_version_by_alias(name, "challenger")
+    except MlflowException as error:
+        raise ConfigError(
+            f"mlflow.registered_model_name {name}: no version has the alias 'challenger' "
+            f"({error.message.splitlines()[0]}); run `make train` first"
+        ) from None
     try:
         champion = client.get_model_version_by_alias(name, "champion")
     except MlflowException:
@@ -99,7 +106,8 @@ def promote(cfg: DictConfig, test_rows: pd.DataFrame | None = None) -> Promotion
     y = test_rows["churned"].to_numpy()
 
     def score(version: str) -> dict[str, float]:
-        predictions = mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(test_rows)
+        model = load_registered_model(f"models:/{name}/{version}", "mlflow.registered_model_name")
+        predictions = model.predict(test_rows)
         return classification_metrics(y, predictions["p_churn"].to_numpy())
 
     challenger_metrics = score(challenger.version)
@@ -130,21 +138,19 @@ def promote(cfg: DictConfig, test_rows: pd.DataFrame | None = None) -> Promotion
             challenger_metrics, champion_metrics, metric=promotion.metric,
             margin=float(promotion.margin), ece_tolerance=float(promotion.ece_tolerance),
         )  # fmt: skip
-    if promoted:
-        client.set_registered_model_alias(name, "champion", challenger.version)
-    with mlflow.start_run(run_name="promotion"):
-        mlflow.set_tags(
-            {
-                "stage": "promote",
-                "promotion.decision": "promoted" if promoted else "refused",
-                "promotion.reason": reason,
-                "challenger.version": str(challenger.version),
-                "champion.version": str(champion.version) if champion else "none",
-            }
-        )
+    tags = {
+        "stage": "promote",
+        "promotion.decision": "promoted" if promoted else "refused",
+        "promotion.reason": reason,
+        "challenger.version": str(challenger.version),
+        "champion.version": str(champion.version) if champion else "none",
+    }
+    with tracked_run("promotion", tags):
         mlflow.log_metrics({f"challenger_{k}": v for k, v in challenger_metrics.items()})
         if champion_metrics is not None:
             mlflow.log_metrics({f"champion_{k}": v for k, v in champion_metrics.items()})
+        if promoted:  # last: the alias moves only once the run that says why is logged
+            client.set_registered_model_alias(name, "champion", challenger.version)
     log.info("promotion gate: %s (%s)", "promoted" if promoted else "refused", reason)
     return PromotionDecision(
         promoted, reason, str(challenger.version), str(champion.version) if champion else None,

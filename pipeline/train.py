@@ -41,8 +41,17 @@ from models.evaluation import (
 )
 from models.split import TimeSplit, slice_masks, time_split
 from pipeline.ceiling import true_window_probability
-from pipeline.common import config_params, resolved_config, resolved_yaml, setup_mlflow, stage
+from pipeline.common import (
+    check_tracking_store,
+    config_params,
+    resolved_config,
+    resolved_yaml,
+    setup_mlflow,
+    stage,
+    tracked_run,
+)
 from pipeline.features import build_features
+from pipeline.preflight import check_settings
 
 log = logging.getLogger(__name__)
 HEADLINE = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "capture_at_20")
@@ -93,6 +102,10 @@ def train(cfg: DictConfig) -> TrainResult:
     """Train, calibrate, evaluate, log and register; see the module docstring."""
     import mlflow
 
+    check_settings(cfg, "train")
+    check_tracking_store(
+        str(cfg.mlflow.tracking_uri)
+    )  # a store that cannot be used stops the run before any work
     started = time.time()
     built = build_features(cfg)
     manifest = built.manifest
@@ -132,21 +145,18 @@ def train(cfg: DictConfig) -> TrainResult:
 
     experiment_id = setup_mlflow(cfg)
     name = cfg.mlflow.registered_model_name
-    with mlflow.start_run(
-        run_name=f"train-{cfg.data.name}-{OmegaConf.select(cfg, 'model._target_').split('.')[-1]}"
-    ) as run:
-        mlflow.set_tags(
-            {
-                "stage": "train",
-                "data.name": cfg.data.name,
-                "data.fingerprint": manifest["input"]["fingerprint"],
-                "git.commit": manifest["git"]["commit"],
-                "git.dirty": str(manifest["git"]["dirty"]).lower(),
-                "label": cfg.label.name,
-                "model.class": type(model.estimator).__name__,
-                "split": split,
-            }
-        )
+    tags = {
+        "stage": "train",
+        "data.name": cfg.data.name,
+        "data.fingerprint": manifest["input"]["fingerprint"],
+        "git.commit": manifest["git"]["commit"],
+        "git.dirty": str(manifest["git"]["dirty"]).lower(),
+        "label": cfg.label.name,
+        "model.class": type(model.estimator).__name__,
+        "split": split,
+    }
+    run_name = f"train-{cfg.data.name}-{OmegaConf.select(cfg, 'model._target_').split('.')[-1]}"
+    with tracked_run(run_name, tags) as run:
         mlflow.log_params(config_params(resolved_config(cfg)))
         mlflow.log_metrics(metrics)
         _log_churn_by_date(manifest)
@@ -157,10 +167,7 @@ def train(cfg: DictConfig) -> TrainResult:
             (folder / "feature_manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
             mlflow.log_artifacts(str(folder), artifact_path="run_info")
         model_info = _log_model(model, test_rows, features, manifest, cfg)
-        version = mlflow.register_model(model_info.model_uri, name)
-        client = mlflow.MlflowClient()
-        client.set_registered_model_alias(name, "challenger", version.version)
-        mlflow.set_tag("model.version", version.version)
+        version = register_challenger(model_info.model_uri, name)
     promoted = False
     if cfg.promotion.get("auto", True):
         from pipeline.promote import promote
@@ -172,6 +179,32 @@ def train(cfg: DictConfig) -> TrainResult:
     )  # fmt: skip
     log.info("%s", summary_table(result, cfg, time.time() - started))
     return result
+
+
+def register_challenger(model_uri: str, name: str) -> Any:
+    """Register the model and give it the alias `challenger`, both or neither: when a step fails, the new
+    version is deleted and the alias goes back to the version that held it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        previous = client.get_model_version_by_alias(name, "challenger").version
+    except MlflowException:
+        previous = None
+    version = mlflow.register_model(model_uri, name)
+    try:
+        client.set_registered_model_alias(name, "challenger", version.version)
+        mlflow.set_tag("model.version", version.version)
+    except BaseException:
+        try:
+            client.delete_model_version(name, version.version)
+            if previous is not None:
+                client.set_registered_model_alias(name, "challenger", previous)
+        except Exception as error:
+            log.warning("could not undo the registration of %s version %s: %s", name, version.version, error)
+        raise
+    return version
 
 
 @dataclass(frozen=True)

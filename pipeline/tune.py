@@ -27,8 +27,9 @@ from models.churn_model import fit_churn_model
 from models.errors import SplitError
 from models.evaluation import classification_metrics
 from models.split import slice_masks, stratified_folds
-from pipeline.common import setup_mlflow, stage
+from pipeline.common import check_tracking_store, setup_mlflow, stage, tracked_run
 from pipeline.features import build_features
+from pipeline.preflight import check_settings
 from pipeline.train import TrainResult, configured_split, gap_days, load_snapshots, train
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,10 @@ def tune(cfg: DictConfig) -> TuneResult:
     """Search, then train the best configuration."""
     import mlflow
 
+    check_settings(cfg, "tune")
+    check_tracking_store(
+        str(cfg.mlflow.tracking_uri)
+    )  # a store that cannot be used stops the run before any work
     built = build_features(cfg)
     manifest = built.manifest
     features = [f["name"] for f in manifest["features"]]
@@ -113,8 +118,8 @@ def tune(cfg: DictConfig) -> TuneResult:
 
     setup_mlflow(cfg)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with mlflow.start_run(run_name="tune") as parent:
-        mlflow.set_tags({"stage": "tune", "data.fingerprint": manifest["input"]["fingerprint"]})
+    tags = {"stage": "tune", "data.fingerprint": manifest["input"]["fingerprint"]}
+    with tracked_run("tune", tags) as parent:
 
         def objective(trial: optuna.Trial) -> float:
             params = suggest(trial, space)
@@ -128,8 +133,7 @@ def tune(cfg: DictConfig) -> TuneResult:
                 y_validation = validation_rows["churned"].to_numpy()
                 per_pair.append(classification_metrics(y_validation, model.predict_proba(validation_rows)))
             scores = {k: float(np.mean([m[k] for m in per_pair])) for k in per_pair[0]}
-            with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
-                mlflow.set_tag("stage", "tune-trial")
+            with tracked_run(f"trial-{trial.number}", {"stage": "tune-trial"}, nested=True):
                 mlflow.log_params(params)
                 mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
             log.info("trial %d: validation %s %.4f", trial.number, metric, scores[metric])

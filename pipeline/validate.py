@@ -13,12 +13,14 @@ from features.validation import ValidatedTables
 from pipeline.common import load_inputs, stage
 from pipeline.features import is_snapshot, load_snapshot
 from pipeline.generate import ensure_demo_data
+from pipeline.preflight import check_settings
 
 log = logging.getLogger(__name__)
 
 
 def validate(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailability]]:
     """Validate the inputs (making the demo data first if it is configured and missing)."""
+    check_settings(cfg, "validate")
     ensure_demo_data(cfg)
     tables, availability = load_inputs(cfg)
     log.info("input data meets the data contract")
@@ -28,6 +30,7 @@ def validate(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailability]
 def validate_snapshot(cfg: DictConfig) -> SnapshotPlan:
     """Check a snapshot table against its config (data=snapshot) and say how each column will be read; a table
     without the label column is checked as a table to score."""
+    check_settings(cfg, "validate")
     loaded = load_snapshot(cfg, require_label=False)
     spec, table, planned, with_label = loaded.spec, loaded.table, loaded.planned, loaded.with_label
     lines = [

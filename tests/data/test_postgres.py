@@ -16,6 +16,7 @@ import pytest
 
 from features.errors import ConfigError
 from features.postgres import export_tables, redact, write_scores
+from features.publish import RECORD, owned_files, record_files
 
 pytest_plugins = ["postgres_server"]
 
@@ -69,6 +70,7 @@ def crm(postgres_server: str) -> str:
 def test_export_keeps_values_types_and_nulls(crm: str, tmp_path: Path) -> None:
     stale = tmp_path / "complaints.parquet"
     stale.write_bytes(b"an export of a table that has since been dropped")
+    record_files(tmp_path, [stale.name])  # written by an earlier export
 
     exported = export_tables(
         crm, tmp_path, schema="crm", tables=["customers", "subscriptions", "open_subscriptions", "complaints"]
@@ -80,7 +82,10 @@ def test_export_keeps_values_types_and_nulls(crm: str, tmp_path: Path) -> None:
         "open_subscriptions": tmp_path / "open_subscriptions.parquet",
     }
     assert not stale.exists()  # requested, absent in the database: the old file must not be read as current
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in exported.values())
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [RECORD, *(p.name for p in exported.values())]
+    )
+    assert owned_files(tmp_path) == {p.name for p in exported.values()}
 
     customers = pq.read_table(exported["customers"])
     assert customers.schema == pa.schema(
@@ -157,6 +162,20 @@ def test_export_in_chunks_equals_export_at_once(crm: str, tmp_path: Path) -> Non
     assert events.metadata.num_row_groups == -(-1000 // 7)  # written chunk by chunk, never all at once
     assert pq.ParquetFile(at_once["events"]).metadata.num_row_groups == 1
     assert pq.read_table(at_once["events"]).column("event_type").null_count == 200
+
+
+def test_export_never_replaces_or_removes_a_file_it_did_not_write(crm: str, tmp_path: Path) -> None:
+    theirs = tmp_path / "customers.parquet"
+    theirs.write_bytes(b"the user's own file")
+    dropped = tmp_path / "complaints.parquet"
+    dropped.write_bytes(b"also theirs")
+    with pytest.raises(
+        ConfigError,
+        match=r"data.path: .* holds complaints.parquet, customers.parquet, which churnwise did not write",
+    ):
+        export_tables(crm, tmp_path, schema="crm", tables=["customers", "complaints"])
+    assert theirs.read_bytes() == b"the user's own file" and dropped.read_bytes() == b"also theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["complaints.parquet", "customers.parquet"]
 
 
 def test_export_of_an_empty_table_has_its_columns(crm: str, tmp_path: Path) -> None:

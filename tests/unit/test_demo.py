@@ -14,6 +14,8 @@ import pytest
 
 import features.demo as demo
 from features.demo import DemoSpec, DemoSummary, Mechanism, generate_demo
+from features.errors import ConfigError
+from features.publish import RECORD
 
 # The data contract of the demo tables, written out independently of the generator's own SCHEMAS.
 EXPECTED_SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
@@ -279,18 +281,48 @@ def test_chunks_give_unique_global_ids_and_the_same_structure(
 # ------------------------------------------------------------------ atomic output
 def test_existing_output_is_replaced_and_no_temp_dirs_remain(tmp_path: Path) -> None:
     tables_dir, truth_dir = tmp_path / "tables", tmp_path / "truth"
-    tables_dir.mkdir()
-    (tables_dir / "stale.parquet").write_text("from an old run")
+    generate_demo(DemoSpec(n_customers=40, months=12, seed=2, chunk_size=50), tables_dir, truth_dir)
+    before = pd.read_parquet(tables_dir / "customers.parquet")
     spec = DemoSpec(n_customers=50, months=12, seed=1, chunk_size=50)
     generate_demo(spec, tables_dir, truth_dir, progress=True)
-    assert not (tables_dir / "stale.parquet").exists()
+    assert len(pd.read_parquet(tables_dir / "customers.parquet")) == 50 != len(before)
     assert sorted(p.name for p in tables_dir.iterdir()) == sorted(
-        [f"{name}.parquet" for name in demo.TABLE_NAMES] + ["_manifest.json"]
+        [f"{name}.parquet" for name in demo.TABLE_NAMES] + ["_manifest.json", RECORD]
     )
     assert sorted(p.name for p in truth_dir.iterdir()) == sorted(
-        f"{name}.parquet" for name in demo.TRUTH_NAMES
+        [f"{name}.parquet" for name in demo.TRUTH_NAMES] + [RECORD]
     )
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("which", ["tables", "truth"])
+def test_a_folder_with_files_the_generator_did_not_write_is_refused_untouched(
+    tmp_path: Path, which: str
+) -> None:
+    tables_dir, truth_dir = tmp_path / "tables", tmp_path / "truth"
+    generate_demo(DemoSpec(n_customers=40, months=12, seed=2, chunk_size=50), tables_dir, truth_dir)
+    folder = tables_dir if which == "tables" else truth_dir
+    (folder / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(
+        ConfigError, match=r"holds files the demo generator did not write \(notes.txt\)"
+    ) as caught:
+        generate_demo(DemoSpec(n_customers=50, months=12, seed=1, chunk_size=50), tables_dir, truth_dir)
+    assert ("data.path" if which == "tables" else "data.truth_path") in str(caught.value)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert leftovers(tmp_path) == []
+
+
+def test_a_folder_of_a_users_tables_is_never_replaced(tmp_path: Path) -> None:
+    tables_dir = tmp_path / "mine"
+    tables_dir.mkdir()
+    (tables_dir / "customers.csv").write_text("customer_id,signup_date\n1,2023-01-01\n")
+    (tables_dir / "notes.txt").write_text("keep me")
+    spec = DemoSpec(n_customers=50, months=12, seed=1, chunk_size=50)
+    with pytest.raises(ConfigError, match="customers.csv, notes.txt"):
+        generate_demo(spec, tables_dir, tmp_path / "truth")
+    assert sorted(p.name for p in tables_dir.iterdir()) == ["customers.csv", "notes.txt"]
+    assert not (tmp_path / "truth").exists()
 
 
 def test_failure_leaves_the_previous_output_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,122 @@
+"""Checks of the settings a stage uses, before it does any work.
+
+Each stage calls `check_settings(cfg, stage)` first: names that become folders, files or table names are
+plain names, every output path resolves inside its configured root, numbers are in range and dates exist.
+A setting that does not fit raises `ConfigError` naming its key, so the run stops with one line (exit 2) and
+nothing is written. `config_date` is the one reader of a date setting.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from features.errors import ConfigError
+from features.sql import safe_name
+
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+PG_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def config_date(value: Any, key: str) -> date | None:
+    """A date setting (YYYY-MM-DD, or null), or ConfigError naming the key (2024-02-30 does not exist)."""
+    if value is None:
+        return None
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    if not ISO_DATE.match(text):
+        raise ConfigError(f"{key}: {text!r} is not a date; write it as YYYY-MM-DD, e.g. 2024-10-01")
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        raise ConfigError(f"{key}: {text!r} is not a date ({error})") from error
+
+
+def _integer(cfg: DictConfig, key: str, minimum: int, *, optional: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        need = f"a whole number of at least {minimum}" + (" (or null)" if optional else "")
+        raise ConfigError(f"{key}: {value!r} is not {need}")
+
+
+def _number(cfg: DictConfig, key: str, low: float, high: float = math.inf, *, low_open: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bound = f"{'above' if low_open else 'at least'} {low:g}" + (
+            f" and at most {high:g}" if high < math.inf else ""
+        )
+        raise ConfigError(f"{key}: {value!r} is not a number {bound}")
+
+
+def inside_root(cfg: DictConfig, key: str, root_key: str) -> Path:
+    """The resolved path of setting `key`, refused when it lies outside the folder of setting `root_key`."""
+    path = Path(str(OmegaConf.select(cfg, key))).expanduser().resolve()
+    root = Path(str(OmegaConf.select(cfg, root_key))).expanduser().resolve()
+    if path != root and root not in path.parents:
+        raise ConfigError(
+            f"{key}: {OmegaConf.select(cfg, key)} resolves to {path}, outside {root_key} ({root}); outputs stay "
+            f"inside their root: choose a folder under it, or move the root ({root_key}=...)"
+        )
+    return path
+
+
+def check_settings(cfg: DictConfig, stage: str) -> None:
+    """Check the settings `stage` uses (see the module docstring); raise ConfigError naming the first bad key."""
+    safe_name(cfg.data.name, "data.name")
+    safe_name(cfg.label.name, "label.name")
+    safe_name(cfg.mlflow.registered_model_name, "mlflow.registered_model_name")
+    if not str(cfg.mlflow.experiment_name or "").strip():
+        raise ConfigError("mlflow.experiment_name: name the MLflow experiment")
+    inside_root(cfg, "paths.features_dir", "paths.data_dir")
+    if cfg.data.get("kind") == "postgres" and not PG_IDENTIFIER.match(str(cfg.data.schema)):
+        raise ConfigError(
+            f"data.schema: {cfg.data.schema!r} is not a plain identifier (letters, digits, _; not starting with a digit)"
+        )
+    if cfg.data.get("chunk_rows") is not None:
+        _integer(cfg, "data.chunk_rows", 1)
+    for key in ("observation.start", "observation.end", "observation.data_end"):
+        config_date(OmegaConf.select(cfg, key), key)
+    _integer(cfg, "observation.every_months", 1)
+    _integer(cfg, "engine.dates_per_batch", 1)
+    _integer(cfg, "engine.threads", 1, optional=True)
+    if stage in ("score", "report"):
+        for key in ("score.output_dir", "score.database"):
+            inside_root(cfg, key, "paths.output_dir")
+        safe_name(cfg.score.table, "score.table")
+        config_date(cfg.score.as_of, "score.as_of")
+        model_uri = cfg.score.model_uri
+        if model_uri is not None and not str(model_uri).startswith(("models:/", "runs:/")):
+            raise ConfigError(
+                f"score.model_uri: {model_uri!r} is not a model URI; use models:/<name>@<alias>, "
+                f"models:/<name>/<version> or null (the champion)"
+            )
+    if stage == "score":
+        _integer(cfg, "score.chunk_rows", 1)
+        _integer(cfg, "score.max_input_lag_days", 0, optional=True)
+        _number(cfg, "actions.budget", 0.0)
+        _number(cfg, "actions.exact_time_limit_seconds", 0.0, low_open=True)
+        _number(cfg, "actions.low_risk_below", 0.0, 1.0)
+    if stage == "report":
+        inside_root(cfg, "report.output_dir", "paths.output_dir")
+        months = cfg.report.period_months
+        if months not in (1, 2, 3, 4, 6, 12):
+            raise ConfigError(
+                f"report.period_months: {months!r} does not divide a year (1, 2, 3, 4, 6 or 12)"
+            )
+        _integer(cfg, "report.min_customers", 1)
+        _integer(cfg, "report.complaint_lookback_days", 1)
+        for i, improvement in enumerate(cfg.report.improvements or []):
+            if not isinstance(improvement, int | float) or not 0 < improvement < 1:
+                raise ConfigError(f"report.improvements[{i}]: {improvement!r} is not a share between 0 and 1")
+    if stage in ("train", "tune"):
+        _integer(cfg, "seed", 0)
