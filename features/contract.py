@@ -6,8 +6,14 @@ users; keep the three in step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import date
 from enum import StrEnum
+from typing import Any
+
+from features.errors import ConfigError
 
 
 class Kind(StrEnum):
@@ -38,6 +44,10 @@ class Column:
     # Point in time: the column whose date says when this value became known, when that is later than the
     # row itself (an end_date is known on that date, a satisfaction score when the complaint is resolved).
     known_from: str | None = None
+    money: bool = False  # an amount of money: at most contract.max_amount
+    open_end: bool = (
+        False  # an end date, empty while open: open-ended placeholders (9999-12-31) read as empty
+    )
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,17 @@ class DateOrder:
 
     earlier: str
     later: str
+    meaning: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class Periods:
+    """Rule: the periods [start, end) of rows sharing `key` do not overlap (an empty end is open)."""
+
+    key: tuple[str, ...]
+    start: str
+    end: str
     meaning: str
     hint: str
 
@@ -61,6 +82,10 @@ class Table:
     date_orders: tuple[DateOrder, ...] = ()
     required: bool = False
     known_at: str | None = None  # the column dating a row: the row exists for observation dates after it
+    # The column whose dates place the observation grid: a row far before the table's latest date is refused
+    # (contract.max_years_before_latest), so one stray old row cannot stretch the grid back by decades.
+    grid_date: str | None = None
+    periods: Periods | None = None  # periods that may not overlap (unless the contract settings allow it)
 
     def column(self, name: str) -> Column:
         """The column called `name`."""
@@ -95,7 +120,7 @@ class Contract:
         return tuple(t.name for t in self.tables)
 
 
-MONEY = {"min_value": 0.0}
+MONEY: dict[str, Any] = {"min_value": 0.0, "money": True}
 
 CUSTOMERS = Table(
     name="customers",
@@ -123,6 +148,18 @@ CUSTOMERS = Table(
 SUBSCRIPTIONS = Table(
     name="subscriptions",
     known_at="start_date",
+    periods=Periods(
+        key=("customer_id", "product"),
+        start="start_date",
+        end="end_date",
+        meaning="the same customer holds the same product twice at once",
+        hint=(
+            "Remove the duplicated rows (a re-appended export repeats every row); a period ends on its end_date, "
+            "the first day without it, so a row ending on day X and the next starting on day X do not overlap. "
+            "If customers really hold several lines of one product at once (two mobile lines), set "
+            "contract.allow_overlapping_subscriptions=true."
+        ),
+    ),
     description=(
         "Contractual products held. One row per contract period at one price: a price change or renewal "
         "closes the row and opens a new one for the same product."
@@ -146,6 +183,7 @@ SUBSCRIPTIONS = Table(
             "Day the period ended (the first day without it); empty while still active.",
             nullable=True,
             known_from="end_date",
+            open_end=True,
         ),
         Column("monthly_price", Kind.NUMBER, "Price per month, in the reporting currency.", **MONEY),
         Column(
@@ -167,6 +205,7 @@ SUBSCRIPTIONS = Table(
 ORDERS = Table(
     name="orders",
     known_at="order_date",
+    grid_date="order_date",
     description="One row per purchase (one-off or repeat).",
     columns=(
         Column("customer_id", Kind.ID, "Buying customer.", references="customers"),
@@ -179,6 +218,7 @@ ORDERS = Table(
 COMPLAINTS = Table(
     name="complaints",
     known_at="opened_at",
+    grid_date="opened_at",
     description="Complaints and support tickets.",
     date_orders=(
         DateOrder(
@@ -197,6 +237,7 @@ COMPLAINTS = Table(
             "When it was resolved; empty while still open.",
             nullable=True,
             known_from="resolved_at",
+            open_end=True,
         ),
         Column("category", Kind.TEXT, "What it is about, e.g. billing, network."),
         Column("severity", Kind.TEXT, "How serious it is.", allowed=("low", "medium", "high", "critical")),
@@ -216,6 +257,7 @@ COMPLAINTS = Table(
 EVENTS = Table(
     name="events",
     known_at="event_time",
+    grid_date="event_time",
     description="Engagement log: logins, sessions, usage.",
     columns=(
         Column("customer_id", Kind.ID, "Customer the event belongs to.", references="customers"),
@@ -245,6 +287,7 @@ EVENT_TYPES = Table(
 REFERRALS = Table(
     name="referrals",
     known_at="referral_date",
+    grid_date="referral_date",
     description="Referrals made by customers (a loyalty signal).",
     columns=(
         Column("referrer_customer_id", Kind.ID, "Customer who referred.", references="customers"),
@@ -263,6 +306,7 @@ REFERRALS = Table(
 OFFERS = Table(
     name="offers",
     known_at="offered_at",
+    grid_date="offered_at",
     description="Past retention offers and interventions.",
     columns=(
         Column("customer_id", Kind.ID, "Customer who received the offer.", references="customers"),
@@ -276,3 +320,85 @@ OFFERS = Table(
 CONTRACT = Contract(
     tables=(CUSTOMERS, SUBSCRIPTIONS, ORDERS, COMPLAINTS, EVENTS, EVENT_TYPES, REFERRALS, OFFERS)
 )
+
+
+OPEN_END_DATES = (
+    date(9999, 12, 31), date(9999, 12, 30), date(9999, 1, 1), date(2999, 12, 31), date(3000, 1, 1),
+    date(2099, 12, 31), date(2100, 1, 1),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ContractSettings:
+    """The contract's plausibility bounds (config group `contract`, conf/contract/default.yaml).
+
+    Values outside them are refused with their rows, as any other broken rule: no real business has an order
+    of 10^18, a customer since 1900 or an order of 1900 in a 2024 export.
+    """
+
+    max_amount: float = 1e12  # money columns (Column.money): larger amounts are refused
+    earliest_date: date = date(1920, 1, 1)  # every date and timestamp column: earlier dates are refused
+    latest_date: date = date(2075, 12, 31)  # ... and later ones (open-ended placeholders aside)
+    max_years_before_latest: float = 25.0  # grid dates (Table.grid_date) this long before the table's latest
+    open_end_dates: tuple[date, ...] = OPEN_END_DATES  # in end-date columns (Column.open_end): read as open
+    allow_overlapping_subscriptions: bool = False  # several lines of one product per customer at once
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any] | None, key: str = "contract") -> ContractSettings:
+        """Read `contract.*`; a setting of the wrong shape stops here, naming its key."""
+        settings = dict(settings or {})
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ConfigError(f"{key}: unknown setting(s) {unknown} (known: {', '.join(known)})")
+        values: dict[str, Any] = {}
+        for name in ("max_amount", "max_years_before_latest"):
+            if name in settings:
+                value = settings[name]
+                number = _number(value)
+                if number is None or not number > 0:
+                    raise ConfigError(f"{key}.{name} must be a positive number, got {value!r}")
+                values[name] = number
+        for name in ("earliest_date", "latest_date"):
+            if name in settings:
+                values[name] = _date(settings[name], f"{key}.{name}")
+        if "open_end_dates" in settings:
+            listed = settings["open_end_dates"]
+            if listed is None:
+                listed = []
+            if isinstance(listed, str) or not isinstance(listed, list | tuple):
+                raise ConfigError(f"{key}.open_end_dates must be a list of dates YYYY-MM-DD, got {listed!r}")
+            values["open_end_dates"] = tuple(_date(v, f"{key}.open_end_dates") for v in listed)
+        if "allow_overlapping_subscriptions" in settings:
+            flag = settings["allow_overlapping_subscriptions"]
+            if not isinstance(flag, bool):
+                raise ConfigError(
+                    f"{key}.allow_overlapping_subscriptions must be true or false, got {flag!r}"
+                )
+            values["allow_overlapping_subscriptions"] = flag
+        chosen = cls(**values)
+        if chosen.earliest_date >= chosen.latest_date:
+            raise ConfigError(
+                f"{key}.earliest_date ({chosen.earliest_date}) must be before {key}.latest_date "
+                f"({chosen.latest_date})"
+            )
+        return chosen
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _date(value: Any, key: str) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as error:
+        raise ConfigError(f"{key} must be a date YYYY-MM-DD, got {value!r}") from error

@@ -33,7 +33,17 @@ import duckdb
 
 from features.engine import IDENTIFIER, KEYS, FeatureDef
 from features.errors import ConfigError
-from features.io import ROW_NUMBER, TableFile
+from features.io import (
+    ROW_NUMBER,
+    CsvProblem,
+    TableFile,
+    canonical_encoding,
+    file_list,
+    inspect_csv_header,
+    undecodable_line,
+    utf8_copies,
+)
+from features.sql import identifier, literal, literal_list
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +86,7 @@ class SnapshotSpec:
     segment: str | None = None
     as_of: date | None = None
     csv_delimiter: str = ","
+    csv_encoding: str = "utf-8"  # canonical (features.io.canonical_encoding)
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> SnapshotSpec:
@@ -101,7 +112,8 @@ class SnapshotSpec:
             return tuple(str(v).strip().lower() for v in value)
 
         known = {
-            "name", "kind", "path", "truth_path", "csv_delimiter", "generate_if_missing", "generator", "as_of",
+            "name", "kind", "path", "truth_path", "csv_delimiter", "csv_encoding", "generate_if_missing",
+            "generator", "as_of",
             "id_column", "label", "tenure", "drop", "types", "true_values", "false_values", "max_categories",
             "roles",
         }  # fmt: skip
@@ -185,6 +197,7 @@ class SnapshotSpec:
             segment=text("roles.segment", roles.get("segment"), optional=True),
             as_of=as_of_date,
             csv_delimiter=str(data.get("csv_delimiter", ",")),
+            csv_encoding=canonical_encoding(data.get("csv_encoding", "utf-8")),
         )
 
     def keyed_columns(self, *, with_label: bool) -> list[tuple[str, str]]:
@@ -222,7 +235,10 @@ class SnapshotTable:
 def read_snapshot(
     con: duckdb.DuckDBPyConnection, spec: SnapshotSpec, key: str = "data.path"
 ) -> SnapshotTable:
-    """Load the file (CSV: every column as text; Parquet: as typed) into `snapshot_raw` with row numbers."""
+    """Load the file (CSV: every column as text; Parquet: as typed) into `snapshot_raw` with row numbers.
+
+    A CSV file that is not text in `data.csv_encoding`, splits on another delimiter than `data.csv_delimiter`
+    or names a column twice stops here with a ConfigError naming the key and the line."""
     path = spec.path
     if not path.exists():
         raise ConfigError(f"{key}: {path} does not exist (a CSV or Parquet file with one row per customer)")
@@ -232,20 +248,27 @@ def read_snapshot(
             raise ConfigError(f"{key}: the folder {path} holds no .parquet or .csv files")
         fmt = "parquet" if parts[0].suffix == ".parquet" else "csv"
     else:
+        parts = [path]
         fmt = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv"
     file = TableFile(TABLE, path, fmt)  # type: ignore[arg-type]
-    glob = file.glob.replace("'", "''")
     if fmt == "csv":
-        delimiter = spec.csv_delimiter.replace("'", "''")
-        source = f"read_csv('{glob}', header = true, all_varchar = true, delim = '{delimiter}')"
+        for part in parts:
+            try:
+                _, problems = inspect_csv_header(part, spec.csv_delimiter, spec.csv_encoding)
+            except OSError as error:
+                raise ConfigError(f"{key}: cannot read {part}: {error}") from error
+            if problems:
+                raise _csv_config_error(problems[0], part, key)
+        with utf8_copies(parts, spec.csv_encoding) as copies:
+            for part, problem in copies.problems.items():
+                raise _csv_config_error(problem, part, key)
+            source = (
+                f"read_csv({file_list([copies.paths[p] for p in parts])}, header = true, all_varchar = true, "
+                f"delim = {literal(spec.csv_delimiter)})"
+            )
+            _load_raw(con, source, path, fmt, parts, spec.csv_encoding, key)
     else:
-        source = f"read_parquet('{glob}')"
-    try:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {RAW} AS SELECT row_number() OVER () AS {ROW_NUMBER}, * FROM {source}"
-        )
-    except duckdb.Error as error:
-        raise ConfigError(f"{key}: cannot read {path} as {fmt}: {str(error).splitlines()[0]}") from error
+        _load_raw(con, f"read_parquet({file_list(parts)})", path, fmt, parts, spec.csv_encoding, key)
     columns = {
         name: kind for name, kind, *_ in con.execute(f"DESCRIBE {RAW}").fetchall() if name != ROW_NUMBER
     }
@@ -255,18 +278,44 @@ def read_snapshot(
     return SnapshotTable(file, columns, rows)
 
 
-def quoted(column: str) -> str:
-    """A column name as a SQL identifier."""
-    return '"' + column.replace('"', '""') + '"'
+def _load_raw(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    path: Path,
+    fmt: str,
+    parts: list[Path],
+    encoding: str,
+    key: str,
+) -> None:
+    """Create `snapshot_raw` from `source`; a file DuckDB cannot read stops with a ConfigError naming the key
+    (data.csv_encoding and the first bad line for a CSV file that is not UTF-8)."""
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {RAW} AS SELECT row_number() OVER () AS {ROW_NUMBER}, * FROM {source}"
+        )
+    except duckdb.Error as error:
+        if fmt == "csv" and ("not utf-8 encoded" in str(error) or "Invalid unicode" in str(error)):
+            for part in parts:
+                problem = undecodable_line(part, encoding)
+                if problem is not None:
+                    raise _csv_config_error(problem, part, key) from error
+        raise ConfigError(f"{key}: cannot read {path} as {fmt}: {str(error).splitlines()[0]}") from error
+
+
+def _csv_config_error(problem: CsvProblem, file: Path, key: str) -> ConfigError:
+    """A CSV problem as a ConfigError naming the setting to change (or `key`, the file's) and the line."""
+    setting = {"encoding": "data.csv_encoding", "csv_delimiter": "data.csv_delimiter"}.get(problem.rule, key)
+    shown = f"; {problem.examples[0]}" if problem.examples else ""
+    return ConfigError(f"{setting}: {file}: {problem.message}{shown}. {problem.hint}")
+
+
+# Kept for callers that quote a column with it (pipeline.report_snapshot); features.sql.identifier is the one
+# quoting rule.
 
 
 def _text(column: str) -> str:
     """The trimmed text of a column, empty when blank."""
-    return f"NULLIF(trim(CAST({quoted(column)} AS VARCHAR)), '')"
-
-
-def _sql_list(values: Sequence[str]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return f"NULLIF(trim(CAST({identifier(column)} AS VARCHAR)), '')"
 
 
 def _is_number_type(kind: str) -> bool:
@@ -285,9 +334,9 @@ def offending_rows(
     """How many rows of `snapshot_raw` meet `condition`, and the first few: where each is in the file, its id
     (with `id_column`) and its value of `column`."""
     count = con.execute(f"SELECT count(*) FROM {RAW} WHERE {condition}").fetchall()[0][0]
-    ident = f"CAST({quoted(id_column)} AS VARCHAR)" if id_column else "NULL"
+    ident = f"CAST({identifier(id_column)} AS VARCHAR)" if id_column else "NULL"
     shown = con.execute(
-        f"""SELECT {ROW_NUMBER}, {ident}, CAST({quoted(column)} AS VARCHAR) FROM {RAW} WHERE {condition}
+        f"""SELECT {ROW_NUMBER}, {ident}, CAST({identifier(column)} AS VARCHAR) FROM {RAW} WHERE {condition}
             ORDER BY {ROW_NUMBER} LIMIT {EXAMPLES}"""
     ).fetchall()
     listed = ", ".join(
@@ -353,7 +402,7 @@ def check_snapshot(
             condition = f"{_text(spec.label_column)} IS NULL"
             what = "have no label"
         else:
-            condition = f"coalesce({_text(spec.label_column)}, '') NOT IN ({_sql_list(allowed)})"
+            condition = f"coalesce({_text(spec.label_column)}, '') NOT IN {literal_list(allowed)}"
             what = f"hold a label other than {' / '.join(repr(v) for v in allowed)} (data.label.positive / negative)"
         check("data.label", spec.label_column, condition, what)
     numeric = [
@@ -377,14 +426,14 @@ def check_snapshot(
             known = [*spec.true_values, *spec.false_values]
             check(
                 f"data.types.{column}", column,
-                f"{_text(column)} IS NOT NULL AND lower({_text(column)}) NOT IN ({_sql_list(known)})",
+                f"{_text(column)} IS NOT NULL AND lower({_text(column)}) NOT IN {literal_list(known)}",
                 f"are not one of the true_values / false_values {known}",
             )  # fmt: skip
     if spec.contract:
         column = spec.contract.column
         check(
             "data.roles.contract.term_months", column,
-            f"{_text(column)} IS NOT NULL AND {_text(column)} NOT IN ({_sql_list(list(spec.contract.term_months))})",
+            f"{_text(column)} IS NOT NULL AND {_text(column)} NOT IN {literal_list(list(spec.contract.term_months))}",
             f"hold a contract type that term_months does not list ({list(spec.contract.term_months)})",
         )  # fmt: skip
     if problems:
@@ -433,7 +482,7 @@ def _kind_of(con: duckdb.DuckDBPyConnection, spec: SnapshotSpec, table: Snapshot
     non_blank, not_numbers, outside = con.execute(
         f"""SELECT count({text}), count(*) FILTER (WHERE {text} IS NOT NULL AND TRY_CAST({text} AS DOUBLE) IS NULL),
                    count(*) FILTER (WHERE {text} IS NOT NULL AND lower({text}) NOT IN
-                                    ({_sql_list([*spec.true_values, *spec.false_values])}))
+                                    {literal_list([*spec.true_values, *spec.false_values])})
             FROM {RAW}"""
     ).fetchall()[0]
     if non_blank and not not_numbers:
@@ -445,14 +494,14 @@ def _kind_of(con: duckdb.DuckDBPyConnection, spec: SnapshotSpec, table: Snapshot
 
 def _expression(column: str, kind: str, raw_type: str, spec: SnapshotSpec) -> str:
     if kind == "numeric":
-        return f"CAST({quoted(column)} AS DOUBLE)" if _is_number_type(raw_type) else (
+        return f"CAST({identifier(column)} AS DOUBLE)" if _is_number_type(raw_type) else (
             f"TRY_CAST({_text(column)} AS DOUBLE)"
         )  # fmt: skip
     if kind == "binary":
         text = f"lower({_text(column)})"
         return (
-            f"CASE WHEN {text} IN ({_sql_list(spec.true_values)}) THEN 1.0 "
-            f"WHEN {text} IN ({_sql_list(spec.false_values)}) THEN 0.0 END"
+            f"CASE WHEN {text} IN {literal_list(spec.true_values)} THEN 1.0 "
+            f"WHEN {text} IN {literal_list(spec.false_values)} THEN 0.0 END"
         )
     return _text(column)
 
@@ -514,7 +563,7 @@ def plan_snapshot(con: duckdb.DuckDBPyConnection, spec: SnapshotSpec, table: Sna
         )  # fmt: skip
     if spec.contract:
         column, terms = spec.contract.column, spec.contract.term_months
-        cases = " ".join(f"WHEN {_sql_list([v])} THEN {m!r}" for v, m in terms.items())
+        cases = " ".join(f"WHEN {literal(v)} THEN {m!r}" for v, m in terms.items())
         term = f"CASE {_text(column)} {cases} END"
         add(
             "max_term_months",
@@ -530,10 +579,10 @@ def plan_snapshot(con: duckdb.DuckDBPyConnection, spec: SnapshotSpec, table: Sna
             "term",
         )  # fmt: skip
     if spec.products:
-        not_held = _sql_list(spec.not_held)
+        not_held = literal_list(spec.not_held)
 
         def held(column: str) -> str:
-            return f"coalesce(lower({_text(column)}), '') NOT IN ({not_held})"
+            return f"coalesce(lower({_text(column)}), '') NOT IN {not_held}"
 
         columns = [c for cols in spec.products.values() for c in cols]
         add(
@@ -607,7 +656,7 @@ def check_scoring_table(
 def id_expression(table: SnapshotTable, id_column: str) -> str:
     """The customer id: integer ids as they are, text trimmed."""
     kind = table.columns[id_column]
-    return quoted(id_column) if kind in ("BIGINT", "INTEGER", "SMALLINT", "HUGEINT") else _text(id_column)
+    return identifier(id_column) if kind in ("BIGINT", "INTEGER", "SMALLINT", "HUGEINT") else _text(id_column)
 
 
 def feature_select(
@@ -620,11 +669,11 @@ def feature_select(
     ]
     columns = ", ".join(typed + ([extra] if extra else []))
     return (
-        f"SELECT {id_expression(table, id_column)} AS customer_id, DATE '{as_of.isoformat()}' AS observation_date, "
+        f"SELECT {id_expression(table, id_column)} AS customer_id, {literal(as_of)} AS observation_date, "
         f"{columns} FROM {RAW}"
     )
 
 
 def label_expression(spec: SnapshotSpec) -> str:
     """churned: 1 for the positive label value, 0 otherwise (values were checked before)."""
-    return f"CASE WHEN {_text(spec.label_column)} = {_sql_list([spec.positive])} THEN 1 ELSE 0 END"  # type: ignore[arg-type]
+    return f"CASE WHEN {_text(spec.label_column)} = {literal(spec.positive)} THEN 1 ELSE 0 END"  # type: ignore[arg-type]

@@ -1,44 +1,76 @@
 """Enforcing the data contract with DuckDB, and exposing the validated, typed tables.
 
 `load_tables` reads every contract table found in a folder, checks it (columns, types, missing values, keys,
-foreign keys, date order, ranges, allowed values, time zones, CSV structure) and either raises
-`DataContractError`, which lists every problem with the table, column, rule and a few offending rows, or
-returns a DuckDB connection holding one typed view per table under its contract name.
+foreign keys, date order, ranges, allowed values, time zones, CSV structure and encoding, and plausibility:
+amounts, dates, overlapping subscriptions) and either raises `DataContractError`, which lists every problem
+with the table, column, rule and a few offending rows, or returns a DuckDB connection holding one typed view
+per table under its contract name.
 
-The checks run as SQL over the files, so they work out of core on inputs larger than memory.
+The checks run as SQL over the files, so they work out of core on inputs larger than memory. A DuckDB error
+while reading or checking a table (a damaged Parquet page, say) is a `readable` violation of that table, never
+a traceback.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
-from features.contract import CONTRACT, Column, Contract, Kind, Table
+from features.contract import CONTRACT, Column, Contract, ContractSettings, Kind, Table
 from features.errors import ConfigError
-from features.io import FILE_NAME, ROW_NUMBER, TableFile, discover_tables, rejects_tables, scan_sql
+from features.io import (
+    FILE_NAME,
+    ROW_NUMBER,
+    CsvProblem,
+    TableFile,
+    canonical_encoding,
+    discover_tables,
+    files_of,
+    inspect_csv_header,
+    parquet_columns,
+    rejects_tables,
+    scan_sql,
+    schema_differences,
+    undecodable_line,
+    utf8_copies,
+)
 from features.mapping import TableMapping, parse_mapping, sources
+from features.sql import identifier, literal, literal_list
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_EXAMPLES = 5
-# A UTC offset or 'Z' after a time of day, e.g. 2024-03-01T10:00:00+02:00, 2024-03-01 10:00Z.
+DEFAULT_SETTINGS = ContractSettings()
+# A UTC offset or 'Z' after a time of day, e.g. 2024-03-01T10:00:00+02:00, 2024-03-01 10:00Z, 10:00 +0200.
 TZ_SUFFIX = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}(:?\d{2})?)$"
+OFFSET_SPACE = r"\s+(Z|[+-]\d{2}(:?\d{2})?)$"  # a space before the offset, which DuckDB does not read
+# A time zone name or abbreviation after a date or time, e.g. 2024-03-31 01:30:00 Europe/Paris, ... CET.
+ZONE_SUFFIX = r"\d\s+([A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*)$"
+ZONE_TAIL = r"\s+\S+$"
+# Zone names without a '/' that are exact (UTC itself); other slashless names are abbreviations (CET, EST,
+# PST, IST, BST, ...) whose meaning depends on who wrote them, unless they are IANA links with a lowercase
+# letter (Japan, Singapore, Eire).
+UTC_NAMES = {"utc", "uct", "gmt", "gmt0", "gmt+0", "gmt-0", "greenwich", "universal", "zulu"}
+NOT_ZONES = {"am", "pm", "factory"}
 INTEGER_TYPES = {
     "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
     "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
 }  # fmt: skip
 FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
 TIMESTAMP_TYPES = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS", "DATETIME"}
+TIMESTAMPTZ_TYPES = {"TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ", "TIMESTAMPTZ_NS"}
 KIND_PHRASE = {
     Kind.ID: "customer ids",
     Kind.DATE: "dates (YYYY-MM-DD)",
-    Kind.TIMESTAMP: "timestamps (YYYY-MM-DD HH:MM:SS, optionally with a UTC offset)",
+    Kind.TIMESTAMP: "timestamps (YYYY-MM-DD HH:MM:SS, optionally with a UTC offset or an IANA time zone name)",
     Kind.TEXT: "text",
     Kind.NUMBER: "numbers",
     Kind.INTEGER: "whole numbers",
@@ -167,6 +199,8 @@ def load_tables(
     *,
     contract: Contract = CONTRACT,
     csv_delimiter: str = ",",
+    csv_encoding: str = "utf-8",
+    settings: ContractSettings = DEFAULT_SETTINGS,
     con: duckdb.DuckDBPyConnection | None = None,
     mapping: Mapping[str, Any] | None = None,
     derive_customers: bool = False,
@@ -174,14 +208,22 @@ def load_tables(
     """Validate the tables in `tables_dir` against the contract and register typed views.
 
     `mapping` (`data.mapping`, see `features.mapping`) says under which file and column names the user's
-    tables hold the contract's. Raises `ConfigError` naming the mapping key when the mapping does not fit the
-    files (before any check), `DataContractError` listing every problem; `FileNotFoundError` if the folder
-    does not exist. With `derive_customers`, a folder without a customers table gets one derived from each
-    customer's first subscription, order or event (an orders-only or events-only export), and the report
-    says so.
+    tables hold the contract's; `settings` (config group `contract`) are the plausibility bounds;
+    `csv_encoding` (`data.csv_encoding`) the encoding of CSV files. Raises `ConfigError` naming the key when
+    a setting does not fit the files (before any check), `DataContractError` listing every problem;
+    `FileNotFoundError` if the folder does not exist. With `derive_customers`, a folder without a customers
+    table gets one derived from each customer's first subscription, order or event (an orders-only or
+    events-only export), and the report says so.
     """
     mappings = parse_mapping(mapping, contract)
+    encoding = canonical_encoding(csv_encoding)
     tables_dir = Path(tables_dir)
+    if tables_dir.is_file():
+        raise ConfigError(
+            f"data.path: {tables_dir} is a file, but data.path must be a folder holding one file per table "
+            f"(customers.csv or customers.parquet, and subscriptions, orders or events the same way); a single "
+            f"flat table with one row per customer is read with data=snapshot"
+        )
     if not tables_dir.is_dir():
         raise FileNotFoundError(
             f"input folder {tables_dir} does not exist; generate demo data with `make data` or point "
@@ -189,7 +231,7 @@ def load_tables(
         )
     con = con if con is not None else duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    checker = _Checker(con, contract, csv_delimiter, mappings)
+    checker = _Checker(con, contract, csv_delimiter, mappings, encoding=encoding, settings=settings)
     files, problems = discover_tables(tables_dir, contract, sources(mappings))
     unfound = [m for m in mappings.values() if m.table not in files and m.source != m.table]
     if unfound:
@@ -222,25 +264,33 @@ def load_tables(
     activity = [t for t in readable if t in contract.activity_tables]
     if deriving and activity:  # (an unreadable activity table is already a violation)
         checked["customers"] = TableFile("customers", tables_dir / "(derived customers)", "parquet")
-        notes.append(checker.derive_customers(activity))
-        order, readable = ["customers", *order], ["customers", *readable]
-        log.info("%s", notes[-1])
+        derived = checker.guarded(checked["customers"], checker.derive_customers, activity)
+        if derived is not None:
+            notes.append(derived)
+            order, readable = ["customers", *order], ["customers", *readable]
+            log.info("%s", notes[-1])
     for name in readable:
         log.info("checking %s (%s)", name, checked[name].path)
         if name == "customers":
             id_type = checker.customer_id_type()
-        summary = checker.check_table(checked[name], id_type)
+        summary = checker.guarded(checked[name], checker.check_table, checked[name], id_type)
         if summary is not None:
             summaries[name] = summary
     if "customers" in summaries and not checker.failed("customers", "customer_id"):
         for name in order:
             if name in summaries and name != "customers":
-                checker.check_foreign_keys(checked[name])
+                checker.guarded(checked[name], checker.check_foreign_keys, checked[name])
+    if "events" in summaries and "event_types" in summaries and not checker.violations:
+        named = checker.guarded(checked["event_types"], _name_event_types, con)
+        if named is not None:
+            notes.append(named)
     if checker.violations:
+        # The tables that passed had typed views for the cross-table checks; a failed validation leaves none.
+        for name in summaries:
+            con.execute(f"DROP VIEW IF EXISTS {identifier(name)}")
         raise DataContractError([_in_users_names(v, mappings) for v in checker.violations])
 
-    if "events" in summaries and "event_types" in summaries:
-        notes.append(_name_event_types(con))
+    notes.extend(checker.notes)
     for name in order:
         extra = summaries[name].extra_columns
         if extra and name != "customers":
@@ -307,21 +357,20 @@ def _check_presence(
         )
 
 
-def _sql_name(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 @dataclass
 class _Expr:
-    """How one contract column is read: the value as given (NULL when blank) and its typed form."""
+    """How one contract column is read: the value as given (NULL when blank), its parsed form, and its typed
+    form (parsed, with open-ended placeholders read as NULL).
+
+    `excused` holds rows another rule reports (a time zone that cannot be converted), so `type` does not
+    report them again; `checks` are that column's own extra rules."""
 
     present: str
+    parsed: str
     typed: str
     raw: str
+    excused: str = "false"
+    checks: list[_Check] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -345,32 +394,39 @@ class _Checker:
         contract: Contract,
         csv_delimiter: str,
         mappings: Mapping[str, TableMapping] | None = None,
+        *,
+        encoding: str = "utf-8",
+        settings: ContractSettings = DEFAULT_SETTINGS,
     ):
         self.con = con
         self.contract = contract
         self.csv_delimiter = csv_delimiter
+        self.encoding = encoding
+        self.settings = settings
         self.mappings = dict(mappings or {})
         self.mapping_problems: list[str] = []
         self.violations: list[Violation] = []
+        self.notes: list[str] = []
         self.raw_types: dict[str, dict[str, str]] = {}
         self.exprs: dict[str, dict[str, _Expr]] = {}
+        self._zones: dict[str, str] | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
     def add(self, table_file: TableFile, column: str | None, rule: str, message: str, hint: str = "",
-            examples: tuple[str, ...] = ()) -> None:  # fmt: skip
+            examples: tuple[str, ...] = (), source: Path | None = None) -> None:  # fmt: skip
         self.violations.append(
-            Violation(table_file.table, column, rule, message, hint, examples, str(table_file.path))
+            Violation(table_file.table, column, rule, message, hint, examples, str(source or table_file.path))
         )
 
     def failed(self, table: str, column: str | None = None) -> bool:
         return any(v.table == table and (column is None or v.column == column) for v in self.violations)
 
     def _raw(self, table: str) -> str:
-        return f"raw_{table}"
+        return identifier(f"raw_{table}")
 
     def _examples(self, table_file: TableFile, condition: str, columns: list[str]) -> tuple[str, ...]:
         shown = [c for c in dict.fromkeys(columns) if c in self.raw_types[table_file.table]]
-        select = ", ".join(f"CAST({_sql_name(c)} AS VARCHAR)" for c in shown)
+        select = ", ".join(f"CAST({identifier(c)} AS VARCHAR)" for c in shown)
         rows = self.con.execute(
             f"SELECT {ROW_NUMBER}, {FILE_NAME}{', ' + select if select else ''} "
             f"FROM {self._raw(table_file.table)} WHERE {condition} ORDER BY {FILE_NAME}, {ROW_NUMBER} "
@@ -388,34 +444,133 @@ class _Checker:
     def _id_columns(self, table: Table) -> list[str]:
         return [c.name for c in table.columns if c.kind == Kind.ID][:1]
 
+    def guarded(self, table_file: TableFile, step: Callable[..., T], *args: Any) -> T | None:
+        """Run one step of reading or checking a table; a DuckDB error becomes a `readable` violation of
+        that table (a damaged data page only shows when the checks read it), never a traceback."""
+        try:
+            return step(*args)
+        except duckdb.Error as error:
+            self.unreadable(table_file, error, while_checking=True)
+            return None
+
+    def unreadable(
+        self, table_file: TableFile, error: duckdb.Error | OSError, while_checking: bool = False
+    ) -> None:
+        """Report that (a file of) the table cannot be read, naming the file at fault when it can be found."""
+        culprit, error = self._failing_file(table_file, error)
+        first = "; ".join(line for line in str(error).splitlines()[:2] if line.strip())
+        what = "the file" if culprit == table_file.path else culprit.name
+        if while_checking:
+            hint = (
+                "The file is damaged (its footer reads, but a data page does not): export or copy it again. "
+                "If it holds no damage, the message above says what DuckDB could not do."
+            )
+        else:
+            hint = (
+                "Check that the file is complete, in the format its extension says, and (CSV) comma-separated "
+                "with a header line; set data.csv_delimiter for another delimiter."
+            )
+        self.add(
+            table_file,
+            None,
+            "readable",
+            f"{what} cannot be read as {table_file.format.upper()}: {first}",
+            hint,
+            source=culprit,
+        )
+
+    def _failing_file(
+        self, table_file: TableFile, error: duckdb.Error | OSError
+    ) -> tuple[Path, duckdb.Error | OSError]:
+        """The part file that fails to read in full (and its own error), for a folder of Parquet parts."""
+        if table_file.format != "parquet" or not table_file.path.is_dir():
+            return table_file.path, error
+        for file in files_of(table_file):
+            try:
+                self.con.execute(f"SELECT max(hash(COLUMNS(*))) FROM read_parquet({literal(str(file))})")
+            except duckdb.Error as own:
+                return file, own
+        return table_file.path, error
+
     # -- reading -----------------------------------------------------------------------------------
     def read(self, table_file: TableFile) -> bool:
-        """Register the raw table; report unreadable files and malformed CSV lines."""
-        name = table_file.table
-        sql = scan_sql(table_file, self.csv_delimiter)
-        # CSV is parsed once into a temporary table; Parquet is scanned in place.
-        kind = "TABLE" if table_file.format == "csv" else "VIEW"
+        """Register the raw table; report unreadable files, part files of different schemas, and CSV files
+        that are not text in the encoding, split on another delimiter, repeat a header or have malformed
+        lines."""
         try:
-            self.con.execute(f"CREATE OR REPLACE TEMP {kind} {self._raw(name)} AS {sql}")
-        except duckdb.Error as error:
-            first = "; ".join(line for line in str(error).splitlines()[:2] if line.strip())
-            self.add(
-                table_file,
-                None,
-                "readable",
-                f"the file cannot be read as {table_file.format.upper()}: {first}",
-                "Check that the file is complete, in the format its extension says, and (CSV) comma-separated "
-                "with a header line; set data.csv_delimiter for another delimiter.",
-            )
+            return self._read(table_file)
+        except (duckdb.Error, OSError) as error:  # OSError: a file the header check cannot open
+            self.unreadable(table_file, error)
             return False
-        if table_file.format == "csv" and not self._check_csv_rejects(table_file):
-            return False
-        described = self.con.execute(f"DESCRIBE {self._raw(name)}").fetchall()
+
+    def _read(self, table_file: TableFile) -> bool:
+        name = table_file.table
+        files = files_of(table_file)
+        raw = self._raw(name)
+        if table_file.format == "csv":
+            schemas: dict[Path, dict[str, str]] = {}
+            fine = True
+            for file in files:
+                header, problems = inspect_csv_header(file, self.csv_delimiter, self.encoding)
+                for problem in problems:
+                    self._csv_problem(table_file, file, problem)
+                fine = fine and not problems
+                schemas[file] = {column: "VARCHAR" for column in header}
+            if not fine or not self._same_schema(table_file, schemas):
+                return False
+            # CSV is parsed once into a temporary table (from a UTF-8 copy if it is in another encoding).
+            with utf8_copies(files, self.encoding) as copies:
+                for file, problem in copies.problems.items():
+                    self._csv_problem(table_file, file, problem)
+                if copies.problems:
+                    return False
+                sql = scan_sql(table_file, self.csv_delimiter, readable=copies.paths)
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS {sql}")
+            if not self._check_csv_rejects(table_file):
+                return False
+            kind = "TABLE"
+        else:
+            if len(files) > 1 and not self._same_schema(
+                table_file, {file: parquet_columns(self.con, file) for file in files}
+            ):
+                return False
+            # Parquet is scanned in place.
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {raw} AS {scan_sql(table_file)}")
+            kind = "VIEW"
+        described = self.con.execute(f"DESCRIBE {raw}").fetchall()
         self.raw_types[name] = {
             row[0]: str(row[1]) for row in described if row[0] not in (ROW_NUMBER, FILE_NAME)
         }
         if name in self.mappings:
             return self._rename(table_file, self.mappings[name], kind)
+        return True
+
+    def _csv_problem(self, table_file: TableFile, file: Path, problem: CsvProblem) -> None:
+        prefix = f"{file.name} " if table_file.path.is_dir() else ""
+        self.add(
+            table_file,
+            problem.column,
+            problem.rule,
+            problem.message,
+            problem.hint,
+            tuple(prefix + example for example in problem.examples),
+            source=file,
+        )
+
+    def _same_schema(self, table_file: TableFile, schemas: Mapping[Path, Mapping[str, str]]) -> bool:
+        differences = schema_differences(schemas)
+        if differences:
+            first = next(iter(schemas))
+            self.add(
+                table_file,
+                None,
+                "same_schema",
+                f"{len(differences)} of {len(schemas)} part files do not have the columns of {first.name}",
+                "Export every part with the same columns and types (a column renamed or retyped in one part "
+                "would read as two half-empty columns, or as wrong values).",
+                tuple(differences[:MAX_EXAMPLES]),
+            )
+            return False
         return True
 
     def derive_customers(self, activity: list[str]) -> str:
@@ -463,8 +618,8 @@ class _Checker:
             self.mapping_problems.extend(problems)
             return False
         if renames:
-            renamed = ", ".join(f"{_sql_name(s)} AS {_sql_name(c)}" for s, c in renames.items())
-            stage = f"{self._raw(mapping.table)}_as_given"
+            renamed = ", ".join(f"{identifier(s)} AS {identifier(c)}" for s, c in renames.items())
+            stage = identifier(f"raw_{mapping.table}_as_given")
             self.con.execute(f"ALTER {kind} {self._raw(mapping.table)} RENAME TO {stage}")
             self.con.execute(
                 f"CREATE OR REPLACE TEMP VIEW {self._raw(mapping.table)} AS SELECT * RENAME ({renamed}) FROM {stage}"
@@ -474,12 +629,25 @@ class _Checker:
 
     def _check_csv_rejects(self, table_file: TableFile) -> bool:
         rejected = []
-        for rejects in rejects_tables(table_file):
-            rejected += self.con.execute(
-                f"SELECT line, error_type, error_message, csv_line FROM {rejects} ORDER BY line"
+        badly_encoded: list[Path] = []
+        for file, rejects in zip(files_of(table_file), rejects_tables(table_file), strict=True):
+            rows = self.con.execute(
+                f"SELECT line, error_type, error_message, csv_line FROM {identifier(rejects)} ORDER BY line"
             ).fetchall()
+            if any(error_type == "INVALID ENCODING" for _, error_type, _, _ in rows):
+                badly_encoded.append(file)
+            rejected += [row for row in rows if row[1] != "INVALID ENCODING"]
+        for file in badly_encoded:
+            problem = undecodable_line(file, self.encoding)
+            if problem is None:  # DuckDB saw what Python does not: say what DuckDB said
+                problem = CsvProblem(
+                    "encoding",
+                    f"the file is not valid {self.encoding} text",
+                    "Save the file as UTF-8, or set data.csv_encoding to the encoding it was saved in.",
+                )
+            self._csv_problem(table_file, file, problem)
         if not rejected:
-            return True
+            return not badly_encoded
         examples = tuple(
             f"line {line}: {error_type.lower()}: {message.split('.')[0]}; the line reads {csv_line!r}"
             for line, error_type, message, csv_line in rejected[:MAX_EXAMPLES]
@@ -529,7 +697,7 @@ class _Checker:
         for column in table.columns:
             if column.name not in raw_types:
                 continue
-            expr = self._expression(table_file, column, raw_types[column.name], id_type)
+            expr = self._expression(table_file, column, raw_types[column.name], id_type, show_key)
             if expr is None:
                 continue
             exprs[column.name] = expr
@@ -547,13 +715,19 @@ class _Checker:
                         rule.hint,
                     )
                 )
-        self._run_checks(table_file, rows, checks)
+        if table.grid_date in exprs:
+            checks.extend(self._grid_date_check(table, exprs[table.grid_date], show_key))
+        extra = [c for c in raw_types if c not in {col.name for col in table.columns}]
+        self._run_checks(table_file, rows, checks, decode=extra if table_file.format == "parquet" else [])
         self._check_mixed_time_zones(table_file, table, raw_types, show_key)
         self.exprs[name] = exprs
         if table.unique_key and all(k in exprs for k in table.unique_key):
             self._check_unique(table_file, table, exprs, rows)
+        if table.periods is not None and not self.failed(name):
+            self._check_overlaps(table_file, table, exprs, rows)
         if self.failed(name):
             return None
+        self._note_open_ends(table, exprs)
         return self._register_typed(table_file, table, exprs, rows)
 
     def _missing_column(self, table_file: TableFile, column: Column, available: list[str]) -> None:
@@ -570,15 +744,19 @@ class _Checker:
             hint,
         )
 
-    def _expression(self, table_file: TableFile, column: Column, raw_type: str, id_type: str) -> _Expr | None:
+    def _expression(
+        self, table_file: TableFile, column: Column, raw_type: str, id_type: str, show_key: list[str]
+    ) -> _Expr | None:
         """Typed SQL for a column, or None (and a violation) when its storage type cannot hold the kind."""
-        c = _sql_name(column.name)
+        c = identifier(column.name)
         base = raw_type.split("(")[0]
         text = base == "VARCHAR"
         present = f"NULLIF(trim({c}), '')" if text else c
         if not text and base in FLOAT_TYPES:
             present = f"CASE WHEN isnan({c}) THEN NULL ELSE {c} END"
         kind = column.kind
+        excused = "false"
+        extra_checks: list[_Check] = []
         if kind == Kind.ID:
             is_key = table_file.table == "customers" and column.name == "customer_id"
             target = self.customer_id_type() if is_key else id_type
@@ -599,21 +777,17 @@ class _Checker:
                 typed = c
             elif base in TIMESTAMP_TYPES:
                 typed = f"CAST({c} AS DATE)"
-            elif base == "TIMESTAMP WITH TIME ZONE":
+            elif base in TIMESTAMPTZ_TYPES:
                 typed = f"CAST({c} AT TIME ZONE 'UTC' AS DATE)"
             else:
                 return self._storage(table_file, column, raw_type)
         elif kind == Kind.TIMESTAMP:
             if text:
-                typed = (
-                    f"CASE WHEN regexp_matches({present}, {_literal(TZ_SUFFIX)}) "
-                    f"THEN TRY_CAST({present} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' "
-                    f"ELSE TRY_CAST({present} AS TIMESTAMP) END"
-                )
+                typed, excused, extra_checks = self._timestamp_text(table_file, column, present, show_key)
             elif base in TIMESTAMP_TYPES or base == "DATE":
                 typed = f"CAST({c} AS TIMESTAMP)"
-            elif base == "TIMESTAMP WITH TIME ZONE":
-                typed = f"({c} AT TIME ZONE 'UTC')"
+            elif base in TIMESTAMPTZ_TYPES:  # Parquet stores these as UTC instants: exact
+                typed = f"CAST({c} AT TIME ZONE 'UTC' AS TIMESTAMP)"
             else:
                 return self._storage(table_file, column, raw_type)
         elif kind == Kind.NUMBER:
@@ -647,7 +821,13 @@ class _Checker:
                 return self._storage(table_file, column, raw_type)
         else:  # TEXT
             typed = present if text else f"CAST({c} AS VARCHAR)"
-        return _Expr(present=present, typed=typed, raw=c)
+        parsed = typed
+        if column.open_end and self.settings.open_end_dates:
+            typed = (
+                f"CASE WHEN CAST(({parsed}) AS DATE) IN {literal_list(self.settings.open_end_dates)} "
+                f"THEN NULL ELSE ({parsed}) END"
+            )
+        return _Expr(present, parsed, typed, c, excused, extra_checks)
 
     def _storage(self, table_file: TableFile, column: Column, raw_type: str) -> None:
         self.add(
@@ -659,10 +839,112 @@ class _Checker:
         )
         return None
 
+    # -- time zones ---------------------------------------------------------------------------------
+    def _zone_names(self) -> dict[str, str]:
+        """Time zone names that convert exactly, lower-cased -> as ICU spells them: IANA names (Europe/Paris,
+        America/New_York, Etc/GMT+5), their links with a lowercase letter (Japan) and UTC / GMT."""
+        if self._zones is None:
+            names = [r[0] for r in self.con.execute("SELECT name FROM pg_timezone_names()").fetchall()]
+            self._zones = {
+                n.lower(): n
+                for n in names
+                if n.lower() in UTC_NAMES or (n.lower() not in NOT_ZONES and ("/" in n or n != n.upper()))
+            }
+        return self._zones
+
+    def _timestamp_text(
+        self, table_file: TableFile, column: Column, value: str, show_key: list[str]
+    ) -> tuple[str, str, list[_Check]]:
+        """The UTC instant of a text timestamp, which rows another rule reports, and those rules.
+
+        A value with an offset (+02:00, Z) is converted to UTC; one with an IANA zone name (Europe/Paris) is
+        converted exactly, unless its local time does not exist or occurs twice there (a daylight-saving
+        change), and an abbreviation (CET, EST) or unknown name is refused: DuckDB would read the first with
+        the zone silently dropped, and guess at the others. A value without either is taken as it is."""
+        offset = f"regexp_matches({value}, {literal(TZ_SUFFIX)})"
+        named = f"(NOT {offset} AND regexp_matches({value}, {literal(ZONE_SUFFIX)}))"
+        with_offset = f"TRY_CAST(regexp_replace({value}, {literal(OFFSET_SPACE)}, '\\1') AS TIMESTAMPTZ) AT TIME ZONE 'UTC'"
+        token = f"regexp_extract({value}, {literal(ZONE_SUFFIX)}, 1)"
+        found = [
+            r[0]
+            for r in self.con.execute(
+                f"SELECT DISTINCT {token} FROM {self._raw(table_file.table)} WHERE {value} IS NOT NULL AND {named}"
+            ).fetchall()
+        ]
+        naive = f"TRY_CAST({value} AS TIMESTAMP)"
+        if not found:
+            return f"CASE WHEN {offset} THEN {with_offset} ELSE {naive} END", "false", []
+        zones = self._zone_names()
+        exact = {t: zones[t.lower()] for t in found if t.lower() in zones}
+        abbreviations = sorted(
+            t for t in found if t not in exact and "/" not in t and t.lower() not in NOT_ZONES
+        )
+        unknown = sorted(
+            t for t in found if t not in exact and t not in abbreviations and t.lower() not in NOT_ZONES
+        )
+        zone = (
+            f"CASE {token} {' '.join(f'WHEN {literal(t)} THEN {literal(z)}' for t, z in exact.items())} END"
+            if exact
+            else "CAST(NULL AS VARCHAR)"
+        )
+        local = f"TRY_CAST(regexp_replace({value}, {literal(ZONE_TAIL)}, '') AS TIMESTAMP)"
+        in_zone = _exact_instant(local, zone)
+        typed = f"CASE WHEN {offset} THEN {with_offset} WHEN {named} THEN {in_zone} ELSE {naive} END"
+        show = [*show_key, column.name]
+        checks = []
+        if abbreviations:
+            checks.append(
+                _Check(
+                    column.name,
+                    "time_zone",
+                    f"{named} AND {token} IN {literal_list(abbreviations)}",
+                    f"a time zone abbreviation ({', '.join(abbreviations[:6])}), which does not say its UTC "
+                    f"offset exactly",
+                    show,
+                    "Write an IANA zone name (Europe/Paris, America/New_York) or an offset (+01:00) instead: "
+                    "abbreviations mean different offsets to different writers (CST: US Central, China or "
+                    "Cuba; IST: India, Ireland or Israel; BST: British Summer or Bangladesh; CET in summer).",
+                )
+            )
+        if unknown:
+            checks.append(
+                _Check(
+                    column.name,
+                    "time_zone",
+                    f"{named} AND {token} IN {literal_list(unknown)}",
+                    f"a time zone name that is not in the IANA time zone database ({', '.join(unknown[:6])})",
+                    show,
+                    "Use an IANA zone name such as Europe/Paris or America/New_York (case does not matter), or "
+                    "an offset such as +01:00.",
+                )
+            )
+        if exact:
+            checks.append(
+                _Check(
+                    column.name,
+                    "time_zone",
+                    f"{named} AND {token} IN {literal_list(list(exact))} AND {local} IS NOT NULL "
+                    f"AND ({in_zone}) IS NULL",
+                    "a local time that does not exist or occurs twice in its zone (a daylight-saving change), "
+                    "so its instant is not exact",
+                    show,
+                    "Give these values a UTC offset (e.g. 2024-10-27 02:30:00+01:00), which says which instant "
+                    "is meant.",
+                )
+            )
+        # The rows these rules report are not reported again as values that are not timestamps.
+        reported = [f"{token} IN {literal_list(abbreviations + unknown)}"] if abbreviations or unknown else []
+        if exact:
+            reported.append(f"({token} IN {literal_list(list(exact))} AND {local} IS NOT NULL)")
+        excused = f"({named} AND ({' OR '.join(reported)}))" if reported else "false"
+        return typed, excused, checks
+
+    # -- row rules ----------------------------------------------------------------------------------
     def _column_checks(self, column: Column, expr: _Expr, show_key: list[str]) -> list[_Check]:
         show = [*show_key, column.name]
         checks = [
-            _Check(column.name, "type", f"{expr.present} IS NOT NULL AND ({expr.typed}) IS NULL",
+            *expr.checks,
+            _Check(column.name, "type", f"{expr.present} IS NOT NULL AND ({expr.parsed}) IS NULL AND NOT {expr.excused}",
                    f"values that are not {KIND_PHRASE[column.kind]}", show, PARSE_HINT[column.kind]),
         ]  # fmt: skip
         if not column.nullable:
@@ -682,26 +964,90 @@ class _Checker:
                        f"values above {column.max_value:g}", show,
                        f"'{column.name}' must be at most {column.max_value:g}: {column.description}")
             )  # fmt: skip
-        if column.allowed:
-            allowed = ", ".join(_literal(a) for a in column.allowed)
+        if column.money:
+            most = self.settings.max_amount
             checks.append(
-                _Check(column.name, "allowed_values", f"({expr.typed}) NOT IN ({allowed})",
+                _Check(column.name, "plausible_amount", f"({expr.typed}) > {literal(float(most))}",
+                       f"amounts above {most:,.0f} (contract.max_amount), more than any real business charges",
+                       show,
+                       "Correct these amounts (a value in the wrong unit, digits pasted twice, a placeholder such "
+                       "as 999999999999?); raise contract.max_amount only if they are real.")
+            )  # fmt: skip
+        if column.kind in (Kind.DATE, Kind.TIMESTAMP):
+            earliest, latest = self.settings.earliest_date, self.settings.latest_date
+            day = f"CAST(({expr.typed}) AS DATE)"
+            placeholders = self.settings.open_end_dates
+            open_hint = (
+                f" Open-ended placeholders ({', '.join(str(d) for d in placeholders[:3])}"
+                f"{', ...' if len(placeholders) > 3 else ''}: contract.open_end_dates) already read as open."
+                if column.open_end and placeholders
+                else ""
+            )
+            checks.append(
+                _Check(column.name, "plausible_date", f"{day} < {literal(earliest)} OR {day} > {literal(latest)}",
+                       f"dates outside {earliest} .. {latest} (contract.earliest_date, contract.latest_date)",
+                       show,
+                       "Correct these dates" + (" or leave them empty" if column.nullable else "")
+                       + f" (a placeholder for an unknown date?).{open_hint} Widen contract.earliest_date / "
+                       "contract.latest_date only if such dates are real.")
+            )  # fmt: skip
+        if column.allowed:
+            checks.append(
+                _Check(column.name, "allowed_values", f"({expr.typed}) NOT IN {literal_list(column.allowed)}",
                        f"values outside {', '.join(column.allowed)}", show,
                        f"Map your values onto {', '.join(column.allowed)}.")
             )  # fmt: skip
         return checks
 
-    def _run_checks(self, table_file: TableFile, rows: int, checks: list[_Check]) -> None:
-        if not checks:
+    def _grid_date_check(self, table: Table, expr: _Expr, show_key: list[str]) -> list[_Check]:
+        """Rows of a grid date column far before the table's latest date (one stray old row would stretch the
+        observation grid back by decades)."""
+        earliest, latest = self.settings.earliest_date, self.settings.latest_date
+        column = table.grid_date
+        assert column is not None
+        day = f"CAST(({expr.typed}) AS DATE)"
+        months = max(1, round(self.settings.max_years_before_latest * 12))
+        reference, cutoff = self.con.execute(
+            f"SELECT max(d), CAST(max(d) - to_months({months}) AS DATE) FROM (SELECT {day} AS d "
+            f"FROM {self._raw(table.name)} WHERE {day} BETWEEN {literal(earliest)} AND {literal(latest)})"
+        ).fetchall()[0]
+        if reference is None:
+            return []
+        return [
+            _Check(
+                column,
+                "near_latest_date",
+                f"{day} < {literal(cutoff)} AND {day} >= {literal(earliest)}",
+                f"dates more than {self.settings.max_years_before_latest:g} years before the table's latest "
+                f"{column} ({reference}), far from the rest of the data",
+                [*show_key, column],
+                "Correct or drop these rows (a placeholder such as 1900-01-01 or 1970-01-01 for an unknown date?): "
+                "they would stretch the observation grid back by decades. Raise "
+                "contract.max_years_before_latest only if the table really spans that long.",
+            )
+        ]
+
+    def _run_checks(
+        self, table_file: TableFile, rows: int, checks: list[_Check], decode: list[str] | None = None
+    ) -> None:
+        """Count every rule's offending rows in one scan (which also decodes the `decode` columns, so a damaged
+        page of a column no rule reads is found now, not by a later stage), and report each broken rule."""
+        if not checks and not decode:
             return
-        filters = ", ".join(f"count(*) FILTER (WHERE {check.condition})" for check in checks)
-        counts = self.con.execute(f"SELECT {filters} FROM {self._raw(table_file.table)}").fetchall()[0]
+        filters = [f"count(*) FILTER (WHERE {check.condition})" for check in checks]
+        if decode:
+            filters.append(f"max(hash({', '.join(identifier(c) for c in decode)}))")
+        counts = self.con.execute(
+            f"SELECT {', '.join(filters)} FROM {self._raw(table_file.table)}"
+        ).fetchall()[0][: len(checks)]
         unparsed: set[str] = set()
         for check, count in zip(checks, counts, strict=True):
             # A value that does not parse is reported once, not again as out of range.
-            if not count or (check.column in unparsed and check.rule not in ("type", "not_null")):
+            if not count or (
+                check.column in unparsed and check.rule not in ("type", "not_null", "time_zone")
+            ):
                 continue
-            if check.rule == "type":
+            if check.rule in ("type", "time_zone"):
                 unparsed.add(check.column)
             self.add(
                 table_file,
@@ -718,11 +1064,14 @@ class _Checker:
         for column in table.columns:
             if column.kind != Kind.TIMESTAMP or raw_types.get(column.name) != "VARCHAR":
                 continue
-            value = f"NULLIF(trim({_sql_name(column.name)}), '')"
-            with_tz = f"{value} IS NOT NULL AND regexp_matches({value}, {_literal(TZ_SUFFIX)})"
-            without_tz = f"{value} IS NOT NULL AND NOT regexp_matches({value}, {_literal(TZ_SUFFIX)})"
-            n_with, n_without = self.con.execute(
-                f"SELECT count(*) FILTER (WHERE {with_tz}), count(*) FILTER (WHERE {without_tz}) "
+            value = f"NULLIF(trim({identifier(column.name)}), '')"
+            offset = f"regexp_matches({value}, {literal(TZ_SUFFIX)})"
+            named = f"regexp_matches({value}, {literal(ZONE_SUFFIX)})"
+            with_tz = f"{value} IS NOT NULL AND ({offset} OR {named})"
+            without_tz = f"{value} IS NOT NULL AND NOT ({offset} OR {named})"
+            n_with, n_without, n_named = self.con.execute(
+                f"SELECT count(*) FILTER (WHERE {with_tz}), count(*) FILTER (WHERE {without_tz}), "
+                f"count(*) FILTER (WHERE {value} IS NOT NULL AND NOT {offset} AND {named}) "
                 f"FROM {self._raw(table_file.table)}"
             ).fetchall()[0]
             if n_with and n_without:
@@ -735,8 +1084,9 @@ class _Checker:
                     table_file,
                     column.name,
                     "one_time_zone",
-                    f"mixed time zones: {n_with:,} values carry a UTC offset and {n_without:,} do not, so "
-                    f"the instants of the latter are ambiguous",
+                    f"mixed time zones: {n_with:,} values carry a UTC offset"
+                    f"{' or a time zone name' if n_named else ''} and {n_without:,} do not, so the instants of "
+                    f"the latter are ambiguous",
                     "Give every value an offset (e.g. +00:00) or none; values with offsets are converted to UTC.",
                     examples,
                 )
@@ -769,30 +1119,108 @@ class _Checker:
             examples,
         )
 
+    def _check_overlaps(
+        self, table_file: TableFile, table: Table, exprs: dict[str, _Expr], rows: int
+    ) -> None:
+        """Rows whose period [start, end) overlaps an earlier row's of the same key (an empty end is open)."""
+        periods = table.periods
+        assert periods is not None
+        if self.settings.allow_overlapping_subscriptions or not all(
+            c in exprs for c in (*periods.key, periods.start, periods.end)
+        ):
+            return
+        keys = [f"({exprs[k].typed}) AS {identifier('k_' + k)}" for k in periods.key]
+        key_names = [identifier("k_" + k) for k in periods.key]
+        start, end = exprs[periods.start].typed, exprs[periods.end].typed
+        found = self.con.execute(
+            f"""WITH given AS (
+                    SELECT {", ".join(keys)}, {FILE_NAME} AS f, {ROW_NUMBER} AS r, ({start}) AS s, ({end}) AS e
+                    FROM {self._raw(table.name)}
+                ), periods AS (
+                    SELECT * FROM given
+                    WHERE {" AND ".join(f"{k} IS NOT NULL" for k in key_names)} AND s IS NOT NULL
+                      AND (e IS NULL OR e > s)  -- an empty period [s, s) overlaps nothing
+                ), ordered AS (
+                    SELECT *, max(coalesce(e, DATE 'infinity')) OVER earlier AS earlier_end,
+                           arg_max({{'f': f, 'r': r, 's': s, 'e': e}}, coalesce(e, DATE 'infinity')) OVER earlier
+                               AS other
+                    FROM periods
+                    WINDOW earlier AS (PARTITION BY {", ".join(key_names)} ORDER BY s, f, r
+                                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                )
+                SELECT count(*) OVER (), {", ".join(key_names)}, f, r, s, e, other FROM ordered
+                WHERE s < earlier_end ORDER BY f, r LIMIT {MAX_EXAMPLES}"""
+        ).fetchall()
+        if not found:
+            return
+
+        def period(start_day: date, end_day: date | None) -> str:
+            return f"{start_day} .. {end_day if end_day is not None else 'open'}"
+
+        width = len(periods.key)
+        examples = []
+        for row in found:
+            key_text = ", ".join(
+                f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
+                for k, v in zip(periods.key, row[1 : 1 + width], strict=True)
+            )
+            f, r, s, e, other = row[1 + width :]
+            examples.append(
+                f"{key_text}: {table_file.where(r, f)} ({period(s, e)}) overlaps "
+                f"{table_file.where(other['r'], other['f'])} ({period(other['s'], other['e'])})"
+            )
+        names = " and ".join(periods.key)
+        self.add(
+            table_file,
+            ",".join(periods.key),
+            "no_overlapping_periods",
+            f"{found[0][0]:,} of {rows:,} rows overlap the period [{periods.start}, {periods.end}) of an earlier "
+            f"row with the same {names} ({periods.meaning})",
+            periods.hint,
+            tuple(examples),
+        )
+
+    def _note_open_ends(self, table: Table, exprs: dict[str, _Expr]) -> None:
+        """Say how many end dates were open-ended placeholders read as open."""
+        placeholders = literal_list(self.settings.open_end_dates) if self.settings.open_end_dates else None
+        for column in table.columns:
+            if not column.open_end or column.name not in exprs or placeholders is None:
+                continue
+            day = f"CAST(({exprs[column.name].parsed}) AS DATE)"
+            count, seen = self.con.execute(
+                f"SELECT count(*), list(DISTINCT CAST({day} AS VARCHAR) ORDER BY CAST({day} AS VARCHAR)) "
+                f"FROM {self._raw(table.name)} WHERE {day} IN {placeholders}"
+            ).fetchall()[0]
+            if count:
+                self.notes.append(
+                    f"{table.name}.{column.name}: {count:,} row(s) dated {', '.join(seen)} (open-ended "
+                    f"placeholders, contract.open_end_dates) read as open (empty)"
+                )
+
     def _register_typed(
         self, table_file: TableFile, table: Table, exprs: dict[str, _Expr], rows: int
     ) -> TableSummary:
         raw_types = self.raw_types[table.name]
         known = {c.name for c in table.columns}
         extra = [c for c in raw_types if c not in known]
-        select = [f"{e.typed} AS {_sql_name(n)}" for n, e in exprs.items()]
+        select = [f"{e.typed} AS {identifier(n)}" for n, e in exprs.items()]
         # Optional contract columns that are absent become typed NULLs, so later SQL can rely on them.
         for column in table.columns:
             if column.name not in exprs:
                 select.append(
-                    f"CAST(NULL AS {_null_type(column.kind, self.customer_id_type())}) AS {_sql_name(column.name)}"
+                    f"CAST(NULL AS {_null_type(column.kind, self.customer_id_type())}) AS {identifier(column.name)}"
                 )
-        select += [_sql_name(c) for c in extra]
+        select += [identifier(c) for c in extra]
         self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {_sql_name(table.name)} AS SELECT {', '.join(select)} "
+            f"CREATE OR REPLACE TEMP VIEW {identifier(table.name)} AS SELECT {', '.join(select)} "
             f"FROM {self._raw(table.name)}"
         )
         first = last = None
         date_column = MAIN_DATE.get(table.name)
         if date_column in exprs:
             first, last = self.con.execute(
-                f"SELECT CAST(min({_sql_name(date_column)}) AS VARCHAR), CAST(max({_sql_name(date_column)}) AS VARCHAR) "
-                f"FROM {_sql_name(table.name)}"
+                f"SELECT CAST(min({identifier(date_column)}) AS VARCHAR), "
+                f"CAST(max({identifier(date_column)}) AS VARCHAR) FROM {identifier(table.name)}"
             ).fetchall()[0]
         return TableSummary(
             table.name, table_file.path, table_file.format, rows, tuple(raw_types), tuple(extra), first, last
@@ -821,6 +1249,27 @@ class _Checker:
                     "the same form in both files, e.g. no leading zeros lost).",
                     self._examples(table_file, condition, [column.name]),
                 )
+
+
+def _exact_instant(local: str, zone: str) -> str:
+    """SQL for the UTC instant (TIMESTAMP) at which the wall clock of `zone` reads `local`, or NULL when
+    there is none (a skipped hour) or two (a repeated hour): the offsets in force 12 hours before and after
+    give the only candidates, and a candidate counts when it reads back as `local`."""
+    guess = f"timezone({zone}, {local})"  # ICU's pick, a TIMESTAMPTZ near the answer
+
+    def offset(at: str) -> str:
+        return f"(timezone({zone}, {at}) - timezone('UTC', {at}))"
+
+    before = f"({local} - {offset(f'({guess} - INTERVAL 12 HOUR)')})"
+    after = f"({local} - {offset(f'({guess} + INTERVAL 12 HOUR)')})"
+
+    def reads_back(candidate: str) -> str:
+        return f"(timezone({zone}, timezone('UTC', {candidate})) = {local})"
+
+    return (
+        f"CASE WHEN {reads_back(before)} AND {reads_back(after)} AND {before} <> {after} THEN NULL "
+        f"WHEN {reads_back(before)} THEN {before} WHEN {reads_back(after)} THEN {after} END"
+    )
 
 
 def _null_type(kind: Kind, id_type: str) -> str:

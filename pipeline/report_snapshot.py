@@ -21,7 +21,8 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from features.io import TableFile
-from features.snapshot import RAW, feature_select, label_expression, quoted
+from features.snapshot import RAW, feature_select, label_expression
+from features.sql import identifier
 from models.retention import expected_lifetime, kaplan_meier, lifetime_table, survival_at, survival_figure
 from pipeline.features import load_snapshot
 from pipeline.report import Report, add_scoring_sections, model_reasons_of_churners
@@ -62,7 +63,7 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
     ]  # fmt: skip
     first = [c for c in (spec.contract.column if spec.contract else None, spec.segment) if c]
     breakdown = list(dict.fromkeys(first + breakdown))  # contract and segment first, each column once
-    raw = ", ".join(f"CAST({quoted(c)} AS VARCHAR) AS {quoted('by ' + c)}" for c in breakdown)
+    raw = ", ".join(f"CAST({identifier(c)} AS VARCHAR) AS {identifier('by ' + c)}" for c in breakdown)
     select = feature_select(
         table, spec.id_column, planned.features, as_of,
         extra=f"{label_expression(spec)} AS churned" + (f", {raw}" if raw else ""),
