@@ -86,8 +86,8 @@ def measure(
             f"score.model_uri={model_uri}",
             f"reasons.enabled={str(reasons).lower()}",
             f"score.chunk_rows={chunk_rows}",
-            f"score.output_dir={work_dir / 'scores' / tag}",
-            f"score.database={work_dir / 'scores' / tag / 'history.duckdb'}",
+            f"score.output_dir={work_dir / 'outputs' / 'scores' / tag}",
+            f"score.database={work_dir / 'outputs' / 'scores' / tag / 'history.duckdb'}",
         ],
     )
     sampler = RssSampler()

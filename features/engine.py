@@ -4,6 +4,11 @@ The observation grid holds one row per (customer_id, observation_date) for the c
 date. Every feature family is one aggregate query over its point-in-time source (`features.sources`)
 joined to the grid; labels look forward from each date (`features.labels`). All of it runs as SQL inside
 DuckDB over the validated tables, so inputs larger than memory stream from disk.
+
+A feature's SQL comes from config: it is parsed and allow-listed (`features.expressions`, aggregate mode,
+columns limited to its family's source) when the features are planned and again when its query is built, and
+what runs is the expression regenerated from the checked tree. Names and values from config or data go into
+SQL only through `features.sql`.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -25,9 +30,11 @@ from tqdm.auto import tqdm
 from features.catalog import feature_availability
 from features.dialect import install_duckdb_functions
 from features.errors import ConfigError
+from features.expressions import ExpressionError, checked_expression
 from features.io import replace_atomically
 from features.labels import label_sql
-from features.sources import Source, activity_dates_sql, source_for
+from features.sources import Source, activity_dates_sql, row_columns, source_for
+from features.sql import identifier, literal
 
 log = logging.getLogger(__name__)
 
@@ -85,42 +92,64 @@ def event_type_name(event_type: str) -> str:
 
 
 def plan_features(
-    features_cfg: Mapping[str, Any], present: set[str], event_types: Sequence[str] = ()
+    features_cfg: Mapping[str, Any],
+    present: set[str],
+    event_types: Sequence[str] = (),
+    source_columns: Mapping[str, Collection[str]] | None = None,
 ) -> FeaturePlan:
-    """Expand the configured feature set for the tables present (windows, event types) and check names."""
+    """Expand the configured feature set for the tables present (windows, event types) and check names, fill
+    values and SQL.
+
+    Every feature's SQL is parsed and allow-listed (`features.expressions`, aggregate mode); with
+    `source_columns` (source name -> its query's columns, see `plan_build`) its columns must be its family's,
+    otherwise they are checked when the plan meets the data (`compute_features`). A bad feature raises
+    ConfigError naming its key (`features.families.<family>.features.<feature>.sql`).
+    """
     families: Mapping[str, Any] = features_cfg["families"]
     windows = [int(w) for w in features_cfg.get("windows_days", [])]
     availability = {a.name: a for a in feature_availability(families, present)}
     features: list[FeatureDef] = []
     skipped: dict[str, str] = {}
     lookback: dict[str, int] = {}
+    problems: list[str] = []
     for family, spec in families.items():
         if not availability[family].buildable:
             skipped[family] = availability[family].reason
             continue
+        source = source_for(spec["source"], present, f"features.families.{family}.source")
+        allowed = None
+        if source_columns is not None:
+            allowed = row_columns(source, source_columns[source.name])
         if spec.get("lookback_days"):
             lookback[family] = int(spec["lookback_days"])
         for template, feature in spec["features"].items():
+            key = f"features.families.{family}.features.{template}"
+            fill = feature.get("fill")
+            try:
+                literal(fill)
+            except (TypeError, ValueError):
+                problems.append(f"{key}.fill: {fill!r} is not a number, a text or true/false")
             window_values = windows if feature.get("per_window") else [None]
             type_values = list(event_types) if feature.get("per_event_type") else [None]
             for w in window_values:
                 for event_type in type_values:
-                    values = {"w": w}
+                    values: dict[str, Any] = {"w": w}
                     if event_type is not None:
-                        values |= {
-                            "event_type": event_type.replace("'", "''"),
-                            "event_type_name": event_type_name(event_type),
-                        }
+                        values["event_type_name"] = event_type_name(event_type)
+                    text = {} if event_type is None else {"event_type": str(event_type)}
+                    sql = _fill_sql(_fill(str(feature["sql"]), values), text)
+                    try:
+                        checked_expression(sql, f"{key}.sql", allowed, aggregates=True)
+                    except ExpressionError as error:
+                        problems.append(str(error))
                     features.append(
                         FeatureDef(
                             name=_fill(template, values),
                             family=family,
                             source=spec["source"],
-                            sql=_fill(str(feature["sql"]), values),
-                            description=_fill(
-                                str(feature.get("description", "")), {**values, "event_type": event_type}
-                            ),
-                            fill=feature.get("fill"),
+                            sql=sql,
+                            description=_fill(str(feature.get("description", "")), {**values, **text}),
+                            fill=fill,
                             kind=feature.get("kind", "numeric"),
                         )
                     )
@@ -132,6 +161,8 @@ def plan_features(
             f"feature config: invalid names {bad} (use lower-case letters, digits and _, not a key or label "
             f"column) or duplicated names {duplicated}"
         )
+    if problems:
+        raise ConfigError("\n  ".join(dict.fromkeys(problems)))
     return FeaturePlan(tuple(features), skipped, tuple(event_types), lookback)
 
 
@@ -149,6 +180,35 @@ def _fill(template: str, values: Mapping[str, Any]) -> str:
         if value is not None:
             out = out.replace("{" + key + "}", str(value))
     return out
+
+
+_STRING_LITERAL = re.compile(r"'(?:[^']|'')*'")
+
+
+def _fill_sql(sql: str, texts: Mapping[str, str]) -> str:
+    """Put text values (an event type from the data) into feature SQL as SQL strings: `'{event_type}'` and
+    a bare `{event_type}` become the quoted literal, `'{event_type}%'` keeps its quotes around the escaped
+    text."""
+    for key, value in texts.items():
+        placeholder, quoted = "{" + key + "}", literal(value)
+        pieces, last = [], 0
+        for string in _STRING_LITERAL.finditer(sql):
+            pieces.append(sql[last : string.start()].replace(placeholder, quoted))
+            pieces.append(string.group(0).replace(placeholder, quoted[1:-1]))
+            last = string.end()
+        pieces.append(sql[last:].replace(placeholder, quoted))
+        sql = "".join(pieces)
+    return sql
+
+
+def feature_key(feature: FeatureDef) -> str:
+    """The config key of a planned feature's SQL (its expanded name: events_login_30d)."""
+    return f"features.families.{feature.family}.features.{feature.name}.sql"
+
+
+def checked_feature_sql(feature: FeatureDef, columns: Collection[str]) -> str:
+    """A feature's SQL allow-listed against its family's row `columns` and regenerated: the SQL that runs."""
+    return checked_expression(feature.sql, feature_key(feature), columns, aggregates=True)
 
 
 def observation_dates(start: date, end: date, every_months: int = 1) -> list[date]:
@@ -280,6 +340,37 @@ def source_columns(con: duckdb.DuckDBPyConnection, source: Source) -> list[str]:
     return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM ({source.sql}) s").fetchall()]
 
 
+def planned_source_columns(
+    con: duckdb.DuckDBPyConnection, features_cfg: Mapping[str, Any], present: set[str]
+) -> dict[str, list[str]]:
+    """The columns of every source a buildable family reads (its query described, nothing computed)."""
+    install_duckdb_functions(con)
+    families: Mapping[str, Any] = features_cfg["families"]
+    names = {
+        str(families[a.name]["source"]): f"features.families.{a.name}.source"
+        for a in feature_availability(families, present)
+        if a.buildable
+    }
+    return {name: source_columns(con, source_for(name, present, key)) for name, key in names.items()}
+
+
+def check_plan(con: duckdb.DuckDBPyConnection, plan: FeaturePlan, present: set[str]) -> None:
+    """Allow-list every planned feature's SQL against its family's source columns on `con` (nothing computed);
+    ConfigError names each bad feature. For plans not made by `plan_build` (a training run's manifest)."""
+    install_duckdb_functions(con)
+    problems, columns = [], {}
+    for feature in plan.features:
+        if feature.source not in columns:
+            source = source_for(feature.source, present, f"features.families.{feature.family}.source")
+            columns[feature.source] = row_columns(source, source_columns(con, source))
+        try:
+            checked_feature_sql(feature, columns[feature.source])
+        except ExpressionError as error:
+            problems.append(str(error))
+    if problems:
+        raise ConfigError("\n  ".join(problems))
+
+
 def family_sql(
     source: Source,
     columns: Sequence[str],
@@ -296,22 +387,27 @@ def family_sql(
     for column in columns:
         if column == "customer_id":
             continue
+        name = identifier(column)
         if column in source.masked:
-            known_from = source.masked[column]
-            selected.append(f"CASE WHEN s.{known_from} < g.observation_date THEN s.{column} END AS {column}")
+            known_from = identifier(source.masked[column])
+            selected.append(f"CASE WHEN s.{known_from} < g.observation_date THEN s.{name} END AS {name}")
         else:
-            selected.append(f"s.{column}")
-    post = "".join(f", {expr} AS {name}" for name, expr in source.post.items())
+            selected.append(f"s.{name}")
+    post = "".join(f", {expr} AS {identifier(name)}" for name, expr in source.post.items())
+    known_at = identifier(source.known_at)
     bound = ""
     if lookback_days:
-        bound = f" AND s.{source.known_at} >= cw_add_days(g.observation_date, -{int(lookback_days)})"
-    aggregates = ",\n       ".join(f"{f.sql} AS {f.name}" for f in features)
+        bound = f" AND s.{known_at} >= cw_add_days(g.observation_date, {literal(-int(lookback_days))})"
+    allowed = row_columns(source, columns)
+    aggregates = ",\n       ".join(
+        f"{checked_feature_sql(f, allowed)} AS {identifier(f.name)}" for f in features
+    )
     prune = ""
     if dates:
-        prune = f" WHERE {source.known_at} < DATE '{max(dates).isoformat()}'"
+        prune = f" WHERE {known_at} < {literal(max(dates))}"
         if lookback_days:
             earliest = date.fromordinal(min(dates).toordinal() - int(lookback_days))
-            prune += f" AND {source.known_at} >= DATE '{earliest.isoformat()}'"
+            prune += f" AND {known_at} >= {literal(earliest)}"
     return f"""
 SELECT customer_id, observation_date,
        {aggregates}
@@ -321,7 +417,7 @@ FROM (
     SELECT g.customer_id, g.observation_date, {", ".join(selected)}
     FROM grid g
     JOIN (SELECT * FROM ({source.sql}) u{prune}) s
-      ON s.customer_id = g.customer_id AND s.{source.known_at} < g.observation_date{bound}
+      ON s.customer_id = g.customer_id AND s.{known_at} < g.observation_date{bound}
   ) m
 ) p
 GROUP BY customer_id, observation_date"""
@@ -372,8 +468,9 @@ def materialized_source(con: duckdb.DuckDBPyConnection, name: str, present: set[
     source = source_for(name, present)
     if name in PLAIN_SOURCES:
         return source
-    con.execute(f"CREATE TEMP TABLE IF NOT EXISTS src_{name} AS {source.sql}")
-    return replace(source, sql=f"SELECT * FROM src_{name}")
+    table = identifier(f"src_{name}")
+    con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} AS {source.sql}")
+    return replace(source, sql=f"SELECT * FROM {table}")
 
 
 def features_sql(
@@ -390,22 +487,24 @@ def features_sql(
             f"LEFT JOIN ({sql}) {alias} ON {alias}.customer_id = g.customer_id AND {alias}.observation_date = g.observation_date"
         )
         for feature in features:
-            value = f"{alias}.{feature.name}"
+            value = f"{alias}.{identifier(feature.name)}"
             if feature.fill is not None:
-                value = f"coalesce({value}, {_literal(feature.fill)})"
-            columns.append(f"{value} AS {feature.name}")
+                value = f"coalesce({value}, {_fill_literal(feature)})"
+            columns.append(f"{value} AS {identifier(feature.name)}")
     return (
         f"SELECT g.customer_id, g.observation_date{''.join(', ' + c for c in columns)}\nFROM grid g\n"
         + "\n".join(joins)
     )
 
 
-def _literal(value: Any) -> str:
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
+def _fill_literal(feature: FeatureDef) -> str:
+    try:
+        return literal(feature.fill)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"features.families.{feature.family}.features.{feature.name}.fill: {feature.fill!r} is not a number, "
+            f"a text or true/false"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -445,7 +544,9 @@ def plan_build(
                 event_types = discover_event_types(con, max(dates), limit)
             else:
                 event_types = [str(e) for e in configured]
-    plan = plan_features(features_cfg, present, event_types)
+    # Every feature's SQL is checked against its family's source columns now, before anything is computed.
+    columns = planned_source_columns(con, features_cfg, present)
+    plan = plan_features(features_cfg, present, event_types, columns)
     for family, reason in plan.skipped.items():
         log.info("skipped feature family %s: %s", family, reason)
     return FeatureBuild(plan, tuple(dates), window, 0, dict(label_cfg), {})
@@ -454,7 +555,11 @@ def plan_build(
 def compute_features(
     con: duckdb.DuckDBPyConnection, build: FeatureBuild, present: set[str], dates: Sequence[date]
 ) -> int:
-    """Compute grid, features and labels for `dates` into the temp table `feature_table`; return its rows."""
+    """Compute grid, features and labels for `dates` into the temp table `feature_table`; return its rows.
+
+    The plan's feature SQL is checked against the source columns first, so a bad feature (a plan not made
+    here, such as a training run's manifest) stops before the grid is built."""
+    check_plan(con, build.plan, present)
     label_cfg = build.label_cfg
     population = grid_sql(label_cfg["population"], int(label_cfg.get("activity_lookback_days", 90)), present)
     prepare(con, dates, population)
@@ -467,9 +572,9 @@ def compute_features(
     columns = ", ".join(
         ["f.customer_id", "f.observation_date"]
         + [
-            f"f.{name}"
+            f"f.{identifier(name)}"
             if name in categorical
-            else f"round(CAST(f.{name} AS DOUBLE), {FLOAT_DIGITS}) AS {name}"
+            else f"round(CAST(f.{identifier(name)} AS DOUBLE), {FLOAT_DIGITS}) AS {identifier(name)}"
             for name in build.plan.names
         ]
     )
@@ -530,6 +635,7 @@ def write_feature_table(
     parts.mkdir()
     rows, churn = 0, {}
     batches = [build.dates[i : i + dates_per_batch] for i in range(0, len(build.dates), dates_per_batch)]
+    files: list[Path] = []
     try:
         for number, batch in enumerate(
             tqdm(batches, desc="features", unit="batch", disable=len(batches) < 2)
@@ -537,14 +643,16 @@ def write_feature_table(
             batch_rows = compute_features(con, build, present, batch)
             rows += batch_rows
             churn |= _churn_by_date(con)
-            con.execute(f"COPY feature_table TO '{parts / f'part-{number:04d}.parquet'}' (FORMAT parquet)")
+            files.append(parts / f"part-{number:04d}.parquet")
+            con.execute(f"COPY feature_table TO {literal(files[-1])} (FORMAT parquet)")
             log.info("features for %s .. %s: %s snapshots", batch[0], batch[-1], f"{batch_rows:,}")
         con.execute("DROP TABLE IF EXISTS feature_table")
+        # Parts are in date order and each is sorted: reading them in that order keeps the order. They are
+        # listed one by one (not a glob), so a folder name with '*', '?' or '[' is read as it is.
+        listed = "[" + ", ".join(literal(file) for file in files) + "]"
         replace_atomically(
             lambda temp: con.execute(
-                # Parts are in date order and each is sorted: reading them in name order keeps the order.
-                f"COPY (SELECT * FROM read_parquet('{parts}/part-*.parquet')) "
-                f"TO '{temp}' (FORMAT parquet, COMPRESSION zstd)"
+                f"COPY (SELECT * FROM read_parquet({listed})) TO {literal(temp)} (FORMAT parquet, COMPRESSION zstd)"
             ),
             path,
         )

@@ -12,6 +12,8 @@ day is in both and none falls between them.
 
 A snapshot is unlabeled when the data end does not cover its window (plus the grace gap): it can be scored
 but never trained on. `label_status` says why a label is missing.
+
+The configured numbers and the data end go into the SQL as literals (`features.sql.literal`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from features.errors import ConfigError
 from features.sources import activity_dates_sql
+from features.sql import literal
 
 
 def label_sql(label_cfg: Mapping[str, Any], data_end: date, present: set[str]) -> str:
@@ -30,11 +33,11 @@ def label_sql(label_cfg: Mapping[str, Any], data_end: date, present: set[str]) -
     horizon = int(label_cfg["horizon_days"])
     if horizon <= 0 or lead < 0:
         raise ConfigError("label.horizon_days must be positive and label.lead_days not negative")
-    end = f"DATE '{data_end.isoformat()}'"
+    end = literal(data_end)
     window = f"""
 SELECT customer_id, observation_date,
-       cw_add_days(observation_date, {lead}) AS window_start,
-       cw_add_days(observation_date, {lead + horizon}) AS window_end
+       cw_add_days(observation_date, {literal(lead)}) AS window_start,
+       cw_add_days(observation_date, {literal(lead + horizon)}) AS window_end
 FROM grid"""
     name = label_cfg["name"]
     if name == "contractual":
@@ -54,14 +57,14 @@ restarted AS (
   SELECT DISTINCT h.customer_id, h.observation_date
   FROM held h JOIN subscriptions s
     ON s.customer_id = h.customer_id AND h.all_ended
-   AND s.start_date >= h.last_end AND s.start_date <= cw_add_days(h.last_end, {grace})
+   AND s.start_date >= h.last_end AND s.start_date <= cw_add_days(h.last_end, {literal(grace)})
 )
 SELECT w.customer_id, w.observation_date,
-       CASE WHEN cw_add_days(w.window_end, {grace}) > {end} THEN NULL
+       CASE WHEN cw_add_days(w.window_end, {literal(grace)}) > {end} THEN NULL
             WHEN h.all_ended AND r.customer_id IS NULL AND h.last_end >= w.window_start THEN 1
             WHEN h.all_ended AND r.customer_id IS NULL THEN NULL
             ELSE 0 END AS churned,
-       CASE WHEN cw_add_days(w.window_end, {grace}) > {end} THEN 'window_after_data_end'
+       CASE WHEN cw_add_days(w.window_end, {literal(grace)}) > {end} THEN 'window_after_data_end'
             WHEN h.all_ended AND r.customer_id IS NULL AND h.last_end < w.window_start
               THEN 'churned_before_window'
             ELSE 'labeled' END AS label_status

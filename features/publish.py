@@ -220,14 +220,16 @@ class Publication:
         """Put every previous file back and remove what was staged."""
         if self.done:
             return
-        for target in reversed(self.swapped):
+        # Swapped targets get their previous file back (or go, when there was none); a target whose previous
+        # file was moved aside but whose new file never arrived gets it back too.
+        for target in [*reversed(self.swapped), *(t for t in self.backups if t not in self.swapped)]:
             backup = self.backups.get(target)
             try:
                 if backup is not None:
                     os.replace(backup, target)
                 else:
                     target.unlink(missing_ok=True)
-            except OSError as error:  # pragma: no cover - a second failure while undoing the first
+            except OSError as error:  # a second failure while undoing the first
                 log.error("could not restore %s: %s", target, error)
         for temp in self.staged.values():
             temp.unlink(missing_ok=True)
@@ -417,3 +419,33 @@ class HistoryTable:
         if failed and self.created:
             for path in (self.database, self.database.with_name(self.database.name + ".wal")):
                 path.unlink(missing_ok=True)
+
+
+def remove_written(root: Path) -> list[Path]:
+    """Remove, under `root`, every file churnwise wrote (listed in a folder's record, or a generated file's
+    `.generated.json` marker beside it) and the folders that are left empty; nothing else. Returns what was
+    removed."""
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for record in sorted(root.rglob(RECORD), key=lambda p: len(p.parts), reverse=True):
+        folder = record.parent
+        for name in sorted(owned_files(folder)):
+            path = folder / name
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed.append(path)
+        record.unlink()
+        removed.append(record)
+    for marker in sorted(root.rglob("*.generated.json")):
+        target = marker.with_name(marker.name.removesuffix(".generated.json"))
+        for path in (target, target.with_name(f"{target.stem}_to_score.csv"), marker):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    for folder in sorted(
+        (p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+    ):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return removed

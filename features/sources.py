@@ -14,6 +14,7 @@ run on DuckDB and on Spark.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from features.errors import ConfigError
@@ -35,8 +36,8 @@ def _union(parts: list[str]) -> str:
     return "\nUNION ALL\n".join(parts)
 
 
-def source_for(name: str, present: set[str]) -> Source:
-    """The source called `name`, built from the tables present."""
+def source_for(name: str, present: set[str], key: str = "features.families.*.source") -> Source:
+    """The source called `name`, built from the tables present; ConfigError naming `key` if there is none."""
     builders = {
         "customers": _customers,
         "subscriptions": _subscriptions,
@@ -47,8 +48,15 @@ def source_for(name: str, present: set[str]) -> Source:
         "loyalty": _loyalty,
     }
     if name not in builders:
-        raise KeyError(f"unknown feature source {name!r}; known: {', '.join(sorted(builders))}")
+        raise ConfigError(f"{key}: unknown feature source {name!r}; known: {', '.join(sorted(builders))}")
     return builders[name](present)
+
+
+def row_columns(source: Source, columns: Iterable[str]) -> tuple[str, ...]:
+    """The columns a feature of the family may aggregate: the source query's `columns` (masked ones as known
+    on the date), its `post` columns, and the snapshot's customer_id and observation_date."""
+    names = ["customer_id", "observation_date", *columns, *source.post]
+    return tuple(dict.fromkeys(names))
 
 
 def _customers(present: set[str]) -> Source:

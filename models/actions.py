@@ -12,6 +12,10 @@ Two kinds of action, each a class built from `_target_` in `conf/actions/`:
   `conversion_rate * (CLV after the move - clv) - cost`, where the CLV after the move is the customer's CLV
   with `p_churn * churn_multiplier` and `monthly_revenue + revenue_uplift`.
 
+`cost` and `eligible` are SQL expressions over the features (or a number for `cost`): the decision policy
+allow-lists them, checks them against the features and evaluates them where files cannot be reached
+(`models.rules`, docs/scoring.md#decision-rules).
+
 Each customer gets the eligible action with the highest expected net value (corrective actions for customers
 with `p_churn >= low_risk_below`, ladder interventions below it). Customers are ranked by that value, and
 `select_within_budget` picks whom to act on under the budget and each action's capacity.

@@ -2,27 +2,41 @@
 strategic value, reasons and best retention action.
 
 `DecisionPolicy` holds the configured parts (`conf/reasons`, `conf/ladder`, `conf/valuation`,
-`conf/actions`). Its rules are SQL over the scoring-date features: `rules_sql` wraps a feature table in a
-query that adds the rung, the strategic value, and each action's eligibility and cost, so DuckDB evaluates
-them while the customers stream out in chunks; `decide` then computes reasons and expected net values for a
-chunk with numpy. The global steps (valuation thresholds, priority, the budget) run once all chunks are in.
+`conf/actions`). Its rules are SQL over the scoring-date features, allow-listed when the policy is built
+(`models.rules`): `evaluate` / `rules_reader` add the rung, the strategic value, and each action's eligibility
+and cost to each chunk of feature rows as the customers stream out, on a DuckDB connection that cannot reach
+files; `decide` then computes reasons and expected net values for a chunk with numpy. The global steps
+(valuation thresholds, priority, the budget) run once all chunks are in.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from features.sql import identifier
 from models.actions import Action, Customers, ValueParameters, choose_actions, expected_net_values
 from models.errors import DecisionConfigError
 from models.ladder import LoyaltyLadder
 from models.reasons import ReasonFamilies, TopReasons
-from models.rules import Rule, check_rules, referenced_names
+from models.rules import (
+    RULE_INPUTS,
+    Rule,
+    bind_rules,
+    evaluate_locked,
+    referenced_names,
+    refuse_unsafe,
+    with_absent,
+)
 from models.valuation import Valuation
+
+# Columns the decision rules add before the action rules run: eligibility and cost may use them.
+DECISION_COLUMNS = {"ladder_rung": "VARCHAR", "strategic_value": "DOUBLE"}
 
 ACTION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -89,6 +103,7 @@ class DecisionPolicy:
                         f"actions.catalogue.{action.name}: target_rung {action.target_rung} is not above "
                         f"from_rungs {below}"
                     )
+        refuse_unsafe(self.action_rules())
 
     @property
     def action_names(self) -> list[str]:
@@ -97,10 +112,13 @@ class DecisionPolicy:
 
     def rules(self) -> list[Rule]:
         """Every configured SQL expression, keyed by where it is configured."""
-        rules = [*self.ladder.rules_to_check(), *self.valuation.rules_to_check()]
-        rules.append(Rule("actions.contact_rule", self.contact_rule))
+        return [*self.ladder.rules_to_check(), *self.valuation.rules_to_check(), *self.action_rules()]
+
+    def action_rules(self) -> list[Rule]:
+        """The contact rule and each action's eligibility and cost (these may use DECISION_COLUMNS)."""
+        rules = [Rule("actions.contact_rule", str(self.contact_rule))]
         for action in self.catalogue:
-            rules.append(Rule(f"actions.catalogue.{action.name}.eligible", action.eligible))
+            rules.append(Rule(f"actions.catalogue.{action.name}.eligible", str(action.eligible)))
             rules.append(Rule(f"actions.catalogue.{action.name}.cost", str(action.cost), "DOUBLE"))
         return rules
 
@@ -109,32 +127,79 @@ class DecisionPolicy:
         names = set(names)
         return set().union(*(referenced_names(rule.sql, names) for rule in self.rules()))
 
-    def check(self, columns: Mapping[str, str]) -> None:
-        """Bind every rule against the scoring columns (name -> DuckDB type); raise naming each bad key.
+    def check(
+        self, columns: Mapping[str, str] | pa.Schema, absent: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """Allow-list and bind every rule against the scoring columns (name -> DuckDB type, or the Arrow schema
+        of the feature rows) and the `absent` ones, on a connection that cannot reach files; raise naming each
+        bad key. Returns the checked SQL by config key.
 
-        Eligibility and cost rules may also use `ladder_rung` and `strategic_value`.
+        Ladder and valuation rules may use the feature columns; the contact rule and the eligibility and cost
+        rules may also use `ladder_rung` and `strategic_value`.
         """
-        check_rules({**columns, "ladder_rung": "VARCHAR", "strategic_value": "DOUBLE"}, self.rules())
+        absent = dict(absent or {})
+        checked, problems = bind_rules(
+            columns, [*self.ladder.rules_to_check(), *self.valuation.rules_to_check()], absent
+        )
+        decided, more = bind_rules(columns, self.action_rules(), {**absent, **DECISION_COLUMNS})
+        if problems or more:
+            raise DecisionConfigError("\n  ".join(problems + more))
+        return checked | decided
 
     def rules_sql(self, table: str, absent: Mapping[str, str] | None = None) -> str:
         """A query over `table` adding ladder_rung, strategic_value and each action's eligibility and cost.
 
-        `absent` (column -> DuckDB type) names columns the rules use that could not be built from the data:
-        they read as empty, so rules that need them do not hold.
+        Every rule in it is the allow-listed expression regenerated from its parsed text; its columns are
+        bound when the query runs (`check` binds them first). `absent` (column -> DuckDB type) names columns
+        the rules use that could not be built from the data: they read as empty, so rules that need them do
+        not hold.
         """
-        empty = "".join(f", CAST(NULL AS {kind}) AS {name}" for name, kind in (absent or {}).items())
+        contact = Rule("actions.contact_rule", str(self.contact_rule)).checked()
         per_action = []
         for action in self.catalogue:
+            eligible = Rule(f"actions.catalogue.{action.name}.eligible", str(action.eligible)).checked()
+            cost = Rule(f"actions.catalogue.{action.name}.cost", str(action.cost), "DOUBLE").checked()
             per_action.append(
-                f"coalesce(({self.contact_rule}) AND ({action.eligible}), FALSE) AS {eligible_column(action.name)}"
+                f"coalesce(({contact}) AND ({eligible}), FALSE) AS {identifier(eligible_column(action.name))}"
             )
-            per_action.append(f"CAST(({action.cost}) AS DOUBLE) AS {cost_column(action.name)}")
+            per_action.append(f"CAST(({cost}) AS DOUBLE) AS {identifier(cost_column(action.name))}")
         return f"""
 SELECT *, {", ".join(per_action) or "NULL AS __no_actions"}
 FROM (
   SELECT *, {self.ladder.rung_sql()} AS ladder_rung, CAST({self.valuation.strategic_sql()} AS DOUBLE) AS strategic_value
-  FROM (SELECT *{empty} FROM {table}) t
+  FROM ({with_absent(table, absent)}) t
 ) r"""
+
+    def evaluate(
+        self, features: pa.RecordBatch | pa.Table, absent: Mapping[str, str] | None = None
+    ) -> pa.Table:
+        """One batch of feature rows with ladder_rung, strategic_value and each action's eligibility and cost
+        added (the columns of `rules_sql`, rows in the same order), evaluated on a connection that cannot reach
+        files. Memory is bounded by the batch. Raises DecisionConfigError naming a rule that does not bind."""
+        query = self._checked_query(features.schema, absent)
+        (result,) = evaluate_locked(query, [features])
+        return result
+
+    def rules_reader(
+        self, features: pa.RecordBatchReader, absent: Mapping[str, str] | None = None
+    ) -> pa.RecordBatchReader:
+        """The batches of `features` with the rule columns added as they stream (see `evaluate`), on one
+        connection that cannot reach files; the rules are checked against the stream's columns first."""
+        query = self._checked_query(features.schema, absent)
+        (empty,) = evaluate_locked(query, [features.schema.empty_table()])
+        schema = empty.schema
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for result in evaluate_locked(query, features):
+                yield from (
+                    (result if result.schema == schema else result.cast(schema)).combine_chunks().to_batches()
+                )
+
+        return pa.RecordBatchReader.from_batches(schema, batches())
+
+    def _checked_query(self, schema: pa.Schema, absent: Mapping[str, str] | None) -> str:
+        self.check(schema, absent)
+        return self.rules_sql(RULE_INPUTS, absent)
 
     def decide(
         self,

@@ -11,8 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
+from features.sql import literal
 from models.errors import DecisionConfigError
-from models.rules import Rule, sql_text
+from models.rules import RULE_INPUTS, Rule, check_rules, evaluate_locked, refuse_unsafe, with_absent
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,9 @@ class LoyaltyLadder:
 
     rungs: tuple[str, ...]
     rules: dict[str, str]
+
+    def __post_init__(self) -> None:
+        refuse_unsafe(self.rules_to_check())
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> LoyaltyLadder:
@@ -54,15 +60,32 @@ class LoyaltyLadder:
         return [Rule(f"ladder.rules.{rung}", sql) for rung, sql in self.rules.items()]
 
     def rung_sql(self) -> str:
-        """SQL giving a customer's rung: the highest rung whose rule holds, else the base rung."""
+        """SQL giving a customer's rung: the highest rung whose rule holds, else the base rung.
+
+        Each rule is the allow-listed expression regenerated from its parsed text (`Rule.checked`).
+        """
         cases = [
-            f"WHEN coalesce(({self.rules[rung]}), FALSE) THEN {sql_text(rung)}"
+            f"WHEN coalesce(({Rule(f'ladder.rules.{rung}', self.rules[rung]).checked()}), FALSE) "
+            f"THEN {literal(rung)}"
             for rung in reversed(self.rungs)
             if rung in self.rules
         ]
         if not cases:
-            return sql_text(self.base)
-        return f"CASE {' '.join(cases)} ELSE {sql_text(self.base)} END"
+            return literal(self.base)
+        return f"CASE {' '.join(cases)} ELSE {literal(self.base)} END"
+
+    def rungs_of(
+        self, features: pa.Table | pa.RecordBatch, absent: Mapping[str, str] | None = None
+    ) -> pa.Array:
+        """Each row's rung, evaluated on a connection that cannot reach files (`features.sql.locked_connection`).
+
+        `features` holds the feature columns the rules use; `absent` (column -> DuckDB type) names those the
+        data cannot provide, which read as empty. Raises DecisionConfigError naming a rule that does not bind.
+        """
+        check_rules(features.schema, self.rules_to_check(), absent)
+        query = f"SELECT {self.rung_sql()} AS ladder_rung FROM ({with_absent(RULE_INPUTS, absent)}) t"
+        (result,) = evaluate_locked(query, [features])
+        return result.column("ladder_rung").combine_chunks()
 
     def rank(self, rung: str) -> int:
         """Position of a rung on the ladder (0 = prospect)."""

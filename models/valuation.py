@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from features.sql import literal
 from models.errors import DecisionConfigError
-from models.rules import Rule, sql_text
+from models.rules import Rule, refuse_unsafe
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class Valuation:
     strategic_points: dict[str, tuple[str, float]]  # name -> (SQL condition, points)
     high_strategic_at: float
     segments: dict[tuple[bool, bool], str]  # (high financial, high strategic) -> segment name
+
+    def __post_init__(self) -> None:
+        refuse_unsafe(self.rules_to_check())
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> Valuation:
@@ -75,21 +79,22 @@ class Valuation:
         ]
 
     def strategic_sql(self) -> str:
-        """SQL giving a customer's strategic value: the points of every condition that holds."""
+        """SQL giving a customer's strategic value: the points of every condition that holds (each condition
+        the allow-listed expression regenerated from its parsed text)."""
         terms = [
-            f"CASE WHEN coalesce(({sql}), FALSE) THEN {points!r} ELSE 0.0 END"
-            for sql, points in self.strategic_points.values()
+            f"CASE WHEN coalesce(({rule.checked()}), FALSE) THEN {literal(float(points))} ELSE 0.0 END"
+            for rule, (_, points) in zip(self.rules_to_check(), self.strategic_points.values(), strict=True)
         ]
         return " + ".join(terms) if terms else "0.0"
 
     def segment_sql(self, clv_threshold: float) -> str:
         """SQL giving the segment from `clv` and `strategic_value`, with CLV high from `clv_threshold`."""
-        high_financial = f"clv >= {float(clv_threshold)!r}"
-        high_strategic = f"strategic_value >= {self.high_strategic_at!r}"
+        high_financial = f"clv >= {literal(float(clv_threshold))}"
+        high_strategic = f"strategic_value >= {literal(float(self.high_strategic_at))}"
         s = self.segments
         return (
-            f"CASE WHEN {high_financial} AND {high_strategic} THEN {sql_text(s[(True, True)])} "
-            f"WHEN {high_financial} THEN {sql_text(s[(True, False)])} "
-            f"WHEN {high_strategic} THEN {sql_text(s[(False, True)])} "
-            f"ELSE {sql_text(s[(False, False)])} END"
+            f"CASE WHEN {high_financial} AND {high_strategic} THEN {literal(s[(True, True)])} "
+            f"WHEN {high_financial} THEN {literal(s[(True, False)])} "
+            f"WHEN {high_strategic} THEN {literal(s[(False, True)])} "
+            f"ELSE {literal(s[(False, False)])} END"
         )

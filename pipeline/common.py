@@ -75,7 +75,13 @@ def stage(func: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
             key = getattr(error, "full_key", None)
             log.error("%s%s", f"{key}: " if key else "", str(error).splitlines()[0])
             raise SystemExit(2) from None
-        except Exception:
+        except Exception as error:
+            if _tracking_failure(error):
+                log.error(
+                    "mlflow.tracking_uri %s: the tracking store failed (%s); nothing was published",
+                    redact(str(OmegaConf.select(cfg, "mlflow.tracking_uri"))), _first_line(error),
+                )  # fmt: skip
+                raise SystemExit(2) from None
             # A bug, not a bad input: the traceback helps to fix it (the secret filter scrubs it). Caught here,
             # so Hydra does not print the command line's overrides, which may hold a URI.
             log.exception("churnwise stopped on an unexpected error; nothing further was published")
@@ -136,8 +142,8 @@ def process_temp_dir(cfg: DictConfig) -> Path:
     when the process ends; folders that killed runs left there are removed first."""
     root = Path(cfg.engine.temp_directory).resolve()
     own = root / f"pid-{os.getpid()}"
+    remove_leftovers(root)
     if not own.exists():
-        remove_leftovers(root)
         own.mkdir(parents=True, exist_ok=True)
         atexit.register(shutil.rmtree, own, True)
     return own
@@ -147,11 +153,16 @@ def load_inputs(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailabili
     """Validate the configured input tables, log what was found and which feature families can be built.
 
     With data=postgres the tables are first copied from the database into Parquet under `data.path`."""
+    from features.contract import ContractSettings
+
+    settings = ContractSettings.from_config(OmegaConf.to_container(cfg.contract, resolve=True))
     if cfg.data.get("kind") == "postgres":
         copy_from_postgres(cfg)
     tables = load_tables(
         Path(cfg.data.path),
         csv_delimiter=cfg.data.csv_delimiter,
+        csv_encoding=cfg.data.get("csv_encoding", "utf-8"),
+        settings=settings,
         con=connect(cfg),
         mapping=OmegaConf.to_container(cfg.data.mapping, resolve=True) if cfg.data.get("mapping") else None,
         derive_customers=bool(cfg.data.get("derive_customers", False)),
@@ -223,6 +234,8 @@ def setup_mlflow(cfg: DictConfig) -> str:
     # A server that stops answering mid-run: a few quick retries, not MLflow's default of minutes.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///").split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     name = cfg.mlflow.experiment_name
     with tracking_errors(uri):
@@ -249,8 +262,11 @@ def check_tracking_store(uri: str, key: str = "mlflow.tracking_uri") -> None:
         path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
         folder = path.parent if str(path.parent) else Path(".")
         if not path.exists():
-            if not folder.is_dir():
-                raise ConfigError(f"{key} {shown}: the folder {folder} does not exist")
+            existing = next((p for p in (folder.resolve(), *folder.resolve().parents) if p.exists()), None)
+            if existing is not None and not existing.is_dir():
+                raise ConfigError(
+                    f"{key} {shown}: {existing} is a file, so the store cannot be created there"
+                )
             return
         if path.is_dir():
             raise ConfigError(f"{key} {shown}: {path} is a folder, not an MLflow database")
@@ -263,8 +279,9 @@ def check_tracking_store(uri: str, key: str = "mlflow.tracking_uri") -> None:
             )
         try:
             con = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=2)
-            try:
+            try:  # a write that is rolled back: sqlite opens a file it cannot write read-only, and says so here
                 con.execute("BEGIN IMMEDIATE")
+                con.execute("CREATE TABLE churnwise_write_check (x INTEGER)")
                 con.execute("ROLLBACK")
             finally:
                 con.close()
@@ -309,9 +326,24 @@ def tracking_errors(uri: str, key: str = "mlflow.tracking_uri") -> Iterator[None
         raise ConfigError(f"{key} {redact(uri)}: the tracking store failed: {_first_line(error)}") from None
 
 
+def _tracking_failure(error: BaseException) -> bool:
+    """Whether an error comes from the tracking store (MLflow, its database or its server)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if type(seen).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "requests", "urllib3", "sqlite3"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _first_line(error: BaseException) -> str:
-    text = getattr(error, "message", None) or str(error) or type(error).__name__
-    return scrub(str(text).strip().splitlines()[0] if str(text).strip() else type(error).__name__)
+    """The most specific message of an error: its driver's own (a database error wrapped by SQLAlchemy and
+    MLflow says 'attempt to write a readonly database'), first line, secrets scrubbed."""
+    deepest = error
+    while getattr(deepest, "orig", None) is not None or deepest.__cause__ is not None:
+        deepest = getattr(deepest, "orig", None) or deepest.__cause__
+    text = str(getattr(deepest, "message", None) or deepest).strip() or str(error).strip()
+    return scrub(text.splitlines()[0] if text else type(error).__name__)
 
 
 def process_tags() -> dict[str, str]:
@@ -351,7 +383,8 @@ def mark_killed_runs_failed(experiment_id: str) -> list[str]:
             run.info.run_id, "churnwise.stopped", f"process {pid} ended without finishing the run (killed)"
         )
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
-        for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
+        for found in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
+            version = client.get_model_version(found.name, found.version)  # search results carry no aliases
             if not version.aliases:
                 client.delete_model_version(version.name, version.version)
                 log.warning(
@@ -381,7 +414,7 @@ def tracked_run(run_name: str, tags: dict[str, str] | None = None, *, nested: bo
     except BaseException:
         try:
             mlflow.end_run(status="FAILED")
-            mlflow.MlflowClient().delete_run(run.info.run_id)
+            discard_run(run.info.run_id)
             log.info("MLflow run %s deleted: the stage failed before publishing", run.info.run_id)
         except Exception as error:  # the store itself may be what failed
             log.warning(
@@ -392,6 +425,23 @@ def tracked_run(run_name: str, tags: dict[str, str] | None = None, *, nested: bo
         mlflow.end_run()
     except Exception as error:  # everything is published; only the run's final status could not be set
         log.warning("MLflow run %s could not be marked finished: %s", run.info.run_id, _first_line(error))
+
+
+def discard_run(run_id: str) -> None:
+    """Delete a run that published nothing: the models it logged and every artifact it wrote, then the run
+    itself (MLflow keeps a deleted run's record in its trash; `mlflow gc` removes it for good)."""
+    import mlflow
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    for model in client.search_logged_models(
+        [run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'"
+    ):
+        get_artifact_repository(model.artifact_location).delete_artifacts()
+        client.delete_logged_model(model.model_id)
+    get_artifact_repository(run.info.artifact_uri).delete_artifacts()
+    client.delete_run(run_id)
 
 
 def load_registered_model(model_uri: str, key: str = "score.model_uri") -> Any:

@@ -20,6 +20,10 @@ from features.errors import ConfigError
 from features.sql import safe_name
 
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# The packages a config's `_target_` may build objects from: churnwise's own and the estimator libraries.
+# A config string never names other code; to build objects of another package, add it here (a code change).
+TARGET_PACKAGES = ("features", "models", "sklearn", "lightgbm", "xgboost", "catboost")
+TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 PG_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -70,8 +74,28 @@ def inside_root(cfg: DictConfig, key: str, root_key: str) -> Path:
     return path
 
 
+def check_targets(node: Any, key: str = "") -> None:
+    """Every `_target_` in the config names a class or function of an allowed package (TARGET_PACKAGES)."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            where = f"{key}.{name}" if key else str(name)
+            if name == "_target_":
+                text = str(value)
+                if not TARGET.match(text) or text.split(".", 1)[0] not in TARGET_PACKAGES:
+                    raise ConfigError(
+                        f"{where}: {text!r} is not a class of churnwise or of an estimator library "
+                        f"({', '.join(TARGET_PACKAGES)}); a config never names other code"
+                    )
+            else:
+                check_targets(value, where)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            check_targets(value, f"{key}[{i}]")
+
+
 def check_settings(cfg: DictConfig, stage: str) -> None:
     """Check the settings `stage` uses (see the module docstring); raise ConfigError naming the first bad key."""
+    check_targets(OmegaConf.to_container(cfg, resolve=False))
     safe_name(cfg.data.name, "data.name")
     safe_name(cfg.label.name, "label.name")
     safe_name(cfg.mlflow.registered_model_name, "mlflow.registered_model_name")

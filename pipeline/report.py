@@ -21,6 +21,7 @@ import base64
 import html
 import io
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date
@@ -42,7 +43,9 @@ from features.engine import (
     plan_features,
 )
 from features.errors import ConfigError
-from features.io import fingerprint, publish_atomically
+from features.io import fingerprint
+from features.publish import Publication, check_can_write, spreadsheet_safe_frame
+from features.sql import identifier
 from models.ladder import LoyaltyLadder
 from models.reasons import ReasonFamilies, top_reasons
 from models.retention import (
@@ -55,9 +58,10 @@ from models.retention import (
     survival_figure,
 )
 from models.rules import referenced_names
-from pipeline.common import git_commit, load_inputs, resolved_yaml, setup_mlflow, stage
+from pipeline.common import git_commit, load_inputs, resolved_yaml, setup_mlflow, stage, tracked_run
 from pipeline.features import is_snapshot
 from pipeline.generate import ensure_demo_data
+from pipeline.preflight import check_settings
 
 log = logging.getLogger(__name__)
 DAYS_PER_MONTH = 365.25 / 12
@@ -112,6 +116,7 @@ def snapshot_customers(
     cfg: DictConfig, con: Any, present: set[str], window: DataWindow, dates: list[date], ladder: LoyaltyLadder
 ) -> pd.DataFrame:
     """The customers at each date (the label's population) with what the report groups them by."""
+
     features_cfg = OmegaConf.to_container(cfg.features, resolve=True)
     plan = plan_features(features_cfg, present, ())
     by_name = {f.name: f for f in plan.features}
@@ -121,11 +126,12 @@ def snapshot_customers(
     label_cfg = OmegaConf.to_container(cfg.label, resolve=True)
     compute_features(con, FeatureBuild(snapshot_plan, tuple(dates), window, 0, label_cfg, {}), present, dates)
     configured = {f.name for f in plan_every_feature(features_cfg).features}
-    absent = "".join(
-        f", CAST(NULL AS DOUBLE) AS {name}"
+    rule_inputs = sorted(set().union(*(referenced_names(sql, by_name) for sql in ladder.rules.values())))
+    absent = {
+        name: "DOUBLE"
         for sql in ladder.rules.values()
         for name in sorted(referenced_names(sql, configured) - needed)
-    )
+    }
     columns = [row[0] for row in con.execute("DESCRIBE feature_table").fetchall()]
     segment = "c.segment" if "segment" in _columns(con, "customers") else "CAST(NULL AS VARCHAR)"
     contract = (
@@ -134,18 +140,29 @@ def snapshot_customers(
         if "max_term_months" in columns
         else "CAST(NULL AS VARCHAR)"
     )
-    revenue = f"f.{cfg.value.revenue_feature}" if str(cfg.value.revenue_feature) in columns else "NULL"
-    return con.execute(
+    revenue_feature = str(cfg.value.revenue_feature)
+    revenue = f"f.{identifier(revenue_feature)}" if revenue_feature in columns else "NULL"
+    # The ladder's rules run on a connection that cannot reach files: the feature columns they use come out
+    # with the rows (under names that cannot collide with the report's columns), the rung is computed there
+    # for the same rows in the same order, and the rows go back to pandas the way DuckDB converts them.
+    inputs = "".join(
+        f", f.{identifier(name)} AS {identifier('__rule_input__' + name)}" for name in rule_inputs
+    )
+    rows = con.sql(
         f"""SELECT f.observation_date AS period_start, f.customer_id,
                    CAST(year(c.signup_date) AS VARCHAR) AS cohort, {segment} AS segment,
-                   {contract} AS contract_type, {ladder.rung_sql()} AS ladder_rung,
-                   CAST({revenue} AS DOUBLE) AS monthly_revenue
-            FROM (SELECT *{absent} FROM feature_table) f JOIN customers c USING (customer_id)"""
-    ).df()
+                   {contract} AS contract_type, CAST({revenue} AS DOUBLE) AS monthly_revenue{inputs}
+            FROM feature_table f JOIN customers c USING (customer_id)"""
+    ).to_arrow_table()
+    features = rows.select(["customer_id", *(f"__rule_input__{name}" for name in rule_inputs)])
+    rungs = ladder.rungs_of(features.rename_columns(["customer_id", *rule_inputs]), absent)
+    report_columns = ["period_start", "customer_id", "cohort", "segment", "contract_type", "monthly_revenue"]
+    snapshots = rows.select(report_columns).add_column(5, "ladder_rung", rungs)
+    return con.from_arrow(snapshots).df()
 
 
 def _columns(con: Any, table: str) -> set[str]:
-    return {row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()}
+    return {row[0] for row in con.execute(f"DESCRIBE {identifier(table)}").fetchall()}
 
 
 def period_rows(snapshots: pd.DataFrame, starts: list[date], label: str) -> pd.DataFrame:
@@ -511,10 +528,13 @@ def render_html(report: Report, images: dict[str, bytes]) -> str:
 
 
 def report(cfg: DictConfig) -> ReportResult:
-    """Build the report, write it atomically (HTML, PNGs, CSVs) and log it to MLflow as a report run."""
+    """Build the report, then publish its files (HTML, PNGs, CSVs) and the MLflow report run together."""
     import matplotlib.pyplot as plt
     import mlflow
 
+    check_settings(cfg, "report")
+    out = Path(cfg.report.output_dir)
+    check_can_write(out, [], "report.output_dir")
     setup_mlflow(cfg)
     if is_snapshot(cfg):
         from pipeline.report_snapshot import build_snapshot_report
@@ -531,32 +551,41 @@ def report(cfg: DictConfig) -> ReportResult:
             figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
             plt.close(figure)
             images[name] = buffer.getvalue()
-    out = Path(cfg.report.output_dir)
-    writers = {out / name: (lambda temp, data=data: temp.write_bytes(data)) for name, data in images.items()}
-    for section in built.sections:
-        for name, table in section["tables"].items():
-            file_name = (
-                "".join(ch if ch.isalnum() else "_" for ch in f"{section['title']}_{name}".lower()) + ".csv"
-            )
-            writers[out / file_name] = lambda temp, table=table: table.to_csv(temp, index=False)
+    tables_by_file = {
+        "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in f"{section['title']}_{name}".lower())
+        + ".csv": table
+        for section in built.sections
+        for name, table in section["tables"].items()
+    }
     page = render_html(built, images)
-    writers[out / "report.html"] = lambda temp: temp.write_text(page, encoding="utf-8")
-    files = publish_atomically(writers)
-    for stale in set(out.iterdir()) - set(files):
-        if stale.is_file() and not stale.name.startswith("."):
-            stale.unlink()
     data_fingerprint, _ = fingerprint(inputs)
     commit, dirty = git_commit()
-    with mlflow.start_run(run_name="report") as run:
-        mlflow.set_tags(
-            {"stage": "report", "data.name": cfg.data.name, "data.fingerprint": data_fingerprint,
-             "git.commit": commit, "git.dirty": str(dirty).lower()}
-        )  # fmt: skip
-        mlflow.log_metrics(built.metrics)
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "resolved_config.yaml").write_text(resolved_yaml(cfg))
-            mlflow.log_artifacts(tmp, artifact_path="run_info")
-        mlflow.log_artifacts(str(out), artifact_path="report")
+    tags = {"stage": "report", "data.name": cfg.data.name, "data.fingerprint": data_fingerprint,
+            "git.commit": commit, "git.dirty": str(dirty).lower()}  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp) / "report"
+        staging.mkdir()
+        for name, data in images.items():
+            (staging / name).write_bytes(data)
+        for name, table in tables_by_file.items():
+            spreadsheet_safe_frame(table).to_csv(staging / name, index=False)
+        (staging / "report.html").write_text(page, encoding="utf-8")
+        names = sorted(p.name for p in staging.iterdir())
+        with Publication() as publication:
+            for name in names:
+                publication.stage(
+                    out / name, lambda temp, name=name: shutil.copyfile(staging / name, temp), "report.output_dir",
+                    replace_folder=True,
+                )  # fmt: skip
+            with tracked_run("report", tags) as run:
+                mlflow.log_metrics(built.metrics)
+                info = Path(tmp) / "run_info"
+                info.mkdir()
+                (info / "resolved_config.yaml").write_text(resolved_yaml(cfg))
+                mlflow.log_artifacts(str(info), artifact_path="run_info")
+                mlflow.log_artifacts(str(staging), artifact_path="report")
+                publication.swap()
+    files = [out / name for name in names]
     log.info(
         "wrote %s (%d sections, %d plots) and logged it to MLflow run %s; annual retention %.1f%%, "
         "expected lifetime %.1f years",

@@ -35,6 +35,7 @@ from features.engine import (
     FeatureBuild,
     FeatureDef,
     FeaturePlan,
+    check_plan,
     compute_features,
     count_prospects,
     data_window,
@@ -43,15 +44,23 @@ from features.engine import (
     table_last_dates,
 )
 from features.errors import ConfigError
-from features.io import TableFile, fingerprint, publish_atomically
+from features.io import TableFile, fingerprint
+from features.publish import (
+    HistoryTable,
+    Publication,
+    check_can_write,
+    csv_copy_sql,
+    spreadsheet_safe_frame,
+)
+from features.redaction import redact
 from features.snapshot import TABLE, check_scoring_table, feature_select, read_snapshot
+from features.sql import literal
 from models.actions import ValueParameters, select_within_budget
 from models.decision_report import ScoringSummary, summarise, summary_figures
 from models.decisions import DecisionPolicy, action_index
 from models.errors import DecisionConfigError
 from models.ladder import LoyaltyLadder
 from models.reasons import ReasonFamilies, top_reasons
-from models.rules import sql_text
 from models.valuation import Valuation
 from models.value import lifetime_value
 from pipeline.common import (
@@ -59,13 +68,17 @@ from pipeline.common import (
     connect,
     git_commit,
     load_inputs,
+    load_registered_model,
+    process_temp_dir,
     resolved_config,
     resolved_yaml,
     setup_mlflow,
     stage,
+    tracked_run,
 )
 from pipeline.features import is_snapshot
 from pipeline.generate import ensure_demo_data
+from pipeline.preflight import check_settings, config_date
 
 log = logging.getLogger(__name__)
 
@@ -126,18 +139,19 @@ def registered_model(model_uri: str) -> RegisteredModel:
             version = client.get_model_version(name, number)
     except MlflowException as error:
         raise ConfigError(
-            f"score.model_uri {model_uri}: no such registered model version in {mlflow.get_tracking_uri()} "
+            f"score.model_uri {model_uri}: no such registered model version in {redact(mlflow.get_tracking_uri())} "
             f"({error.message.splitlines()[0]}); run `make train` first or point score.model_uri at one"
-        ) from error
+        ) from None
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = client.download_artifacts(version.run_id, "run_info/feature_manifest.json", tmp)
         except (MlflowException, OSError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ConfigError(
-                f"model {model_uri} (version {version.version}) has no feature manifest in its training run "
-                f"{version.run_id} (run_info/feature_manifest.json): only models trained by `make train` can "
-                f"rebuild their features for scoring"
-            ) from error
+                f"model {model_uri} (version {version.version}) has no feature manifest that can be read in its "
+                f"training run {version.run_id} (run_info/feature_manifest.json: {reason}): only models trained by "
+                f"`make train` can rebuild their features for scoring; if it was, its artifacts were moved or deleted"
+            ) from None
         manifest = json.loads(Path(path).read_text())
     return RegisteredModel(model_uri, str(version.version), version.run_id, manifest)
 
@@ -311,8 +325,13 @@ def check_inputs_cover(
 
 
 def score(cfg: DictConfig) -> ScoreResult:
-    """Score every active customer as of the configured date and decide what to do about each one."""
+    """Score every active customer as of the configured date and decide what to do about each one.
 
+    Everything that can refuse the run (settings, the tracking store, the model, the inputs, the output folder,
+    the history table) is checked before anything is published; the files, the history table and the MLflow
+    run are then published together, or not at all."""
+
+    check_settings(cfg, "score")
     clock = Phases()
     policy = decision_policy(cfg)
     if cfg.score.postgres.get("table") and not cfg.score.postgres.get("uri"):
@@ -320,6 +339,9 @@ def score(cfg: DictConfig) -> ScoreResult:
             f"score.postgres.table is {cfg.score.postgres.table} but there is no score.postgres.uri: set the "
             f"environment variable CHURNWISE_PG_URI, or score.postgres.uri in conf/local/default.yaml"
         )
+    out_dir = Path(cfg.score.output_dir)
+    path, csv_path = out_dir / "scores.parquet", out_dir / "scores.csv"
+    check_can_write(out_dir, [path.name, csv_path.name], "score.output_dir")
     setup_mlflow(cfg)
     registered = registered_model(
         cfg.score.model_uri or f"models:/{cfg.mlflow.registered_model_name}@champion"
@@ -329,6 +351,9 @@ def score(cfg: DictConfig) -> ScoreResult:
     else:
         inputs = table_inputs(cfg, registered, policy)
     con, planned, as_of, model = inputs.con, inputs.planned, inputs.as_of, inputs.model
+    history = HistoryTable(con, Path(cfg.score.database), str(cfg.score.table))
+    if history.database.exists():
+        history.attach()  # a history in use by another job, or damaged, stops the run now
     clock.lap("validate")
     rows = inputs.build()
     if rows == 0:
@@ -352,26 +377,35 @@ def score(cfg: DictConfig) -> ScoreResult:
     summary = summarise(con, "scoring_output", policy, prospects, float(policy.budget))
     clock.lap("rank_and_select")
 
-    out_dir = Path(cfg.score.output_dir)
-    path, csv_path = out_dir / "scores.parquet", out_dir / "scores.csv"
-    database, table = Path(cfg.score.database), str(cfg.score.table)
-    publish_atomically(
-        {
-            path: lambda temp: con.execute(
-                f"COPY scoring_output TO {sql_text(str(temp))} (FORMAT parquet, COMPRESSION zstd)"
-            ),
-            csv_path: lambda temp: con.execute(
-                f"COPY scoring_output TO {sql_text(str(temp))} (FORMAT csv, HEADER)"
-            ),
-        }
-    )
-    upsert_history(con, database, table, as_of)
-    if cfg.score.postgres.get("table"):
-        publish_to_postgres(cfg, path, as_of)
-    clock.lap("write")
+    database, table = history.database, history.table
+    history.check("scoring_output")
     data_fingerprint, _ = fingerprint(inputs.files)
-    run_id = log_scoring_run(cfg, registered, as_of, summary, data_fingerprint)
-    clock.lap("track")
+    published = False
+    try:
+        with Publication() as publication:
+            publication.stage(
+                path,
+                lambda temp: con.execute(
+                    f"COPY scoring_output TO {literal(temp)} (FORMAT parquet, COMPRESSION zstd)"
+                ),
+                "score.output_dir",
+            )
+            publication.stage(
+                csv_path,
+                lambda temp: con.execute(csv_copy_sql(con, "scoring_output", temp)),
+                "score.output_dir",
+            )
+            with tracked_run(f"score-{as_of}", scoring_tags(cfg, registered, as_of, data_fingerprint)) as run:
+                log_scoring_run(cfg, summary)
+                with history.replacing("scoring_output", "as_of", as_of):
+                    publication.swap()
+                    if cfg.score.postgres.get("table"):
+                        publish_to_postgres(cfg, path, as_of)
+        published = True
+    finally:
+        history.detach(failed=not published)
+    run_id = run.info.run_id
+    clock.lap("write_and_track")
     header = [
         f"churnwise score as of {as_of}: {registered.uri} (version {registered.version}), "
         f"{clock.total:.0f} s ({clock.render()}), selection '{policy.selection}'"
@@ -402,17 +436,16 @@ class ScoringInputs:
 
 def table_inputs(cfg: DictConfig, registered: RegisteredModel, policy: DecisionPolicy) -> ScoringInputs:
     """Dated contract tables (data=demo, data=tables): checked, and the features of `as_of` rebuilt from them."""
-    import mlflow
-
     ensure_demo_data(cfg)
     tables, _ = load_inputs(cfg)
     con, present = tables.con, set(tables.report.present)
     check_model_inputs(cfg, registered, present)
     planned = scoring_plan(cfg, registered.manifest, present, policy)
-    model = mlflow.pyfunc.load_model(registered.uri)
+    check_plan(con, planned.plan, present)  # the manifest's feature SQL, checked before the model loads
+    model = load_registered_model(registered.uri)
     check_model_matches_manifest(model, registered.manifest, registered.uri)
     window = data_window(con, present)
-    as_of = date.fromisoformat(str(cfg.score.as_of)) if cfg.score.as_of else window.end
+    as_of = config_date(cfg.score.as_of, "score.as_of") or window.end
     check_inputs_cover(cfg, con, present, registered.manifest, window, as_of)
     build = FeatureBuild(planned.plan, (as_of,), window, 0, registered.manifest["label"], {})
     return ScoringInputs(
@@ -425,8 +458,6 @@ def table_inputs(cfg: DictConfig, registered: RegisteredModel, policy: DecisionP
 def snapshot_inputs(cfg: DictConfig, registered: RegisteredModel, policy: DecisionPolicy) -> ScoringInputs:
     """A snapshot table of the shape the model was trained on (data=snapshot; its label, if any, is ignored):
     checked, and the training run's feature expressions evaluated on it."""
-    import mlflow
-
     from pipeline.features import snapshot_spec
 
     recorded = registered.manifest.get("snapshot")
@@ -442,9 +473,9 @@ def snapshot_inputs(cfg: DictConfig, registered: RegisteredModel, policy: Decisi
     check_scoring_table(con, table, recorded, features)
     check_model_inputs(cfg, registered, {TABLE})
     planned = scoring_plan(cfg, registered.manifest, set(), policy, snapshot=True)
-    model = mlflow.pyfunc.load_model(registered.uri)
+    model = load_registered_model(registered.uri)
     check_model_matches_manifest(model, registered.manifest, registered.uri)
-    as_of = date.fromisoformat(str(cfg.score.as_of or spec.as_of or date.today()))
+    as_of = config_date(cfg.score.as_of, "score.as_of") or spec.as_of or date.today()
     select = feature_select(table, recorded["id_column"], features, as_of)
 
     def build() -> int:
@@ -543,9 +574,9 @@ def score_chunks(
     churn_model = model.unwrap_python_model().model if policy.explain else None
     recurring, purchases = planned.revenue
     months = float(cfg.value.get("purchase_months", 12))
-    reader = con.sql(
-        f"{policy.rules_sql('feature_table', planned.absent)} ORDER BY customer_id"
-    ).to_arrow_reader(int(cfg.score.chunk_rows))
+    # The rules run chunk by chunk on a connection that cannot reach files, not on this one.
+    features = con.sql("SELECT * FROM feature_table ORDER BY customer_id")
+    reader = policy.rules_reader(features.to_arrow_reader(int(cfg.score.chunk_rows)), planned.absent)
     schema = pa.schema(
         [("customer_id", reader.schema.field("customer_id").type), ("as_of", pa.date32())]
         + [(c, pa.float64()) for c in ("p_churn", "clv", "value_at_risk", "strategic_value")]
@@ -558,9 +589,9 @@ def score_chunks(
             ("model_version", pa.string()),
         ]
     )
-    spill = cfg.engine.get("temp_directory")
-    if spill:
-        Path(spill).mkdir(parents=True, exist_ok=True)
+    spill = (
+        process_temp_dir(cfg) if cfg.engine.get("temp_directory") else None
+    )  # removed if the job is killed
     with tempfile.TemporaryDirectory(dir=spill) as tmp:
         results = Path(tmp) / "scored.parquet"
         with (
@@ -605,9 +636,7 @@ def score_chunks(
                 ).assign(model_version=model_version)
                 writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
                 bar.update(len(frame))
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE scored AS SELECT * FROM read_parquet({sql_text(str(results))})"
-        )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE scored AS SELECT * FROM read_parquet({literal(results)})")
 
 
 def finalise(con: Any, policy: DecisionPolicy) -> int:
@@ -664,66 +693,46 @@ def publish_to_postgres(cfg: DictConfig, path: Path, as_of: date) -> int:
     return rows
 
 
-def upsert_history(con: Any, database: Path, table: str, as_of: date) -> None:
-    """Replace this as_of's rows of the DuckDB history table with the new output, in one transaction."""
-    database.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"ATTACH {sql_text(str(database))} AS warehouse")
-    try:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(
-                f"CREATE TABLE IF NOT EXISTS warehouse.{table} AS SELECT * FROM scoring_output LIMIT 0"
-            )
-            con.execute(f"DELETE FROM warehouse.{table} WHERE as_of = ?", [as_of])
-            con.execute(f"INSERT INTO warehouse.{table} BY NAME SELECT * FROM scoring_output")
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-    finally:
-        con.execute("DETACH warehouse")
+def scoring_tags(
+    cfg: DictConfig, registered: RegisteredModel, as_of: date, data_fingerprint: str
+) -> dict[str, str]:
+    """The tags of a scoring run: the model version, the date, the data and the code."""
+    commit, dirty = git_commit()
+    return {
+        "stage": "score",
+        "model.uri": registered.uri,
+        "model.version": registered.version,
+        "model.run_id": registered.run_id,
+        "as_of": as_of.isoformat(),
+        "data.name": cfg.data.name,
+        "data.fingerprint": data_fingerprint,
+        "git.commit": commit,
+        "git.dirty": str(dirty).lower(),
+        "selection": str(cfg.actions.selection),
+    }
 
 
-def log_scoring_run(
-    cfg: DictConfig, registered: RegisteredModel, as_of: date, summary: ScoringSummary, data_fingerprint: str
-) -> str:
-    """An MLflow run for the scoring: model version, data fingerprint, counts, budget and value, plots."""
+def log_scoring_run(cfg: DictConfig, summary: ScoringSummary) -> None:
+    """Log a scoring into the active MLflow run: its settings, counts, budget and value, tables and plots."""
     import matplotlib.pyplot as plt
     import mlflow
 
-    commit, dirty = git_commit()
-    with mlflow.start_run(run_name=f"score-{as_of}") as run:
-        mlflow.set_tags(
-            {
-                "stage": "score",
-                "model.uri": registered.uri,
-                "model.version": registered.version,
-                "model.run_id": registered.run_id,
-                "as_of": as_of.isoformat(),
-                "data.name": cfg.data.name,
-                "data.fingerprint": data_fingerprint,
-                "git.commit": commit,
-                "git.dirty": str(dirty).lower(),
-                "selection": str(cfg.actions.selection),
-            }
+    resolved = resolved_config(cfg)
+    mlflow.log_params(
+        config_params(
+            {k: resolved[k] for k in ("score", "value", "actions", "ladder", "valuation", "reasons")}
         )
-        resolved = resolved_config(cfg)
-        mlflow.log_params(
-            config_params(
-                {k: resolved[k] for k in ("score", "value", "actions", "ladder", "valuation", "reasons")}
-            )
-        )
-        mlflow.log_metrics(summary.metrics())
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            (folder / "resolved_config.yaml").write_text(resolved_yaml(cfg))
-            for name, frame in summary.tables().items():
-                frame.to_csv(folder / f"{name}.csv", index=False)
-            mlflow.log_artifacts(str(folder), artifact_path="run_info")
-        for file_name, figure in summary_figures(summary).items():
-            mlflow.log_figure(figure, f"plots/{file_name}")
-            plt.close(figure)
-    return run.info.run_id
+    )
+    mlflow.log_metrics(summary.metrics())
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "resolved_config.yaml").write_text(resolved_yaml(cfg))
+        for name, frame in summary.tables().items():
+            spreadsheet_safe_frame(frame).to_csv(folder / f"{name}.csv", index=False)
+        mlflow.log_artifacts(str(folder), artifact_path="run_info")
+    for file_name, figure in summary_figures(summary).items():
+        mlflow.log_figure(figure, f"plots/{file_name}")
+        plt.close(figure)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

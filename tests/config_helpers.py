@@ -23,3 +23,8 @@ def compose_config(root: Path, *overrides: str, debug: bool = True) -> DictConfi
             config_name="config",
             overrides=[f"paths.root_dir={root}", *(["debug=default"] if debug else []), *overrides],
         )
+
+
+def outputs_for(cfg: DictConfig, tmp_path: Path, name: str = "out") -> Path:
+    """A folder of a test's own under the project's outputs (outputs stay inside paths.output_dir)."""
+    return Path(cfg.paths.output_dir) / "tests" / tmp_path.name / name

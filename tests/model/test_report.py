@@ -7,7 +7,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from config_helpers import outputs_for
 
+from features.publish import RECORD
 from pipeline.report import report
 from pipeline.score import score
 
@@ -23,10 +25,9 @@ def active_at(subscriptions: pd.DataFrame, day: str) -> set:
 
 def test_report_after_train_and_score_is_written_tracked_and_right(decision_project, tmp_path: Path) -> None:
     cfg, make, _ = decision_project
-    score(make(f"score.output_dir={tmp_path / 'scores'}"))
-    result = report(
-        make(f"score.output_dir={tmp_path / 'scores'}", f"report.output_dir={tmp_path / 'report'}")
-    )
+    folder = outputs_for(cfg, tmp_path, "")
+    score(make(f"score.output_dir={folder / 'scores'}"))
+    result = report(make(f"score.output_dir={folder / 'scores'}", f"report.output_dir={folder / 'report'}"))
 
     page = result.html_path.read_text()
     for title in (
@@ -35,14 +36,14 @@ def test_report_after_train_and_score_is_written_tracked_and_right(decision_proj
     ):  # fmt: skip
         assert f"<h2>{title}</h2>" in page
     assert page.count("data:image/png;base64,") >= 8  # self-contained: the plots are in the page
-    pngs = sorted(p.name for p in (tmp_path / "report").glob("*.png"))
+    pngs = sorted(p.name for p in (folder / "report").glob("*.png"))
     assert {"retention_overall.png", "survival_by_cohort.png", "survival_by_contract.png"} <= set(pngs)
-    assert not [p for p in (tmp_path / "report").iterdir() if p.name.startswith(".")]
+    assert [p.name for p in (folder / "report").iterdir() if p.name.startswith(".")] == [RECORD]
 
     # Annual retention, computed here from the subscriptions: customers on 1 January still there a year later.
     subscriptions = pd.read_parquet(Path(cfg.data.path) / "subscriptions.parquet")
     jan = {year: active_at(subscriptions, f"{year}-01-01") for year in (2022, 2023, 2024)}
-    per_year = pd.read_csv(tmp_path / "report" / "customer_retention_rate_overall_per_year.csv")
+    per_year = pd.read_csv(folder / "report" / "customer_retention_rate_overall_per_year.csv")
     assert per_year["period"].tolist() == [2022, 2023]  # the debug data covers two complete years
     assert per_year["customers"].tolist() == [len(jan[2022]), len(jan[2023])]
     assert per_year["retained"].tolist() == [len(jan[2022] & jan[2023]), len(jan[2023] & jan[2024])]
@@ -50,10 +51,10 @@ def test_report_after_train_and_score_is_written_tracked_and_right(decision_proj
     assert result.metrics["annual_retention"] == pytest.approx(expected)
     assert result.metrics["expected_lifetime_years"] == pytest.approx(1 / (1 - expected))
 
-    by_segment = pd.read_csv(tmp_path / "report" / "lifetime_value_and_value_at_risk_by_customer_segment.csv")
+    by_segment = pd.read_csv(folder / "report" / "lifetime_value_and_value_at_risk_by_customer_segment.csv")
     assert set(by_segment["customer_segment"]) == {"consumer", "small_business", "enterprise"}
-    plan = pd.read_csv(tmp_path / "report" / "the_corrective_plan_actions.csv")
-    scores = pd.read_parquet(tmp_path / "scores" / "scores.parquet")
+    plan = pd.read_csv(folder / "report" / "the_corrective_plan_actions.csv")
+    scores = pd.read_parquet(folder / "scores" / "scores.parquet")
     assert plan["selected"].sum() == scores["selected"].sum() > 0
 
     run = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(result.run_id)

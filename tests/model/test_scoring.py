@@ -16,10 +16,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from config_helpers import SHRUNK
+from config_helpers import SHRUNK, outputs_for
 from omegaconf import DictConfig, OmegaConf
 
 from features.errors import ConfigError
+from features.publish import RECORD
 from models.errors import DecisionConfigError
 from pipeline.score import ScoreResult, output_columns, score
 
@@ -71,8 +72,8 @@ def test_output_has_the_columns_and_the_pyfunc_probabilities_of_the_training_fea
 
 @pytest.fixture(scope="module")
 def greedy(decision_project, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    _, make, _ = decision_project
-    out = tmp_path_factory.mktemp("greedy")
+    cfg, make, _ = decision_project
+    out = outputs_for(cfg, tmp_path_factory.mktemp("greedy"))
     return pd.read_parquet(
         score(make(f"score.as_of={AS_OF}", "actions.selection=greedy", f"score.output_dir={out}")).path
     )
@@ -261,8 +262,9 @@ def test_the_exact_selection_gets_more_value_than_greedy_within_the_same_budget_
 
 
 def test_scoring_without_reasons_uses_default_save_rates(decision_project, tmp_path: Path) -> None:
-    _, make, _ = decision_project
-    result = score(make(f"score.as_of={AS_OF}", "reasons.enabled=false", f"score.output_dir={tmp_path}"))
+    cfg, make, _ = decision_project
+    out = outputs_for(cfg, tmp_path)
+    result = score(make(f"score.as_of={AS_OF}", "reasons.enabled=false", f"score.output_dir={out}"))
     out = pd.read_parquet(result.path)
     assert out[["reason_1", "reason_2", "reason_3"]].isna().all().all()
     assert out["action"].notna().sum() > 0
@@ -272,7 +274,7 @@ def test_a_date_after_the_data_or_a_table_that_stops_early_is_refused(
     decision_project, tmp_path: Path
 ) -> None:
     cfg, make, _ = decision_project
-    out = tmp_path / "out"
+    out = outputs_for(cfg, tmp_path)
     with pytest.raises(ConfigError, match="after the end of the input data"):
         score(make("score.as_of=2030-01-01", f"score.output_dir={out}"))
 
@@ -303,8 +305,8 @@ def test_a_date_after_the_data_or_a_table_that_stops_early_is_refused(
 
 
 def test_a_bad_decision_rule_fails_before_any_work_naming_its_key(decision_project, tmp_path: Path) -> None:
-    _, make, _ = decision_project
-    out = tmp_path / "out"
+    cfg, make, _ = decision_project
+    out = outputs_for(cfg, tmp_path)
     with pytest.raises(
         DecisionConfigError, match=r"ladder.rules.client: 'tenure_dayz >= 365' cannot be evaluated"
     ):
@@ -341,7 +343,7 @@ def test_a_model_whose_signature_does_not_match_its_feature_manifest_is_refused(
             name="model", python_model=champion.unwrap_python_model(), signature=champion.metadata.signature
         )
     registered = mlflow.register_model(info.model_uri, name)
-    out = tmp_path / "out"
+    out = outputs_for(cfg, tmp_path)
     with pytest.raises(
         ConfigError,
         match=r"does not match the feature manifest .*only in the signature: \['open_complaints'\]",
@@ -370,10 +372,10 @@ KILLED_MID_WRITE = """
 import os, sys, time, types
 from pathlib import Path
 
-import features.io as io
+import features.publish as io
 
-# Pause forever at the first rename of a finished temp file, as a crash between writing and publishing would
-# leave it; the test kills this process there (SIGKILL: no clean-up runs).
+# Pause forever at the first rename of the swap that publishes the finished temp files, as a crash between
+# writing and publishing would leave them; the test kills this process there (SIGKILL: no clean-up runs).
 def replace(source, target):
     Path(os.environ["CHURNWISE_TEST_READY"]).write_text(str(source))
     time.sleep(600)
@@ -396,8 +398,8 @@ def test_killing_the_job_mid_write_leaves_the_previous_output_intact(
     import sys
     import time
 
-    _, make, root = decision_project
-    out = tmp_path / "scores"
+    cfg, make, root = decision_project
+    out = outputs_for(cfg, tmp_path, "scores")
     overrides = [f"paths.root_dir={root}", "debug=default", *SHRUNK, f"score.output_dir={out}"]
     previous = score(make(f"score.output_dir={out}", f"score.as_of={AS_OF}"))
     before = {p.name: p.read_bytes() for p in (previous.path, previous.csv_path)}
@@ -421,12 +423,13 @@ def test_killing_the_job_mid_write_leaves_the_previous_output_intact(
     while not ready.exists() and job.poll() is None and time.time() < deadline:
         time.sleep(0.1)
     assert ready.exists(), job.stderr.read() if job.poll() is not None else "the job never reached the write"
+    assert (Path(cfg.engine.temp_directory) / f"pid-{job.pid}").is_dir()  # the job's own spill folder
     os.kill(job.pid, signal.SIGKILL)
     job.wait(timeout=30)
     job.stderr.close()
 
     # The killed run had written its temp files (hidden, beside the targets) and published nothing.
-    leftovers = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+    leftovers = sorted(p.name for p in out.iterdir() if p.name.startswith(".") and p.name != RECORD)
     assert leftovers == [f".scores.csv.tmp-{job.pid}", f".scores.parquet.tmp-{job.pid}"]
     assert {p.name: p.read_bytes() for p in (previous.path, previous.csv_path)} == before
     assert set(pd.read_parquet(previous.path)["as_of"]) == {date.fromisoformat(AS_OF)}
@@ -438,10 +441,18 @@ def test_killing_the_job_mid_write_leaves_the_previous_output_intact(
     )
     con.close()
 
-    # The next run publishes and clears the dead run's temp files.
+    # The killed run's MLflow run was left RUNNING; the next run marks it failed, publishes, and clears the
+    # dead run's temp files.
+    client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.mlflow.experiment_name).experiment_id
+    killed = client.search_runs([experiment], f"tags.`churnwise.pid` = '{job.pid}'")
+    assert [r.info.status for r in killed] == ["RUNNING"]
     rerun = score(make(f"score.output_dir={out}", "score.as_of=2023-10-01"))
     assert set(pd.read_parquet(rerun.path)["as_of"]) == {date(2023, 10, 1)}
-    assert sorted(p.name for p in out.iterdir()) == ["scores.csv", "scores.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [".churnwise-files.json", "scores.csv", "scores.parquet"]
+    marked = client.get_run(killed[0].info.run_id)
+    assert marked.info.status == "FAILED" and "killed" in marked.data.tags["churnwise.stopped"]
+    assert not (Path(cfg.engine.temp_directory) / f"pid-{job.pid}").exists()  # its spill folder is gone too
 
 
 def test_inputs_lacking_a_table_the_model_was_trained_with_are_refused(
@@ -452,15 +463,17 @@ def test_inputs_lacking_a_table_the_model_was_trained_with_are_refused(
     shutil.copytree(Path(cfg.data.path), partial)
     (partial / "complaints.parquet").unlink()
     (partial / "_manifest.json").unlink()
+    out = outputs_for(cfg, tmp_path)
     with pytest.raises(ConfigError, match="lacks complaints"):
-        score(make(f"data.path={partial}", f"score.output_dir={tmp_path / 'out'}"))
-    assert not (tmp_path / "out").exists()
+        score(make(f"data.path={partial}", f"score.output_dir={out}"))
+    assert not out.exists()
 
 
 def test_scoring_in_small_chunks_gives_the_same_output(decision_project, scored, tmp_path: Path) -> None:
-    _, make, _ = decision_project
+    cfg, make, _ = decision_project
     _, whole, out = scored
-    result = score(make(f"score.as_of={AS_OF}", "score.chunk_rows=97", f"score.output_dir={tmp_path}"))
+    folder = outputs_for(cfg, tmp_path)
+    result = score(make(f"score.as_of={AS_OF}", "score.chunk_rows=97", f"score.output_dir={folder}"))
     chunked = pd.read_parquet(result.path)
     assert result.customers == whole.customers > 97 * 5  # many chunks
     pd.testing.assert_frame_equal(chunked, out)
