@@ -90,5 +90,5 @@ clean: ## Remove caches and Hydra run folders (keeps data, MLflow store and .ven
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -not -path './.venv/*' -exec rm -rf {} +
 
-clean-data: ## Remove generated data and the local MLflow store
-	rm -rf data mlflow.db mlartifacts
+clean-data: $(STAMP) ## Remove the data churnwise generated (never your files under data/) and the local MLflow store
+	$(PY) -m pipeline.clean $(ARGS)

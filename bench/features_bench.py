@@ -125,6 +125,7 @@ def build_with_duckdb_unbatched(
 ) -> dict[str, Any]:
     """All dates in one query: load the tables, `build_feature_table` into a temp table, COPY it to Parquet."""
     from features.engine import build_feature_table
+    from features.sql import literal
     from features.validation import load_tables
 
     features_cfg = _config("features", "default")
@@ -137,7 +138,7 @@ def build_with_duckdb_unbatched(
         tables.con, set(tables.report.present), features_cfg, observation_cfg, label_cfg, dates=dates
     )
     built = time.perf_counter()
-    tables.con.execute(f"COPY feature_table TO '{output}' (FORMAT parquet, COMPRESSION zstd)")
+    tables.con.execute(f"COPY feature_table TO {literal(output)} (FORMAT parquet, COMPRESSION zstd)")
     written = time.perf_counter()
     columns = len(tables.con.execute("DESCRIBE feature_table").fetchall())
     tables.con.close()

@@ -31,8 +31,8 @@ from features.catalog import feature_availability
 from features.dialect import install_duckdb_functions
 from features.errors import ConfigError
 from features.expressions import ExpressionError, checked_expression
-from features.io import replace_atomically
 from features.labels import label_sql
+from features.publish import replace_file
 from features.sources import Source, activity_dates_sql, row_columns, source_for
 from features.sql import identifier, literal
 
@@ -624,8 +624,10 @@ def write_feature_table(
     path: Path,
     *,
     dates_per_batch: int = 6,
+    key: str | None = None,
 ) -> FeatureBuild:
-    """Compute the planned dates a batch at a time and write one Parquet file, atomically.
+    """Compute the planned dates a batch at a time and write one Parquet file, atomically (`key`: the setting
+    that chose the folder, which must then be churnwise's; see features.publish).
 
     Memory is bounded by the batch (the grid of `dates_per_batch` dates), not by the number of dates.
     """
@@ -650,11 +652,12 @@ def write_feature_table(
         # Parts are in date order and each is sorted: reading them in that order keeps the order. They are
         # listed one by one (not a glob), so a folder name with '*', '?' or '[' is read as it is.
         listed = "[" + ", ".join(literal(file) for file in files) + "]"
-        replace_atomically(
+        replace_file(
             lambda temp: con.execute(
                 f"COPY (SELECT * FROM read_parquet({listed})) TO {literal(temp)} (FORMAT parquet, COMPRESSION zstd)"
             ),
             path,
+            key,
         )
     finally:
         shutil.rmtree(parts, ignore_errors=True)

@@ -15,10 +15,9 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -459,59 +458,3 @@ def fingerprint(files: dict[str, TableFile]) -> tuple[str, dict[str, str]]:
         per_table[name] = digest.hexdigest()
     overall = hashlib.sha256("".join(f"{k}={v};" for k, v in per_table.items()).encode()).hexdigest()
     return overall, per_table
-
-
-def _temp_path(target: Path) -> Path:
-    return target.with_name(f".{target.name}.tmp-{os.getpid()}")
-
-
-def remove_stale_temps(target: Path) -> list[Path]:
-    """Delete temp files of `target` left by processes that no longer run (killed mid-write)."""
-    removed = []
-    for temp in target.parent.glob(f".{target.name}.tmp-*"):
-        pid = temp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
-            temp.unlink(missing_ok=True)
-            removed.append(temp)
-    return removed
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def publish_atomically(writers: Mapping[Path, Callable[[Path], None]]) -> list[Path]:
-    """Write several files, each through `write(temp_path)` beside its target, then rename them all into place.
-
-    All files are written before any is renamed, so a crash or error while writing (the slow part) leaves
-    every previous target untouched, and the renames that follow take microseconds. Temp files of an earlier
-    run that was killed are removed first.
-    """
-    temps = {}
-    try:
-        for target, write in writers.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_temps(target)
-            temps[target] = _temp_path(target)
-            write(temps[target])
-        for target, temp in temps.items():
-            os.replace(temp, target)
-    finally:
-        for temp in temps.values():
-            if temp.exists():
-                temp.unlink()
-    return list(writers)
-
-
-def replace_atomically(write: Callable[[Path], None], target: Path) -> Path:
-    """Write a file through `write(temp_path)` beside `target`, then rename it into place.
-
-    A crash or error leaves any previous `target` untouched and no partial file behind.
-    """
-    return publish_atomically({target: write})[0]

@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -154,7 +154,7 @@ class Publication:
 
     def __init__(self) -> None:
         self.staged: dict[Path, Path] = {}
-        self.keys: dict[Path, str] = {}
+        self.unrecorded: set[Path] = set()
         self.backups: dict[Path, Path] = {}
         self.swapped: list[Path] = []
         self.replaced_folders: set[Path] = set()
@@ -172,16 +172,18 @@ class Publication:
         else:
             self.rollback()
 
-    def check(self, target: Path, key: str) -> None:
-        """Check that `target` may be written (see `check_can_write`), before any work."""
-        check_can_write(target.parent, [target.name], key)
-
     def stage(
-        self, target: Path, write: Callable[[Path], object], key: str, *, replace_folder: bool = False
+        self, target: Path, write: Callable[[Path], object], key: str | None, *, replace_folder: bool = False
     ) -> None:
-        """Write `target`'s new content beside it now, through `write(temp_path)`; nothing is replaced yet."""
+        """Write `target`'s new content beside it now, through `write(temp_path)`; nothing is replaced yet.
+
+        `key` is the setting that chose the folder: the folder must be churnwise's (`check_can_write`), and the
+        file is recorded as churnwise's. None: the caller guards the file itself (a generated file's marker)."""
         target = Path(target)
-        self.check(target, key)
+        if key is None:
+            self.unrecorded.add(target)
+        else:
+            check_can_write(target.parent, [target.name], key)
         folder = target.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -189,7 +191,7 @@ class Publication:
         except OSError as error:
             raise _failure("create the folder of", target, error) from None
         temp = folder / f".{target.name}.tmp-{os.getpid()}"
-        self.staged[target], self.keys[target] = temp, key
+        self.staged[target] = temp
         if replace_folder:
             self.replaced_folders.add(folder)
         try:
@@ -245,7 +247,8 @@ class Publication:
             backup.unlink(missing_ok=True)
         by_folder: dict[Path, set[str]] = {}
         for target in self.staged:
-            by_folder.setdefault(target.parent, set()).add(target.name)
+            if target not in self.unrecorded:
+                by_folder.setdefault(target.parent, set()).add(target.name)
         for folder, names in by_folder.items():
             stale = owned_files(folder) - names - {RECORD} if folder in self.replaced_folders else set()
             for name in sorted(stale):
@@ -259,12 +262,20 @@ class Publication:
         self.done = True
 
 
-def publish_files(writers: dict[Path, Callable[[Path], object]], key: str) -> list[Path]:
-    """Write several files together (see `Publication`): all or none of them replaced."""
+def publish_files(writers: Mapping[Path, Callable[[Path], object]], key: str | None) -> list[Path]:
+    """Write several files together (see `Publication`): all or none of them replaced. Every file is written
+    beside its target before any is renamed, so a crash or error while writing (the slow part) leaves every
+    previous target untouched; temp files of killed runs are removed first."""
     with Publication() as publication:
         for target, write in writers.items():
             publication.stage(target, write, key)
     return list(writers)
+
+
+def replace_file(write: Callable[[Path], object], target: Path, key: str | None) -> Path:
+    """Write one file through `write(temp_path)` beside `target`, then rename it into place: a crash or error
+    leaves any previous `target` untouched and no partial file behind."""
+    return publish_files({target: write}, key)[0]
 
 
 # Characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection").

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import ConfigError
-from features.io import publish_atomically
+from features.publish import publish_files
 
 logger = logging.getLogger(__name__)
 
@@ -341,12 +341,13 @@ def generate_telco(spec: TelcoSpec, path: Path) -> TelcoSummary:
         "score_path": score_path.name,
         "score_rows": len(to_score),
     }
-    publish_atomically(
+    publish_files(
         {  # the sidecar first, so a crash between renames never leaves our data looking foreign
             sidecar: lambda temp: temp.write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n"),
             score_path: lambda temp: _write_csv(to_score, temp),
             path: lambda temp: _write_csv(training, temp),
-        }
+        },
+        None,  # guarded by the sidecar: a file without one is not ours, and is refused above
     )
     logger.info(
         "Wrote %d customers (churn rate %.3f) to %s and %d to score to %s",

@@ -35,6 +35,7 @@ from matplotlib.ticker import PercentFormatter
 from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
 
+from features.sql import identifier, literal
 from features.validation import MAIN_DATE
 from pipeline.common import load_inputs, project_config
 from pipeline.features import build_features
@@ -92,8 +93,8 @@ display(
 monthly = pd.concat(
     [
         tables.con.sql(
-            f"SELECT date_trunc('month', {column})::DATE AS month, count(*) AS rows, '{name}' AS table_name "
-            f"FROM {name} WHERE {column} IS NOT NULL GROUP BY 1"
+            f"SELECT date_trunc('month', {identifier(column)})::DATE AS month, count(*) AS rows, "
+            f"{literal(name)} AS table_name FROM {identifier(name)} WHERE {identifier(column)} IS NOT NULL GROUP BY 1"
         ).df()
         for name, column in MAIN_DATE.items()
         if tables.has(name)

@@ -11,6 +11,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from features.sql import literal
+
 
 def true_window_probability(truth_path: Path, snapshots: pd.DataFrame, *, horizon_days: int) -> np.ndarray:
     """P(churn within `horizon_days`) for each (customer_id, observation_date) from the true hazard at that date.
@@ -32,7 +34,7 @@ def true_window_probability(truth_path: Path, snapshots: pd.DataFrame, *, horizo
         SELECT s.row, t.p_churn,
                date_diff('day', date_trunc('month', CAST(s.observation_date AS DATE)),
                          CAST(date_trunc('month', CAST(s.observation_date AS DATE)) + INTERVAL 1 MONTH AS DATE))
-        FROM snapshots s LEFT JOIN read_parquet('{truth}') t
+        FROM snapshots s LEFT JOIN read_parquet({literal(truth)}) t
           ON t.customer_id = s.customer_id AND t.month = date_trunc('month', CAST(s.observation_date AS DATE))
         ORDER BY s.row"""
     ).fetchall()

@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from features.engine import DataWindow, FeatureBuild, FeaturePlan, plan_build, write_feature_table
 from features.errors import ConfigError
-from features.io import fingerprint, replace_atomically
-from features.publish import check_can_write, record_files, remove_leftovers
+from features.io import fingerprint
+from features.publish import check_can_write, remove_leftovers, replace_file
 from features.snapshot import (
     RAW,
     SnapshotPlan,
@@ -78,15 +78,15 @@ def build_features(cfg: DictConfig) -> FeatureTableResult:
     out_dir = Path(cfg.paths.features_dir)
     table_path = out_dir / "features.parquet"
     build = write_feature_table(
-        tables.con, planned, present, table_path, dates_per_batch=int(cfg.engine.dates_per_batch)
-    )
+        tables.con, planned, present, table_path, dates_per_batch=int(cfg.engine.dates_per_batch),
+        key=FEATURES_KEY,
+    )  # fmt: skip
     data_fingerprint, table_fingerprints = fingerprint(tables.files)
     manifest = feature_manifest(cfg, build, data_fingerprint, table_fingerprints, tables.report.present)
     manifest_path = out_dir / "manifest.json"
-    replace_atomically(
-        lambda temp: temp.write_text(json.dumps(manifest, indent=2, default=str)), manifest_path
+    replace_file(
+        lambda temp: temp.write_text(json.dumps(manifest, indent=2, default=str)), manifest_path, FEATURES_KEY
     )
-    record_files(out_dir, FEATURE_FILES)
     labeled = sum(v["labeled"] for v in build.churn_by_date.values())
     log.info(
         "wrote %s: %s snapshots (%s labeled), %d features; manifest %s",
@@ -96,13 +96,14 @@ def build_features(cfg: DictConfig) -> FeatureTableResult:
 
 
 FEATURE_FILES = ("features.parquet", "manifest.json")
+FEATURES_KEY = "paths.features_dir"
 
 
 def claim_features_dir(cfg: DictConfig) -> Path:
     """The feature table's folder, refused when it holds files churnwise did not write; files that killed
     builds left there are removed."""
     out_dir = Path(cfg.paths.features_dir)
-    check_can_write(out_dir, FEATURE_FILES, "paths.features_dir")
+    check_can_write(out_dir, FEATURE_FILES, FEATURES_KEY)
     remove_leftovers(out_dir)
     return out_dir
 
@@ -158,11 +159,12 @@ def build_snapshot_features(cfg: DictConfig) -> FeatureTableResult:
         table, spec.id_column, planned.features, as_of,
         extra=f"{label_expression(spec)} AS churned, 'labeled' AS label_status",
     )  # fmt: skip
-    replace_atomically(
+    replace_file(
         lambda temp: con.execute(
             f"COPY ({select} ORDER BY {RAW}.__row) TO {literal(temp)} (FORMAT parquet, COMPRESSION zstd)"
         ),
         table_path,
+        FEATURES_KEY,
     )
     churned = con.execute(f"SELECT avg({label_expression(spec)}) FROM {RAW}").fetchall()[0][0]
     day = as_of.isoformat()
@@ -175,10 +177,9 @@ def build_snapshot_features(cfg: DictConfig) -> FeatureTableResult:
     manifest = feature_manifest(cfg, build, data_fingerprint, table_fingerprints, ("snapshot",))
     manifest["snapshot"] = planned.manifest(spec)
     manifest_path = out_dir / "manifest.json"
-    replace_atomically(
-        lambda temp: temp.write_text(json.dumps(manifest, indent=2, default=str)), manifest_path
+    replace_file(
+        lambda temp: temp.write_text(json.dumps(manifest, indent=2, default=str)), manifest_path, FEATURES_KEY
     )
-    record_files(out_dir, FEATURE_FILES)
     kinds = [s["kind"] for s in planned.sources.values()]
     log.info(
         "wrote %s: %s customers of %s as of %s (churn rate %.1f%%), %d features (%s)",

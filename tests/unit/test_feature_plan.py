@@ -100,7 +100,7 @@ def test_batched_parquet_output_equals_the_one_pass_build(tmp_path: Path) -> Non
 
 
 def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path: Path) -> None:
-    from features.io import replace_atomically
+    from features.publish import replace_file
 
     target = tmp_path / "table.parquet"
     target.write_text("previous")
@@ -110,12 +110,12 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path: Path) -> 
         raise RuntimeError("killed mid-write")
 
     with pytest.raises(RuntimeError):
-        replace_atomically(crash, target)
+        replace_file(crash, target, None)
     assert target.read_text() == "previous" and [p.name for p in tmp_path.iterdir()] == ["table.parquet"]
 
 
 def test_publishing_several_files_renames_none_until_all_are_written(tmp_path: Path) -> None:
-    from features.io import publish_atomically
+    from features.publish import publish_files
 
     first, second = tmp_path / "scores.parquet", tmp_path / "scores.csv"
     first.write_text("previous parquet")
@@ -126,7 +126,7 @@ def test_publishing_several_files_renames_none_until_all_are_written(tmp_path: P
         raise RuntimeError("killed mid-write")
 
     with pytest.raises(RuntimeError):
-        publish_atomically({first: lambda temp: temp.write_text("new parquet"), second: crash})
+        publish_files({first: lambda temp: temp.write_text("new parquet"), second: crash}, None)
     assert first.read_text() == "previous parquet" and second.read_text() == "previous csv"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv", "scores.parquet"]
 
@@ -142,8 +142,8 @@ def test_publishing_several_files_renames_none_until_all_are_written(tmp_path: P
     stale.write_text("half")
     live = tmp_path / f".scores.csv.tmp-{os.getppid()}"
     live.write_text("someone else's")
-    publish_atomically(
-        {first: lambda temp: temp.write_text("new parquet"), second: lambda t: t.write_text("new csv")}
+    publish_files(
+        {first: lambda temp: temp.write_text("new parquet"), second: lambda t: t.write_text("new csv")}, None
     )
     assert first.read_text() == "new parquet" and second.read_text() == "new csv"
     assert not stale.exists() and live.exists()
