@@ -184,7 +184,7 @@ def export_tables(
         _check_identifier(table, "table")
     check_can_write(dest, [f"{table}.parquet" for table in tables], "data.path")
     dest.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(dest)
+    remove_leftovers(dest, [f"{table}.parquet" for table in tables])
     exported: dict[str, Path] = {}
     removed: list[str] = []
     with _connect(uri) as conn:

@@ -30,9 +30,14 @@ from features.errors import ConfigError
 log = logging.getLogger(__name__)
 
 RECORD = ".churnwise-files.json"
-# Leftovers of a churnwise process in a folder it writes: `.<name>.tmp-<pid>`, `.<name>.bak-<pid>`,
-# `.<name>.parts-<pid>` (and `pid-<pid>` work folders).
-LEFTOVER = re.compile(r"^\..+\.(tmp|bak|parts)-(\d+)$|^pid-(\d+)$")
+# Leftovers of a churnwise process beside the file it writes: `.<name>.tmp-<pid>`, `.<name>.bak-<pid>`,
+# `.<name>.parts-<pid>`; and a process's own work folder `churnwise-<pid>` (spill files) in the temp folder.
+LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|bak|parts)-(?P<pid>\d+)$|^churnwise-(?P<own>\d+)$")
+
+
+def process_folder_name(pid: int) -> str:
+    """The name of a process's own work folder (DuckDB's spill files, scoring chunks)."""
+    return f"churnwise-{pid}"
 
 
 class PublishError(Exception):
@@ -50,22 +55,25 @@ def process_running(pid: int) -> bool:
     return True
 
 
-def remove_leftovers(folder: Path) -> list[Path]:
-    """Remove the temp, backup and part files that churnwise processes which no longer run left in `folder`
-    (killed while writing). Returns what was removed."""
+def remove_leftovers(folder: Path, names: Iterable[str] | None = None) -> list[Path]:
+    """Remove what churnwise processes that no longer run (killed while writing) left in `folder`: the temp,
+    backup and part files beside `names` (a backup is put back: its run never committed), or with `names`
+    None, their work folders `churnwise-<pid>`. Nothing else is touched. Returns what was removed."""
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
+    wanted = None if names is None else set(names)
     for entry in folder.iterdir():
         found = LEFTOVER.match(entry.name)
-        if not found:
+        if not found or (found["own"] is None) != (wanted is not None):
             continue
-        pid = int(next(g for g in found.groups()[1:] if g))
+        if wanted is not None and found["name"] not in wanted:
+            continue
+        pid = int(found["pid"] or found["own"])
         if pid == os.getpid() or process_running(pid):
             continue
-        if found.group(1) == "bak":
-            # The killed run had swapped its files in but not committed them: put the previous file back.
-            target = folder / entry.name[1:].rsplit(".bak-", 1)[0]
+        if found["kind"] == "bak":
+            target = folder / found["name"]
             os.replace(entry, target)
             log.warning("restored %s: a killed run had replaced it without finishing", target)
             continue
@@ -187,7 +195,7 @@ class Publication:
         folder = target.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            remove_leftovers(folder)
+            remove_leftovers(folder, [target.name])
         except OSError as error:
             raise _failure("create the folder of", target, error) from None
         temp = folder / f".{target.name}.tmp-{os.getpid()}"

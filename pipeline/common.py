@@ -24,7 +24,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from features.catalog import FamilyAvailability, feature_availability, render_availability
 from features.errors import ConfigError
-from features.publish import PublishError, process_running, remove_leftovers
+from features.publish import PublishError, process_folder_name, process_running, remove_leftovers
 from features.redaction import install_secret_filter, redact, redacted_config, scrub, secret_values
 from features.validation import DataContractError, ValidatedTables, load_tables
 from models.errors import DecisionConfigError, SplitError
@@ -141,7 +141,7 @@ def process_temp_dir(cfg: DictConfig) -> Path:
     """This process's own folder under `engine.temp_directory` (DuckDB's spill files, scoring chunks), removed
     when the process ends; folders that killed runs left there are removed first."""
     root = Path(cfg.engine.temp_directory).resolve()
-    own = root / f"pid-{os.getpid()}"
+    own = root / process_folder_name(os.getpid())
     remove_leftovers(root)
     if not own.exists():
         own.mkdir(parents=True, exist_ok=True)

@@ -104,7 +104,7 @@ def claim_features_dir(cfg: DictConfig) -> Path:
     builds left there are removed."""
     out_dir = Path(cfg.paths.features_dir)
     check_can_write(out_dir, FEATURE_FILES, FEATURES_KEY)
-    remove_leftovers(out_dir)
+    remove_leftovers(out_dir, FEATURE_FILES)
     return out_dir
 
 

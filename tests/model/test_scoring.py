@@ -20,7 +20,7 @@ from config_helpers import SHRUNK, outputs_for
 from omegaconf import DictConfig, OmegaConf
 
 from features.errors import ConfigError
-from features.publish import RECORD
+from features.publish import RECORD, process_folder_name
 from models.errors import DecisionConfigError
 from pipeline.score import ScoreResult, output_columns, score
 
@@ -423,7 +423,9 @@ def test_killing_the_job_mid_write_leaves_the_previous_output_intact(
     while not ready.exists() and job.poll() is None and time.time() < deadline:
         time.sleep(0.1)
     assert ready.exists(), job.stderr.read() if job.poll() is not None else "the job never reached the write"
-    assert (Path(cfg.engine.temp_directory) / f"pid-{job.pid}").is_dir()  # the job's own spill folder
+    assert (
+        Path(cfg.engine.temp_directory) / process_folder_name(job.pid)
+    ).is_dir()  # the job's own spill folder
     os.kill(job.pid, signal.SIGKILL)
     job.wait(timeout=30)
     job.stderr.close()
@@ -452,7 +454,9 @@ def test_killing_the_job_mid_write_leaves_the_previous_output_intact(
     assert sorted(p.name for p in out.iterdir()) == [".churnwise-files.json", "scores.csv", "scores.parquet"]
     marked = client.get_run(killed[0].info.run_id)
     assert marked.info.status == "FAILED" and "killed" in marked.data.tags["churnwise.stopped"]
-    assert not (Path(cfg.engine.temp_directory) / f"pid-{job.pid}").exists()  # its spill folder is gone too
+    assert not (
+        Path(cfg.engine.temp_directory) / process_folder_name(job.pid)
+    ).exists()  # its spill folder is gone too
 
 
 def test_inputs_lacking_a_table_the_model_was_trained_with_are_refused(

@@ -25,6 +25,7 @@ from features.publish import (
     check_can_write,
     csv_copy_sql,
     owned_files,
+    process_folder_name,
     publish_files,
     record_files,
     remove_leftovers,
@@ -131,15 +132,24 @@ def test_a_write_that_fills_the_disk_publishes_nothing_and_leaves_no_temp(tmp_pa
 def test_leftovers_of_killed_runs_are_removed_or_restored_and_live_ones_kept(tmp_path: Path) -> None:
     gone, alive = dead_pid(), os.getppid()
     (tmp_path / f".scores.csv.tmp-{gone}").write_text("half written")
-    (tmp_path / f"pid-{gone}").mkdir()
-    (tmp_path / f"pid-{gone}" / "duckdb_spill.tmp").write_text("spill")
     (tmp_path / "scores.parquet").write_text("new, never committed")
     (tmp_path / f".scores.parquet.bak-{gone}").write_text("previous")
     (tmp_path / f".report.html.tmp-{alive}").write_text("a running job's")
-    removed = remove_leftovers(tmp_path)
-    assert sorted(p.name for p in removed) == sorted([f".scores.csv.tmp-{gone}", f"pid-{gone}"])
+    (tmp_path / f".notes.txt.tmp-{gone}").write_text("not beside an output of this write: left alone")
+    removed = remove_leftovers(tmp_path, ["scores.csv", "scores.parquet", "report.html"])
+    assert [p.name for p in removed] == [f".scores.csv.tmp-{gone}"]
     assert (tmp_path / "scores.parquet").read_text() == "previous"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".report.html.tmp-{alive}", "scores.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f".notes.txt.tmp-{gone}", f".report.html.tmp-{alive}", "scores.parquet"]
+    )
+    # In the temp folder: the work folders of killed processes go, a running one's and anything else stay.
+    spill = tmp_path / "spill"
+    for name in (process_folder_name(gone), process_folder_name(alive), f"pid-{gone}", "other"):
+        (spill / name).mkdir(parents=True)
+    assert [p.name for p in remove_leftovers(spill)] == [process_folder_name(gone)]
+    assert sorted(p.name for p in spill.iterdir()) == sorted(
+        [process_folder_name(alive), f"pid-{gone}", "other"]
+    )
 
 
 def test_check_can_write_names_a_file_where_a_folder_belongs(tmp_path: Path) -> None:
