@@ -78,7 +78,7 @@ def stage(func: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
         except Exception as error:
             if _tracking_failure(error):
                 log.error(
-                    "mlflow.tracking_uri %s: the tracking store failed (%s); nothing was published",
+                    "mlflow.tracking_uri %s: MLflow failed (%s); nothing was published",
                     redact(str(OmegaConf.select(cfg, "mlflow.tracking_uri"))), _first_line(error),
                 )  # fmt: skip
                 raise SystemExit(2) from None
