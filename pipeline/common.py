@@ -235,7 +235,7 @@ def setup_mlflow(cfg: DictConfig) -> str:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///").split("?", 1)[0]).parent.mkdir(parents=True, exist_ok=True)
+        sqlite_path(uri).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     name = cfg.mlflow.experiment_name
     with tracking_errors(uri):
@@ -254,12 +254,17 @@ def setup_mlflow(cfg: DictConfig) -> str:
         return experiment_id
 
 
+def sqlite_path(uri: str) -> Path:
+    """The database file of an `sqlite:///<path>` tracking URI (relative, or absolute with a fourth slash)."""
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
 def check_tracking_store(uri: str, key: str = "mlflow.tracking_uri") -> None:
     """Refuse, before any work, a tracking store that cannot be used: an sqlite file that is read-only, locked
     by another process or not a database, or a server that does not accept a connection within a few seconds."""
     shown = redact(uri)
     if uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+        path = sqlite_path(uri)
         folder = path.parent if str(path.parent) else Path(".")
         if not path.exists():
             existing = next((p for p in (folder.resolve(), *folder.resolve().parents) if p.exists()), None)

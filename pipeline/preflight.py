@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from features.errors import ConfigError
+from features.postgres import IDENTIFIER as POSTGRES_IDENTIFIER
 from features.sql import safe_name
 
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -24,7 +25,6 @@ ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # A config string never names other code; to build objects of another package, add it here (a code change).
 TARGET_PACKAGES = ("features", "models", "sklearn", "lightgbm", "xgboost", "catboost")
 TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-PG_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def config_date(value: Any, key: str) -> date | None:
@@ -102,7 +102,7 @@ def check_settings(cfg: DictConfig, stage: str) -> None:
     if not str(cfg.mlflow.experiment_name or "").strip():
         raise ConfigError("mlflow.experiment_name: name the MLflow experiment")
     inside_root(cfg, "paths.features_dir", "paths.data_dir")
-    if cfg.data.get("kind") == "postgres" and not PG_IDENTIFIER.match(str(cfg.data.schema)):
+    if cfg.data.get("kind") == "postgres" and not POSTGRES_IDENTIFIER.match(str(cfg.data.schema)):
         raise ConfigError(
             f"data.schema: {cfg.data.schema!r} is not a plain identifier (letters, digits, _; not starting with a digit)"
         )
