@@ -58,7 +58,14 @@ def parse_mapping(raw: Mapping[str, Any] | None, contract: Contract = CONTRACT) 
             problems.append(
                 f"data.mapping.{table}.columns: column {source!r} is mapped to more than one contract column"
             )
-        mappings[table] = TableMapping(table, str(spec.get("from") or table), columns)
+        source = str(spec.get("from") or table)
+        if "/" in source or "\\" in source or source.startswith(".") or "\x00" in source:
+            problems.append(
+                f"data.mapping.{table}.from: {source!r} is not a file name in data.path (no folders, no leading "
+                f"'.'): the tables are read from data.path only"
+            )
+            continue
+        mappings[table] = TableMapping(table, source, columns)
     if problems:
         raise ConfigError("the data mapping cannot work:\n  " + "\n  ".join(problems))
     return mappings

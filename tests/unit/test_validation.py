@@ -178,6 +178,9 @@ def test_a_mapping_reads_tables_and_columns_under_the_users_names(tmp_path: Path
          r"data.mapping.customers.columns.customer_id: column 'account' is not in .*accounts.csv \(its columns: acct_no, opened_on\)"),
         ({"customers": {"from": "clients"}}, r"data.mapping.customers.from: no clients.parquet, clients.csv or folder clients/"),
         ({"customers": {"form": "accounts"}}, r"data.mapping.customers: unknown key\(s\) \['form'\]"),
+        ({"customers": {"from": "../elsewhere/accounts"}}, r"data.mapping.customers.from: '../elsewhere/accounts' is not a file name in data.path"),
+        ({"customers": {"from": "/etc/passwd"}}, r"data.mapping.customers.from: '/etc/passwd' is not a file name"),
+        ({"customers": {"from": ".."}}, r"data.mapping.customers.from: '..' is not a file name"),
     ],
 )  # fmt: skip
 def test_a_malformed_mapping_fails_before_any_check_naming_the_key(
