@@ -314,6 +314,30 @@ def check_tracking_store(uri: str, key: str = "mlflow.tracking_uri") -> None:
                 f"{key} {shown}: no tracking server answers at {host}:{port} ({error.strerror or error}); "
                 f"start it (make ui) or point {key} at the store"
             ) from None
+        _check_tracking_server(uri, key)
+
+
+def _check_tracking_server(uri: str, key: str) -> None:
+    """One quick MLflow request (MLflow's own client, so its auth and TLS settings apply), no retries: something
+    that accepts connections but is not an MLflow server, or refuses our credentials, stops the run now."""
+    import mlflow
+
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(TRACKING_TIMEOUT_S)}
+    saved = {name: os.environ.get(name) for name in quick}
+    os.environ.update(quick)
+    try:
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as error:
+        raise ConfigError(
+            f"{key} {redact(uri)}: it does not answer as an MLflow tracking server ({_first_line(error)}); "
+            f"check the URI and the credentials (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)"
+        ) from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextlib.contextmanager

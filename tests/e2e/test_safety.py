@@ -175,6 +175,32 @@ def history_of_another_shape(root: Path, scratch: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def not_an_mlflow_server(root: Path, scratch: Path) -> Iterator[None]:
+    """Something on 127.0.0.1 that accepts connections and answers 404 to everything (a wrong port)."""
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_error(404)
+
+        do_POST = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    (scratch / "port").write_text(str(server.server_address[1]))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
 def full_disk(root: Path, scratch: Path) -> Iterator[None]:
     """A real file system with almost no space left, where the scores go."""
     mount = root / "outputs" / "small_disk"
@@ -272,6 +298,10 @@ CASES = [
          lambda root, scratch: [f"mlflow.tracking_uri=http://alice:pa%2Fss%23w0rd@127.0.0.1:{closed_port()}"],
          ("mlflow.tracking_uri http://alice:***@127.0.0.1", "no tracking server answers"), max_seconds=20,
          secrets=("pa%2Fss%23w0rd", "pa/ss#w0rd")),
+    Case("tracking_uri_at_something_else", "train",
+         lambda root, scratch: [f"mlflow.tracking_uri=http://127.0.0.1:{(scratch / 'port').read_text()}"],
+         ("mlflow.tracking_uri", "does not answer as an MLflow tracking server", "404"), not_an_mlflow_server,
+         max_seconds=20),
     Case("model_artifacts_moved_away", "score", fixed(), ("has no feature manifest that can be read", "moved or deleted"), artifacts_moved),
     Case("model_files_moved_away", "score", fixed(), ("score.model_uri", "the model's files cannot be read"),
          model_files_moved),
