@@ -47,13 +47,6 @@ class TableFile:
     path: Path
     format: Format
 
-    @property
-    def glob(self) -> str:
-        """Path or glob DuckDB reads."""
-        if self.path.is_dir():
-            return str(self.path / f"*.{self.format}")
-        return str(self.path)
-
     def where(self, row: int, file: str | None = None) -> str:
         """How a person finds a row: 'line N' for CSV (header is line 1), 'row N' for Parquet."""
         prefix = f"{Path(file).name} " if file and self.path.is_dir() else ""

@@ -25,7 +25,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import duckdb
+
 from features.errors import ConfigError
+from features.sql import identifier, literal, literal_list, qualified
 
 log = logging.getLogger(__name__)
 
@@ -292,8 +295,6 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def spreadsheet_safe_sql(column: str) -> str:
     """SQL for a text column written to CSV: a value starting like a formula gets a leading apostrophe."""
-    from features.sql import identifier, literal_list
-
     name = identifier(column)
     return f"CASE WHEN left({name}, 1) IN {literal_list(FORMULA_START)} THEN '''' || {name} ELSE {name} END"
 
@@ -315,8 +316,6 @@ def spreadsheet_safe_frame(frame: Any) -> Any:
 
 def csv_copy_sql(con: Any, relation: str, path: Path) -> str:
     """A DuckDB COPY of `relation` to a CSV file at `path`, its text columns spreadsheet-safe."""
-    from features.sql import identifier, literal
-
     columns = []
     for name, kind, *_ in con.execute(f"DESCRIBE {identifier(relation)}").fetchall():
         columns.append(
@@ -343,16 +342,11 @@ class HistoryTable:
 
     @property
     def name(self) -> str:
-        from features.sql import qualified
-
+        """The history table, qualified by the attached database's alias."""
         return qualified(self.ALIAS, self.table)
 
     def attach(self) -> None:
         """Attach the database (creating it when missing), or ConfigError saying why it cannot be used."""
-        import duckdb
-
-        from features.sql import identifier, literal
-
         if self.attached:
             return
         if self.database.is_dir():
@@ -385,8 +379,6 @@ class HistoryTable:
 
     def check(self, source: str) -> None:
         """The history table, if it exists, must have exactly the columns and types of `source`."""
-        from features.sql import identifier
-
         self.attach()
         if not self.exists():
             return
@@ -411,8 +403,6 @@ class HistoryTable:
     @contextlib.contextmanager
     def replacing(self, source: str, date_column: str, as_of: Any) -> Iterator[None]:
         """Replace the rows of `as_of` with `source`'s in one transaction, committed when the block ends."""
-        from features.sql import identifier, literal
-
         self.attach()
         self.con.execute("BEGIN TRANSACTION")
         try:
@@ -429,8 +419,6 @@ class HistoryTable:
 
     def detach(self, *, failed: bool = False) -> None:
         """Detach the database; a database file this run created and never committed to is removed."""
-        from features.sql import identifier
-
         if not self.attached:
             return
         self.con.execute(f"DETACH {identifier(self.ALIAS)}")

@@ -343,14 +343,12 @@ def _check_tracking_server(uri: str, key: str) -> None:
 @contextlib.contextmanager
 def tracking_errors(uri: str, key: str = "mlflow.tracking_uri") -> Iterator[None]:
     """Turn a failure of the tracking store into one line naming the key (the URI redacted)."""
-    from mlflow.exceptions import MlflowException
-
     try:
         yield
-    except (MlflowException, OSError, sqlite3.Error) as error:
-        raise ConfigError(f"{key} {redact(uri)}: the tracking store failed: {_first_line(error)}") from None
+    except ConfigError:
+        raise
     except Exception as error:
-        if type(error).__module__.split(".")[0] not in ("sqlalchemy", "requests", "urllib3"):
+        if not (isinstance(error, OSError) or _tracking_failure(error)):
             raise
         raise ConfigError(f"{key} {redact(uri)}: the tracking store failed: {_first_line(error)}") from None
 
