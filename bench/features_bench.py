@@ -85,10 +85,10 @@ def _duckdb_connection(work_dir: Path) -> Any:
     """A connection made as the stage makes it (conf/engine/duckdb.yaml), spilling into the work dir."""
     from omegaconf import OmegaConf
 
-    from pipeline.common import connect
+    from features.inputs import EngineSettings, connect
 
     engine_cfg = _config("engine", "duckdb", resolve=False) | {"temp_directory": str(work_dir / "duckdb_tmp")}
-    return connect(OmegaConf.create({"engine": engine_cfg}))
+    return connect(EngineSettings.from_config(OmegaConf.create(engine_cfg)))
 
 
 def build_with_duckdb(tables_dir: Path, dates: list[date], output: Path, work_dir: Path) -> dict[str, Any]:
@@ -255,7 +255,9 @@ def run_measurement(
     engine: str, n_customers: int, n_dates: int, tables_dir: Path, work_dir: Path, timeout: float
 ) -> dict[str, Any]:
     """One (engine, size, dates) measurement in its own subprocess; 'did_not_finish' after `timeout` s."""
-    from features.demo import EVENT_TYPES  # the pandas build needs them listed; the engine finds them itself
+    from features.demo.dated import (
+        EVENT_TYPES,  # the pandas build needs them listed; the engine finds them itself
+    )
 
     result_path = work_dir / f"result_{engine}_{n_customers}_{n_dates}.json"
     result_path.unlink(missing_ok=True)
@@ -441,7 +443,7 @@ def _child_main(argv: list[str]) -> None:
     parser.add_argument("--event-types", nargs="+", default=[])
     args = parser.parse_args(argv)
     if args.command == "_generate":
-        from features.demo import DemoSpec, generate_demo
+        from features.demo.dated import DemoSpec, generate_demo
 
         spec = DemoSpec(
             n_customers=args.size,

@@ -1,6 +1,6 @@
 """Benchmark of the demo data generator: wall time, peak memory, rows and size on disk for N customers.
 
-Runs :func:`features.demo.generate_demo` in this process (no subprocess), samples the resident set size
+Runs :func:`features.demo.dated.generate_demo` in this process (no subprocess), samples the resident set size
 from ``/proc/self/status`` in a background thread, and writes ``bench/results/generate_<N>.json``.
 
     python bench/generate_memory.py                # 1,000,000 customers
@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 from rss import MIB, RssSampler, current_rss_bytes, peak_rss_bytes  # bench/ is the script's folder
 
-from features.demo import GENERATOR_VERSION, DemoSpec, generate_demo
+from features.demo.dated import GENERATOR_VERSION, DemoSpec, generate_demo
 
 logger = logging.getLogger("bench.generate_memory")
 

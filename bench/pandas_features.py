@@ -8,7 +8,7 @@ score, a partner date, the next period's start) unless they too lie before the d
 aggregates, and joins the result onto the customers holding a subscription at that date.
 
 It reads the demo's Parquet tables (customers, subscriptions, orders, complaints, events, referrals,
-offers) as they are written by `features.demo`, and is meant for data that fits in memory.
+offers) as they are written by `features.demo.dated`, and is meant for data that fits in memory.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Benchmark of batch scoring (`pipeline.score.score`): throughput and peak memory, with and without reasons.
+"""Benchmark of batch scoring (`churnwise.api.score`): throughput and peak memory, with and without reasons.
 
 A LightGBM model is trained once (default config) on the 20,000-customer demo and registered in the work
 directory's MLflow store. For each demo size (default 20,000 and 1,000,000 customers: 36 months from
@@ -57,7 +57,7 @@ def _config(work_dir: Path, overrides: list[str]) -> Any:
 
 def train_model(work_dir: Path, tables_dir: Path) -> dict[str, Any]:
     """Train and register the model scored with (in this process)."""
-    from pipeline.train import train
+    from churnwise.api import train
 
     cfg = _config(
         work_dir,
@@ -76,7 +76,7 @@ def measure(
     work_dir: Path, tables_dir: Path, model_uri: str, reasons: bool, chunk_rows: int, tag: str
 ) -> dict[str, Any]:
     """One scoring run in this process: wall time per phase, throughput and peak memory."""
-    from pipeline.score import score
+    from churnwise.api import score
 
     cfg = _config(
         work_dir,

@@ -119,6 +119,21 @@ class Contract:
         """Names of all contract tables, in dependency order (customers first)."""
         return tuple(t.name for t in self.tables)
 
+    @property
+    def known_at(self) -> dict[str, str]:
+        """Table -> the column dating its rows (a row exists for observation dates after it): declared once,
+        on each table of the contract."""
+        return {t.name: t.known_at for t in self.tables if t.known_at}
+
+    @property
+    def log_dates(self) -> dict[str, str]:
+        """The tables that log events (every row dated, none open-ended), with the column dating a row."""
+        return {
+            name: column
+            for name, column in self.known_at.items()
+            if name not in ("customers", "subscriptions")
+        }
+
 
 MONEY: dict[str, Any] = {"min_value": 0.0, "money": True}
 

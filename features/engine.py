@@ -28,6 +28,7 @@ import duckdb
 from tqdm.auto import tqdm
 
 from features.catalog import feature_availability
+from features.contract import CONTRACT
 from features.dialect import install_duckdb_functions
 from features.errors import ConfigError
 from features.expressions import ExpressionError, checked_expression
@@ -242,27 +243,20 @@ class DataWindow:
 
 
 # The date column of each log table: when its rows happened.
-LOG_DATES = {
-    "orders": "order_date",
-    "events": "event_time",
-    "complaints": "opened_at",
-    "offers": "offered_at",
-    "referrals": "referral_date",
-}
+LOG_DATES = CONTRACT.log_dates  # the tables that log events, with the column dating a row
 
 
 def table_last_dates(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[str, date]:
     """The latest date each dated table holds (for subscriptions and complaints, their end dates too)."""
-    latest = {t: [f"max({c})"] for t, c in LOG_DATES.items() if t in present}
+    latest = {t: [c] for t, c in LOG_DATES.items() if t in present}
     if "subscriptions" in present:
-        latest["subscriptions"] = ["max(start_date)", "max(end_date)"]
+        latest["subscriptions"] = ["start_date", "end_date"]
     if "complaints" in present:
-        latest["complaints"].append("max(resolved_at)")
+        latest["complaints"].append("resolved_at")
     out = {}
-    for table, parts in latest.items():
-        values = con.execute(
-            f"SELECT {', '.join(f'CAST({p} AS DATE)' for p in parts)} FROM {table}"
-        ).fetchall()[0]
+    for table, columns in latest.items():
+        maxima = ", ".join(f"CAST(max({identifier(c)}) AS DATE)" for c in columns)
+        values = con.execute(f"SELECT {maxima} FROM {identifier(table)}").fetchall()[0]
         known = [v for v in values if v is not None]
         if known:
             out[table] = max(known)
@@ -271,7 +265,11 @@ def table_last_dates(con: duckdb.DuckDBPyConnection, present: set[str]) -> dict[
 
 def data_window(con: duckdb.DuckDBPyConnection, present: set[str]) -> DataWindow:
     """The span of the data: logs' first date, and the day after the latest date in any table."""
-    starts = [f"SELECT CAST(min({c}) AS DATE) AS d FROM {t}" for t, c in LOG_DATES.items() if t in present]
+    starts = [
+        f"SELECT CAST(min({identifier(c)}) AS DATE) AS d FROM {identifier(t)}"
+        for t, c in LOG_DATES.items()
+        if t in present
+    ]
     if not starts:
         starts = ["SELECT min(start_date) AS d FROM subscriptions"]
     start = con.execute(f"SELECT min(d) FROM ({' UNION ALL '.join(starts)})").fetchall()[0][0]
@@ -662,3 +660,11 @@ def write_feature_table(
     finally:
         shutil.rmtree(parts, ignore_errors=True)
     return replace(build, rows=rows, churn_by_date=churn)
+
+
+def features_as_of(
+    con: duckdb.DuckDBPyConnection, build: FeatureBuild, present: set[str], dates: Sequence[date]
+) -> duckdb.DuckDBPyRelation:
+    """The feature rows of `dates` (as `compute_features` builds them), handed back as a relation."""
+    compute_features(con, build, present, dates)
+    return con.table("feature_table")

@@ -31,6 +31,7 @@ from typing import Any
 
 import duckdb
 
+from features.dates import config_date
 from features.engine import IDENTIFIER, KEYS, FeatureDef
 from features.errors import ConfigError
 from features.io import (
@@ -169,11 +170,7 @@ class SnapshotSpec:
             raise ConfigError(
                 f"data.roles.products must map a product group to its columns, got {products!r}"
             )
-        as_of = data.get("as_of")
-        try:
-            as_of_date = date.fromisoformat(str(as_of)) if as_of else None
-        except ValueError as error:
-            raise ConfigError(f"data.as_of must be a date YYYY-MM-DD, got {as_of!r}") from error
+        described = config_date(data.get("as_of") or None, "data.as_of")
         max_categories = data.get("max_categories", 50)
         if not isinstance(max_categories, int) or max_categories < 2:
             raise ConfigError(f"data.max_categories must be an integer of at least 2, got {max_categories!r}")
@@ -195,7 +192,7 @@ class SnapshotSpec:
             products={str(g): names(f"roles.products.{g}", cols) for g, cols in products.items()},
             not_held=values("roles.not_held", roles.get("not_held", ["no", "0", "false", "none"])) + ("",),
             segment=text("roles.segment", roles.get("segment"), optional=True),
-            as_of=as_of_date,
+            as_of=described,
             csv_delimiter=str(data.get("csv_delimiter", ",")),
             csv_encoding=canonical_encoding(data.get("csv_encoding", "utf-8")),
         )
@@ -664,7 +661,7 @@ def feature_select(
 ) -> str:
     """SELECT customer_id, observation_date, the features (and `extra` columns) from `snapshot_raw`."""
     typed = [
-        f"CAST(({f.sql}) AS {'VARCHAR' if f.kind == 'categorical' else 'DOUBLE'}) AS {f.name}"
+        f"CAST(({f.sql}) AS {'VARCHAR' if f.kind == 'categorical' else 'DOUBLE'}) AS {identifier(f.name)}"
         for f in features
     ]
     columns = ", ".join(typed + ([extra] if extra else []))

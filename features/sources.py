@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from features.contract import CONTRACT
 from features.errors import ConfigError
 
 
@@ -126,13 +127,18 @@ def _complaints(present: set[str]) -> Source:
         name="complaints",
         requires_any=("complaints",),
         sql="SELECT * FROM complaints",
-        known_at="opened_at",
+        known_at=CONTRACT.known_at["complaints"],
         masked={"resolved_at": "resolved_at", "satisfaction": "resolved_at"},
     )
 
 
 def _events(present: set[str]) -> Source:
-    return Source(name="events", requires_any=("events",), sql="SELECT * FROM events", known_at="event_time")
+    return Source(
+        name="events",
+        requires_any=("events",),
+        sql="SELECT * FROM events",
+        known_at=CONTRACT.known_at["events"],
+    )
 
 
 def _categories(present: set[str]) -> Source:

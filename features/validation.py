@@ -183,15 +183,7 @@ class ValidatedTables:
 
 
 # Main date column of each table, used for the date range in reports.
-MAIN_DATE = {
-    "customers": "signup_date",
-    "subscriptions": "start_date",
-    "orders": "order_date",
-    "complaints": "opened_at",
-    "events": "event_time",
-    "referrals": "referral_date",
-    "offers": "offered_at",
-}
+MAIN_DATE = CONTRACT.known_at  # the column dating each table's rows (declared in the contract)
 
 
 def load_tables(
@@ -578,8 +570,8 @@ class _Checker:
         signed up on the day of their first subscription start, order or event. Returns what was done."""
         first = {"subscriptions": "start_date", "orders": "order_date", "events": "event_time"}
         parts = " UNION ALL ".join(
-            f"SELECT customer_id, TRY_CAST(left(CAST({first[t]} AS VARCHAR), 10) AS DATE) AS first_date "
-            f"FROM {self._raw(t)}"
+            f"SELECT customer_id, TRY_CAST(left(CAST({identifier(first[t])} AS VARCHAR), 10) AS DATE) "
+            f"AS first_date FROM {self._raw(t)}"
             for t in activity
         )
         self.con.execute(

@@ -12,7 +12,6 @@ from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
 from models.preprocessing import SnapshotEncoder
-from models.split import stratified_folds
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +181,8 @@ def fit_cross_validated(
     folds' out-of-fold scores, so every out-of-fold probability is honest. The returned model is the
     estimator refitted on all rows with a calibrator fitted on all out-of-fold scores.
     """
+    from models.split import stratified_folds  # training only: the served model does not import it
+
     y = rows[target].to_numpy(dtype=int)
     fold_of_row = np.zeros(len(rows), dtype=int)
     raw = np.zeros(len(rows))

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+from features.errors import ConfigError
 
-class SplitError(ValueError):
+
+class SplitError(ConfigError):
     """The data cannot be split as configured (too few labelled dates for the slices and gaps)."""
-
-
-class DecisionConfigError(ValueError):
-    """The decision configuration (reasons, ladder, valuation, actions) is malformed; the message names the key."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from omegaconf import DictConfig
 
 from models.errors import SplitError
 
@@ -73,3 +75,29 @@ def stratified_folds(
 
     folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return list(folds.split(rows, rows[target].to_numpy(dtype=int), groups=rows[group].to_numpy()))
+
+
+def load_snapshots(table_path: Path) -> pd.DataFrame:
+    """The labelled snapshots of a feature table."""
+    frame = pd.read_parquet(table_path)
+    frame = frame[frame["churned"].notna()].copy()
+    frame["churned"] = frame["churned"].astype(int)
+    frame["observation_date"] = pd.to_datetime(frame["observation_date"]).dt.date
+    return frame.reset_index(drop=True)
+
+
+def gap_days(cfg: DictConfig) -> int:
+    """Days between slices: the configured gap, or one label window (lead + horizon + grace)."""
+    if cfg.split.get("gap_days") is not None:
+        return int(cfg.split.gap_days)
+    return int(cfg.label.lead_days) + int(cfg.label.horizon_days) + int(cfg.label.get("grace_days", 0))
+
+
+def configured_split(cfg: DictConfig, snapshots: pd.DataFrame) -> TimeSplit:
+    """The time split the `split` config asks for, over the labelled snapshots' dates."""
+    return time_split(
+        snapshots["observation_date"].unique(),
+        test_dates=int(cfg.split.test_dates),
+        calibration_dates=int(cfg.split.calibration_dates),
+        gap_days=gap_days(cfg),
+    )

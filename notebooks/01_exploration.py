@@ -17,8 +17,8 @@
 # # Exploring the churn data
 #
 # What the input tables hold, how churn moves over time, and which features separate churners from the
-# rest. Nothing here is computed by hand: `pipeline.common.load_inputs` validates the tables against the data
-# contract, and `pipeline.features.build_features` writes the point-in-time feature table with its labels,
+# rest. Nothing here is computed by hand: `features.inputs.load_inputs` validates the tables against the data
+# contract, and `churnwise.api.build_features` writes the point-in-time feature table with its labels,
 # exactly as `make features` does (a few seconds on the 20,000-customer demo).
 #
 # **Configuration.** The project's Hydra config in `conf/`, composed as the stages compose it. Paths derive
@@ -35,17 +35,16 @@ from matplotlib.ticker import PercentFormatter
 from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
 
+from churnwise.api import build_features, ensure_demo_data, load_config
+from features.inputs import load_inputs
 from features.sql import identifier, literal
 from features.validation import MAIN_DATE
-from pipeline.common import load_inputs, project_config
-from pipeline.features import build_features
-from pipeline.generate import ensure_demo_data
-from pipeline.train import load_snapshots
+from models.split import load_snapshots
 
 # %matplotlib inline
 
 # %%
-cfg = project_config()  # CHURNWISE_HOME and CHURNWISE_OVERRIDES apply, see above
+cfg = load_config()  # CHURNWISE_HOME and CHURNWISE_OVERRIDES apply, see above
 
 print(f"data '{cfg.data.name}' in {cfg.data.path}")
 print(f"label '{cfg.label.name}': {OmegaConf.to_container(cfg.label)}")

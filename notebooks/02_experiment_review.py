@@ -38,16 +38,16 @@ from IPython.display import Image, display
 from mlflow.exceptions import MlflowException
 from scipy.special import logit
 
+from churnwise.api import load_config
+from decisions.reasons import ReasonFamilies, top_reasons
 from models.evaluation import expected_calibration_error
-from models.reasons import ReasonFamilies, top_reasons
-from models.split import slice_masks
-from pipeline.common import project_config
-from pipeline.train import HEADLINE, configured_split, load_snapshots
+from models.split import configured_split, load_snapshots, slice_masks
+from models.training import HEADLINE
 
 # %matplotlib inline
 
 # %%
-cfg = project_config()  # CHURNWISE_HOME and CHURNWISE_OVERRIDES apply, see above
+cfg = load_config()  # CHURNWISE_HOME and CHURNWISE_OVERRIDES apply, see above
 
 mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
 client = mlflow.MlflowClient()

@@ -1,97 +1,22 @@
-"""Stage: generate the demo data set (`python -m pipeline.generate`, `make data`)."""
+"""Entry point: Generate the demo data set (`make data`).
+
+`python -m pipeline.generate [hydra overrides]`, or `churnwise generate [overrides]`; the work is
+`churnwise.api.generate`.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-from dataclasses import asdict
-from pathlib import Path
-
 import hydra
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from features.demo import DemoSpec, DemoSummary, generate_demo
-from features.errors import ConfigError
-from features.snapshot_demo import TelcoSpec, TelcoSummary, generate_telco, sidecar_path_for
-from pipeline.common import stage
-from pipeline.preflight import check_settings
-
-log = logging.getLogger(__name__)
-
-
-def demo_spec(cfg: DictConfig) -> DemoSpec | TelcoSpec:
-    """The generator spec the config asks for, or ConfigError naming data.generator when it cannot be built."""
-    from hydra.errors import InstantiationException
-
-    if cfg.data.get("generator") is None:
-        raise ConfigError(
-            f"data.generator: data={cfg.data.name} has no demo generator; `make data` only makes demo data "
-            f"(data=demo or data=telco)"
-        )
-    try:
-        return instantiate(cfg.data.generator)
-    except InstantiationException as error:
-        cause = str(error.__cause__ or error).strip().splitlines()[0]
-        raise ConfigError(f"data.generator: {cause}") from None
-
-
-def generate(cfg: DictConfig, *, progress: bool = True) -> DemoSummary | TelcoSummary:
-    """Generate the configured demo data at the configured paths (replacing what the generator wrote there):
-    the dated demo tables and their truth files, or with data=snapshot a telecom-layout table and a table to
-    score."""
-    check_settings(cfg, "generate")
-    spec = demo_spec(cfg)
-    if isinstance(spec, TelcoSpec):
-        return generate_telco(spec, Path(cfg.data.path))
-    return generate_demo(spec, Path(cfg.data.path), Path(cfg.data.truth_path), progress=progress)
-
-
-def ensure_demo_data(cfg: DictConfig) -> bool:
-    """Generate the demo data when the config uses it and it is missing or was made from another spec.
-
-    Only a missing or empty folder, or one the generator wrote (it holds the demo manifest), is ever
-    (re)generated: a folder of other tables is left untouched. Returns whether data was generated.
-    """
-    if cfg.data.get("generator") is None or not cfg.data.get("generate_if_missing", False):
-        return False
-    spec = demo_spec(cfg)
-    if isinstance(spec, TelcoSpec):
-        return _ensure_telco(spec, Path(cfg.data.path))
-    folder = Path(cfg.data.path)
-    manifest = folder / "_manifest.json"
-    wanted = json.loads(json.dumps(asdict(spec), default=str))
-    if manifest.is_file():
-        made = json.loads(manifest.read_text()).get("spec")
-        if made == wanted:
-            return False
-        log.info("demo data in %s was made from another spec; regenerating", folder)
-    elif folder.is_dir() and any(folder.iterdir()):
-        log.info("%s holds tables that are not generated demo data; using them as they are", folder)
-        return False
-    else:
-        log.info("no demo data in %s yet; generating it", folder)
-    generate(cfg)
-    return True
-
-
-def _ensure_telco(spec: TelcoSpec, path: Path) -> bool:
-    """Generate the telecom-layout table when missing or made from another spec; a file the generator did not
-    write (your copy of the public table) is used as it is."""
-    sidecar = sidecar_path_for(path)
-    if path.exists() and not sidecar.is_file():
-        return False
-    if sidecar.is_file() and json.loads(sidecar.read_text()).get("spec") == asdict(spec):
-        return False
-    log.info("no synthetic telecom table at %s from this spec; generating it", path)
-    generate_telco(spec, path)
-    return True
+from churnwise import api
+from churnwise.stage import stage
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @stage
 def main(cfg: DictConfig) -> None:
-    generate(cfg)
+    api.generate(cfg)
 
 
 if __name__ == "__main__":

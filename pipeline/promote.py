@@ -1,185 +1,22 @@
-"""Stage: the promotion gate (`python -m pipeline.promote`, `make promote`; also the end of `make train`).
+"""Entry point: The promotion gate: move the champion alias when the challenger is better (`make promote`).
 
-Compares the registered `challenger` with the `champion` on the same, latest test slice and moves the
-`champion` alias only if the challenger is better on the configured metric by the configured margin and its
-calibration (ECE) is not worse beyond the tolerance. The first model becomes champion. The decision is
-logged as an MLflow run.
+`python -m pipeline.promote [hydra overrides]`, or `churnwise promote [overrides]`; the work is
+`churnwise.api.promote`.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from pathlib import Path
-
 import hydra
-import pandas as pd
 from omegaconf import DictConfig
 
-from features.errors import ConfigError
-from models.errors import SplitError
-from models.evaluation import classification_metrics
-from models.split import slice_masks
-from pipeline.common import load_registered_model, setup_mlflow, stage, tracked_run
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    """What the gate decided and why."""
-
-    promoted: bool
-    reason: str
-    challenger_version: str
-    champion_version: str | None
-    challenger_metrics: dict[str, float]
-    champion_metrics: dict[str, float]
-
-
-def decide(
-    challenger: dict[str, float],
-    champion: dict[str, float] | None,
-    *,
-    metric: str,
-    margin: float,
-    ece_tolerance: float,
-) -> tuple[bool, str]:
-    """The gate's rule on two sets of test metrics."""
-    if champion is None:
-        return True, "no champion yet: the first model becomes champion"
-    gain = challenger[metric] - champion[metric]
-    if gain < margin:
-        return (
-            False,
-            f"{metric} {challenger[metric]:.4f} vs champion {champion[metric]:.4f}: gain {gain:+.4f} < margin {margin}",
-        )
-    if challenger["ece"] > champion["ece"] + ece_tolerance:
-        return (
-            False,
-            f"calibration worse: ECE {challenger['ece']:.4f} vs champion {champion['ece']:.4f} (+{ece_tolerance} allowed)",
-        )
-    return (
-        True,
-        f"{metric} {challenger[metric]:.4f} vs champion {champion[metric]:.4f} (gain {gain:+.4f}); ECE {challenger['ece']:.4f}",
-    )
-
-
-def latest_test_slice(cfg: DictConfig) -> pd.DataFrame:
-    """The latest test slice of the current feature table (built if missing)."""
-    from pipeline.features import build_features
-    from pipeline.train import configured_split, load_snapshots
-
-    table = Path(cfg.paths.features_dir) / "features.parquet"
-    if not table.is_file():
-        table = build_features(cfg).table_path
-    snapshots = load_snapshots(table)
-    if cfg.split.kind != "time":
-        return snapshots  # K-fold: no held-out dates; both models are scored on all labelled rows
-    try:
-        split = configured_split(cfg, snapshots)
-    except SplitError:
-        return snapshots
-    return snapshots[slice_masks(snapshots["observation_date"], split)["test"]]
-
-
-def promote(cfg: DictConfig, test_rows: pd.DataFrame | None = None) -> PromotionDecision:
-    """Run the gate and move the champion alias when the challenger wins."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    setup_mlflow(cfg)
-    client = mlflow.MlflowClient()
-    name = cfg.mlflow.registered_model_name
-    try:
-        challenger = client.get_model_version_by_alias(name, "challenger")
-    except MlflowException as error:
-        raise ConfigError(
-            f"mlflow.registered_model_name {name}: no version has the alias 'challenger' "
-            f"({error.message.splitlines()[0]}); run `make train` first"
-        ) from None
-    try:
-        champion = client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        champion = None
-    test_rows = latest_test_slice(cfg) if test_rows is None else test_rows
-    y = test_rows["churned"].to_numpy()
-
-    def score(version: str) -> dict[str, float]:
-        model = load_registered_model(f"models:/{name}/{version}", "mlflow.registered_model_name")
-        predictions = model.predict(test_rows)
-        return classification_metrics(y, predictions["p_churn"].to_numpy())
-
-    challenger_metrics = score(challenger.version)
-    champion_metrics = None
-    incomparable = None
-    if champion is not None and champion.version != challenger.version:
-        incomparable = why_incomparable(
-            f"models:/{name}/{champion.version}", f"models:/{name}/{challenger.version}", test_rows
-        )
-        if incomparable is None:
-            champion_metrics = score(champion.version)
-    elif champion is not None:
-        champion_metrics = challenger_metrics
-    promotion = cfg.promotion
-    if champion is not None and champion.version == challenger.version:
-        promoted, reason = False, "the challenger is already the champion"
-    elif incomparable is not None:
-        promoted = False
-        reason = (
-            f"champion version {champion.version} cannot be compared with the challenger on its test slice: "
-            f"{incomparable}. The champion is unchanged; to replace it, move the alias 'champion' to version "
-            f"{challenger.version} (MLflow UI, or MlflowClient().set_registered_model_alias), or train under a "
-            f"name of its own (mlflow.registered_model_name=...)"
-        )
-        log.warning("%s", reason)
-    else:
-        promoted, reason = decide(
-            challenger_metrics, champion_metrics, metric=promotion.metric,
-            margin=float(promotion.margin), ece_tolerance=float(promotion.ece_tolerance),
-        )  # fmt: skip
-    tags = {
-        "stage": "promote",
-        "promotion.decision": "promoted" if promoted else "refused",
-        "promotion.reason": reason,
-        "challenger.version": str(challenger.version),
-        "champion.version": str(champion.version) if champion else "none",
-    }
-    with tracked_run("promotion", tags):
-        mlflow.log_metrics({f"challenger_{k}": v for k, v in challenger_metrics.items()})
-        if champion_metrics is not None:
-            mlflow.log_metrics({f"champion_{k}": v for k, v in champion_metrics.items()})
-        if promoted:  # last: the alias moves only once the run that says why is logged
-            client.set_registered_model_alias(name, "champion", challenger.version)
-    log.info("promotion gate: %s (%s)", "promoted" if promoted else "refused", reason)
-    return PromotionDecision(
-        promoted, reason, str(challenger.version), str(champion.version) if champion else None,
-        challenger_metrics, champion_metrics or {},
-    )  # fmt: skip
-
-
-def why_incomparable(champion_uri: str, challenger_uri: str, test_rows: pd.DataFrame) -> str | None:
-    """Why the champion cannot be scored on the challenger's test rows (features it needs are not there, or
-    it predicts another label), or None when it can."""
-    import mlflow
-
-    champion = mlflow.models.get_model_info(champion_uri)
-    challenger = mlflow.models.get_model_info(challenger_uri)
-    schema = champion.signature.inputs.input_names() if champion.signature else []
-    missing = [c for c in schema if c not in test_rows.columns]
-    if missing:
-        shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
-        return f"it was trained on features this data does not have ({shown})"
-    label = (champion.metadata or {}).get("label")
-    if label and label != (challenger.metadata or {}).get("label"):
-        return f"it predicts another label ({label.get('name')}, {label.get('horizon_days')} days)"
-    return None
+from churnwise import api
+from churnwise.stage import stage
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @stage
 def main(cfg: DictConfig) -> None:
-    promote(cfg)
+    api.promote(cfg)
 
 
 if __name__ == "__main__":

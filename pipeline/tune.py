@@ -1,170 +1,22 @@
-"""Stage: hyper-parameter tuning (`python -m pipeline.tune`, `make tune`).
+"""Entry point: Search the model's hyper-parameters, then train the best (`make tune`).
 
-Runs an Optuna study (TPE, seeded) over the search space in the `tune` config group. Each trial fits the
-model on the training dates before a gap and is scored on the latest training dates: the calibration and
-test slices are never seen. Data without a usable time axis (split=kfold, data=snapshot) is scored by
-stratified K-fold over all rows instead. Trials are nested MLflow runs under one parent; the best parameters are then
-trained, calibrated, evaluated and registered by the normal training stage.
+`python -m pipeline.tune [hydra overrides]`, or `churnwise tune [overrides]`; the work is
+`churnwise.api.tune`.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
-
 import hydra
-import numpy as np
-import optuna
-import pandas as pd
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
-from features.errors import ConfigError
-from models.calibration import NoCalibration
-from models.churn_model import fit_churn_model
-from models.errors import SplitError
-from models.evaluation import classification_metrics
-from models.split import slice_masks, stratified_folds
-from pipeline.common import check_tracking_store, setup_mlflow, stage, tracked_run
-from pipeline.features import build_features
-from pipeline.preflight import check_settings
-from pipeline.train import TrainResult, configured_split, gap_days, load_snapshots, train
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TuneResult:
-    """The best trial and the model trained with it."""
-
-    best_params: dict[str, Any]
-    best_value: float
-    parent_run_id: str
-    trained: TrainResult
-
-
-def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
-    """Parameters for one trial from the configured search space."""
-    params = {}
-    for name, spec in space.items():
-        if spec["type"] == "int":
-            params[name] = trial.suggest_int(
-                name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log", False))
-            )
-        elif spec["type"] == "float":
-            params[name] = trial.suggest_float(
-                name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False))
-            )
-        else:
-            raise ConfigError(f"tune.search_space.{name}: type must be int or float, not {spec['type']!r}")
-    return params
-
-
-def validation_pairs(cfg: DictConfig, snapshots: pd.DataFrame) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
-    """(fit rows, validation rows) a trial is scored on, never the calibration or test slice.
-
-    Time split: the training slice's latest `tune.validation_dates` dates (after a label-window gap) validate a
-    model fitted on the earlier ones. K-fold (no usable time axis, e.g. data=snapshot): stratified folds over
-    all rows, grouped by customer; a trial's score is the mean over the folds. The final K-fold metrics are
-    then measured on rows that also chose the parameters, so they are slightly optimistic.
-    """
-    if cfg.split.kind == "time":
-        try:
-            split = configured_split(cfg, snapshots)
-        except SplitError:
-            if not cfg.split.get("kfold_fallback", True):
-                raise
-        else:
-            gap = gap_days(cfg)
-            train_rows = snapshots[slice_masks(snapshots["observation_date"], split)["train"]]
-            validation_dates = sorted(split.train)[-int(cfg.tune.validation_dates) :]
-            fit_dates = [d for d in split.train if d + timedelta(days=gap) <= validation_dates[0]]
-            if not fit_dates:
-                raise ConfigError(
-                    "too few training dates to hold out tune.validation_dates after a gap; lower it"
-                )
-            fit_rows = train_rows[train_rows["observation_date"].isin(fit_dates)]
-            validation_rows = train_rows[train_rows["observation_date"].isin(validation_dates)]
-            log.info(
-                "tuning on %s snapshots (%d dates), validating on %s (%s .. %s)", f"{len(fit_rows):,}",
-                len(fit_dates), f"{len(validation_rows):,}", validation_dates[0], validation_dates[-1],
-            )  # fmt: skip
-            return [(fit_rows, validation_rows)]
-    folds = int(cfg.split.n_folds)
-    log.info("tuning with stratified %d-fold cross-validation over %s rows", folds, f"{len(snapshots):,}")
-    return [
-        (snapshots.iloc[fit], snapshots.iloc[held])
-        for fit, held in stratified_folds(snapshots, folds, int(cfg.tune.seed))
-    ]
-
-
-def tune(cfg: DictConfig) -> TuneResult:
-    """Search, then train the best configuration."""
-    import mlflow
-
-    check_settings(cfg, "tune")
-    check_tracking_store(
-        str(cfg.mlflow.tracking_uri)
-    )  # a store that cannot be used stops the run before any work
-    built = build_features(cfg)
-    manifest = built.manifest
-    features = [f["name"] for f in manifest["features"]]
-    snapshots = load_snapshots(built.table_path)
-    pairs = validation_pairs(cfg, snapshots)
-    space = OmegaConf.to_container(cfg.tune.search_space, resolve=True)
-    metric = cfg.tune.metric
-
-    setup_mlflow(cfg)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    tags = {"stage": "tune", "data.fingerprint": manifest["input"]["fingerprint"]}
-    with tracked_run("tune", tags) as parent:
-
-        def objective(trial: optuna.Trial) -> float:
-            params = suggest(trial, space)
-            estimator = instantiate(cfg.model).set_params(**params)
-            per_pair = []
-            for fit_rows, validation_rows in pairs:
-                model = fit_churn_model(
-                    estimator, NoCalibration(), fit_rows, validation_rows,
-                    features=features, categorical=manifest["categorical_features"],
-                )  # fmt: skip
-                y_validation = validation_rows["churned"].to_numpy()
-                per_pair.append(classification_metrics(y_validation, model.predict_proba(validation_rows)))
-            scores = {k: float(np.mean([m[k] for m in per_pair])) for k in per_pair[0]}
-            with tracked_run(f"trial-{trial.number}", {"stage": "tune-trial"}, nested=True):
-                mlflow.log_params(params)
-                mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
-            log.info("trial %d: validation %s %.4f", trial.number, metric, scores[metric])
-            return scores[metric]
-
-        study = optuna.create_study(
-            direction="maximize", sampler=optuna.samplers.TPESampler(seed=int(cfg.tune.seed))
-        )
-        study.optimize(objective, n_trials=int(cfg.tune.n_trials), show_progress_bar=True)
-        mlflow.log_params({f"best_{k}": v for k, v in study.best_params.items()})
-        mlflow.log_metric(f"best_validation_{metric}", study.best_value)
-
-    tuned = cfg.copy()
-    with open_dict(tuned):
-        for name, value in study.best_params.items():
-            tuned.model[name] = value
-    log.info(
-        "best trial %d: %s %.4f with %s; training it",
-        study.best_trial.number,
-        metric,
-        study.best_value,
-        study.best_params,
-    )
-    trained = train(tuned)
-    return TuneResult(dict(study.best_params), float(study.best_value), parent.info.run_id, trained)
+from churnwise import api
+from churnwise.stage import stage
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @stage
 def main(cfg: DictConfig) -> None:
-    tune(cfg)
+    api.tune(cfg)
 
 
 if __name__ == "__main__":

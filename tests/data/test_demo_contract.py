@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from features.contract import CONTRACT
-from features.demo import DemoSpec, generate_demo
+from features.demo.dated import DemoSpec, generate_demo
 from features.validation import load_tables
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import duckdb
 import pytest
 
-from features.demo import DemoSpec, DemoSummary, generate_demo
+from features.demo.dated import DemoSpec, DemoSummary, generate_demo
 
 SPEC = DemoSpec(n_customers=3_000, start_date="2022-01-01", months=24, seed=11, chunk_size=1_000)
 

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from features.demo import DemoSpec, generate_demo
+from features.demo.dated import DemoSpec, generate_demo
 from features.engine import build_feature_table, plan_build, write_feature_table
 from features.validation import load_tables
 

@@ -326,7 +326,7 @@ def test_a_malformed_contract_setting_is_named(settings: dict[str, object], key:
 
 
 def test_the_configured_bounds_reach_the_checks_through_load_inputs(tmp_path: Path, make_cfg) -> None:
-    from pipeline.common import load_inputs
+    from features.inputs import load_inputs
 
     folder = corpus(tmp_path, replace("orders", ",199.0", ",250000.0"))
     cfg = make_cfg("data=tables", f"data.path={folder}", "contract.max_amount=100000")

@@ -16,7 +16,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from features.contract import ContractSettings
-from features.demo import DemoSpec, generate_demo
+from features.demo.dated import DemoSpec, generate_demo
 from features.engine import build_feature_table
 from features.validation import load_tables
 

@@ -19,7 +19,8 @@ pytest_plugins = ["postgres_server"]
 def test_the_uri_and_mapping_in_conf_local_reach_the_copy_and_never_the_logs(
     tmp_path: Path, postgres_server: str
 ) -> None:
-    from pipeline.common import copy_from_postgres, resolved_config, resolved_yaml
+    from features.inputs import copy_from_postgres
+    from features.provenance import resolved_config, resolved_yaml
 
     uri = postgres_server.replace("postgresql://postgres@", "postgresql://postgres:pw-in-local@")
     with psycopg.connect(postgres_server, autocommit=True) as conn:

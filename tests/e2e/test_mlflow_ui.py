@@ -144,7 +144,7 @@ def test_run_metrics_and_calibration_plot_in_the_mlflow_ui(
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    from pipeline.train import train
+    from churnwise.api import train
 
     assert CHROMIUM.is_file(), f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)"
     assert f"MLflow UI: {ui_server.url}\n" in ui_server.log.read_text()

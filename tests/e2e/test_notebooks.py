@@ -22,7 +22,8 @@ from conftest import compose_config
 from hydra.core.global_hydra import GlobalHydra
 from nbclient import NotebookClient
 
-from pipeline.train import TrainResult, train
+from churnwise.api import train
+from models.training import TrainResult
 
 pytestmark = pytest.mark.slow
 

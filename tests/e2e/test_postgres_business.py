@@ -48,10 +48,7 @@ def load_into_postgres(uri: str, folder: Path) -> None:
 def test_a_business_in_postgresql_trains_and_scores_into_postgresql(
     tmp_path: Path, postgres_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.features import build_features
-    from pipeline.generate import generate
-    from pipeline.score import score
-    from pipeline.train import train
+    from churnwise.api import build_features, generate, score, train
 
     demo = compose_config(tmp_path / "demo")
     generate(demo, progress=False)
@@ -112,8 +109,8 @@ def test_a_business_in_postgresql_trains_and_scores_into_postgresql(
 def test_data_postgres_without_a_uri_says_where_to_set_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from churnwise.api import build_features
     from features.errors import ConfigError
-    from pipeline.features import build_features
 
     monkeypatch.delenv("CHURNWISE_PG_URI", raising=False)
     with pytest.raises(ConfigError, match=r"data\.uri.*CHURNWISE_PG_URI.*conf/local"):

@@ -13,7 +13,7 @@ import pytest
 from config_helpers import compose_config
 from sklearn.metrics import roc_auc_score
 
-from features.snapshot_demo import TelcoSpec, generate_telco, telco_frame
+from features.demo.telco import TelcoSpec, generate_telco, telco_frame
 
 pytestmark = pytest.mark.slow
 
@@ -35,9 +35,7 @@ def snapshot_config(root: Path, path: Path, *more: str):
 def test_a_telecom_snapshot_trains_with_kfold_scores_and_reports(tmp_path: Path) -> None:
     import mlflow
 
-    from pipeline.report import report
-    from pipeline.score import score
-    from pipeline.train import train
+    from churnwise.api import report, score, train
 
     made = generate_telco(SPEC, tmp_path / "telco.csv")
     raw = pd.read_csv(made.path, dtype=str, keep_default_na=False)
@@ -102,7 +100,7 @@ def test_a_telecom_snapshot_trains_with_kfold_scores_and_reports(tmp_path: Path)
 
 
 def test_a_snapshot_that_does_not_fit_stops_before_any_work(tmp_path: Path) -> None:
-    from pipeline.train import train
+    from churnwise.api import train
 
     made = generate_telco(TelcoSpec(n_customers=300, score_customers=10, seed=3), tmp_path / "telco.csv")
     frame = pd.read_csv(made.path, dtype=str, keep_default_na=False)
@@ -126,7 +124,7 @@ def test_a_snapshot_that_does_not_fit_stops_before_any_work(tmp_path: Path) -> N
 def test_the_generic_snapshot_config_names_what_it_needs_and_reads_any_layout(tmp_path: Path) -> None:
     from omegaconf.errors import MissingMandatoryValue
 
-    from pipeline.features import build_features
+    from churnwise.api import build_features
 
     path = tmp_path / "churn.csv"
     pd.DataFrame(

@@ -92,7 +92,7 @@ def test_train_from_nothing_generates_validates_and_tracks(tmp_path: Path) -> No
 
 
 def test_a_folder_of_user_tables_is_never_replaced_by_demo_data(make_cfg, tmp_path: Path) -> None:
-    from pipeline.generate import ensure_demo_data
+    from churnwise.api import ensure_demo_data
 
     tables = tmp_path / "mine"
     tables.mkdir()

@@ -17,10 +17,7 @@ CODES = {"login": "1", "app_session": "2", "usage": "3", "support_page_view": "4
 
 
 def test_subscriptions_and_coded_events_go_through_train_score_and_report(tmp_path: Path) -> None:
-    from pipeline.generate import generate
-    from pipeline.report import report
-    from pipeline.score import score
-    from pipeline.train import train
+    from churnwise.api import generate, report, score, train
 
     demo = compose_config(tmp_path / "demo")
     generate(demo, progress=False)

@@ -23,9 +23,7 @@ RENAMED = {  # contract table -> (the export's file, {contract column: the expor
 
 
 def test_an_export_with_renamed_tables_and_columns_trains_and_scores(tmp_path: Path) -> None:
-    from pipeline.generate import generate
-    from pipeline.score import score
-    from pipeline.train import train
+    from churnwise.api import generate, score, train
 
     demo = compose_config(tmp_path / "demo")
     generate(demo, progress=False)
@@ -58,8 +56,7 @@ def test_an_export_with_renamed_tables_and_columns_trains_and_scores(tmp_path: P
 
 
 def test_an_export_without_customers_derives_them_and_trains_on_activity(tmp_path: Path) -> None:
-    from pipeline.generate import generate
-    from pipeline.train import train
+    from churnwise.api import generate, train
 
     demo = compose_config(tmp_path / "demo")
     generate(demo, progress=False)
@@ -81,7 +78,7 @@ def test_an_export_without_customers_derives_them_and_trains_on_activity(tmp_pat
     assert {"bundles", "contract", "complaints"} <= set(manifest["skipped_families"])
 
     # without subscriptions there is no recurring revenue: lifetime value comes from purchases (conf/value)
-    from pipeline.score import score
+    from churnwise.api import score
 
     scored = score(cfg)
     out = pd.read_parquet(scored.path).set_index("customer_id")

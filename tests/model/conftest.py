@@ -16,7 +16,7 @@ def decision_project(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[DictConfig, Callable[..., DictConfig], Path]]:
     """(config, a function composing the config with more overrides, the project root) after `train`."""
-    from pipeline.train import train
+    from churnwise.api import train
 
     root = tmp_path_factory.mktemp("decisions")
 

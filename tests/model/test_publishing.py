@@ -19,11 +19,10 @@ from config_helpers import outputs_for
 from mlflow.exceptions import MlflowException
 from safety_helpers import changes, project_state
 
+import decisions.scoring as scoring
 import features.publish as publish
-import pipeline.score as scoring
+from churnwise.api import report, score
 from features.publish import PublishError
-from pipeline.report import report
-from pipeline.score import score
 
 pytestmark = pytest.mark.slow
 
@@ -145,7 +144,7 @@ def test_a_report_that_fails_while_tracking_leaves_the_previous_report(
 def test_a_training_whose_registration_fails_registers_nothing(
     decision_project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pipeline.train import train
+    from churnwise.api import train
 
     cfg, make, root = decision_project
     client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)

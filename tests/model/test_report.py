@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 from config_helpers import outputs_for
 
+from churnwise.api import report, score
 from features.publish import RECORD
-from pipeline.report import report
-from pipeline.score import score
 
 pytestmark = pytest.mark.slow
 

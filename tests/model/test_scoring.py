@@ -19,10 +19,12 @@ import pytest
 from config_helpers import SHRUNK, outputs_for
 from omegaconf import DictConfig, OmegaConf
 
+from churnwise.api import score
+from decisions.batch import output_columns
+from decisions.errors import DecisionConfigError
+from decisions.scoring import ScoreResult
 from features.errors import ConfigError
 from features.publish import RECORD, process_folder_name
-from models.errors import DecisionConfigError
-from pipeline.score import ScoreResult, output_columns, score
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,10 @@ from config_helpers import compose_config
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from pipeline.promote import decide
-from pipeline.train import TrainResult, load_snapshots, train
+from churnwise.api import train
+from models.promotion import decide
+from models.split import load_snapshots
+from models.training import TrainResult
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from features.demo import DemoSpec
+from features.demo.dated import DemoSpec
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
@@ -52,8 +52,9 @@ def test_required_groups_present() -> None:
 def test_decision_configs_build_a_policy_whose_rules_bind_to_the_default_features(
     make_cfg: Callable[..., DictConfig],
 ) -> None:
+    from decisions.plan import duckdb_type
+    from decisions.policy import decision_policy
     from features.engine import plan_every_feature
-    from pipeline.score import decision_policy, duckdb_type
 
     cfg = make_cfg(debug=False)
     policy = decision_policy(cfg)
@@ -88,8 +89,8 @@ def test_decision_configs_build_a_policy_whose_rules_bind_to_the_default_feature
 def test_a_malformed_decision_config_names_its_key(
     make_cfg: Callable[..., DictConfig], override: str, message: str
 ) -> None:
-    from models.errors import DecisionConfigError
-    from pipeline.score import decision_policy
+    from decisions.errors import DecisionConfigError
+    from decisions.policy import decision_policy
 
     with pytest.raises(DecisionConfigError, match=message):
         decision_policy(make_cfg(override))

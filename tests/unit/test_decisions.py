@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.actions import (
+from decisions.actions import (
     CorrectiveAction,
     Customers,
     LadderIntervention,
@@ -20,13 +20,13 @@ from models.actions import (
     expected_net_values,
     select_within_budget,
 )
-from models.decisions import DecisionPolicy, action_index, cost_column, eligible_column
-from models.errors import DecisionConfigError
-from models.ladder import LoyaltyLadder
-from models.reasons import ReasonFamilies, top_reasons
-from models.rules import Rule, check_rules, referenced_names
-from models.valuation import Valuation
-from models.value import lifetime_value
+from decisions.errors import DecisionConfigError
+from decisions.ladder import LoyaltyLadder
+from decisions.policy import DecisionPolicy, action_index, cost_column, eligible_column
+from decisions.reasons import ReasonFamilies, top_reasons
+from decisions.rules import Rule, check_rules, referenced_names
+from decisions.valuation import Valuation
+from decisions.value import lifetime_value
 
 FAMILIES = ReasonFamilies.from_config(
     {
@@ -407,7 +407,7 @@ def optimum(
 
 
 def test_leaving_out_dominated_customers_keeps_the_optimum() -> None:
-    from models.actions import undominated
+    from decisions.actions import undominated
 
     rng = np.random.default_rng(11)
     for _ in range(5):

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import features.demo as demo
-from features.demo import DemoSpec, DemoSummary, Mechanism, generate_demo
+import features.demo.dated as demo
+from features.demo.dated import DemoSpec, DemoSummary, Mechanism, generate_demo
 from features.errors import ConfigError
 from features.publish import RECORD
 

@@ -72,7 +72,7 @@ def test_families_whose_tables_are_absent_are_skipped_and_the_rest_built(tmp_pat
 def test_batched_parquet_output_equals_the_one_pass_build(tmp_path: Path) -> None:
     import pandas as pd
 
-    from features.demo import DemoSpec, generate_demo
+    from features.demo.dated import DemoSpec, generate_demo
     from features.engine import plan_build, write_feature_table
 
     summary = generate_demo(

@@ -177,7 +177,7 @@ def test_the_feature_table_is_written_to_a_folder_whose_name_has_quotes_and_glob
 
 
 def test_every_shipped_feature_passes_against_its_source_columns(tmp_path: Path) -> None:
-    from features.demo import DemoSpec, generate_demo
+    from features.demo.dated import DemoSpec, generate_demo
 
     summary = generate_demo(
         DemoSpec(n_customers=200, months=14, seed=5, chunk_size=200), tmp_path / "t", tmp_path / "x"

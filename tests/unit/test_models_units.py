@@ -73,7 +73,7 @@ def test_encoder_fixes_columns_and_categories_at_fit_time() -> None:
 
 
 def test_lifetime_value_follows_the_documented_formula() -> None:
-    from models.value import lifetime_value, monthly_retention
+    from decisions.value import lifetime_value, monthly_retention
 
     # 10% churn over 90 days -> monthly retention 0.9 ** (30.4375 / 90); 10% a year -> monthly discount rate.
     r = 0.9 ** (30.4375 / 90)

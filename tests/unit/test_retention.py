@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.retention import (
+from analytics.retention import (
     expected_lifetime,
     kaplan_meier,
     lifetime_table,

@@ -12,14 +12,14 @@ import pyarrow as pa
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
+from decisions.actions import CorrectiveAction
+from decisions.errors import DecisionConfigError
+from decisions.ladder import LoyaltyLadder
+from decisions.policy import DecisionPolicy, cost_column, eligible_column
+from decisions.reasons import ReasonFamilies
+from decisions.rules import RULE_INPUTS, Rule, check_rules, evaluate_locked, referenced_names
+from decisions.valuation import Valuation
 from features.expressions import SCALAR_FUNCTIONS, checked_expression
-from models.actions import CorrectiveAction
-from models.decisions import DecisionPolicy, cost_column, eligible_column
-from models.errors import DecisionConfigError
-from models.ladder import LoyaltyLadder
-from models.reasons import ReasonFamilies
-from models.rules import RULE_INPUTS, Rule, check_rules, evaluate_locked, referenced_names
-from models.valuation import Valuation
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 RUNGS = ["prospect", "customer", "client", "partner"]
@@ -205,8 +205,9 @@ def test_every_allowed_scalar_function_has_an_example() -> None:
 def shipped_policy(
     make_cfg: Callable[..., DictConfig], *overrides: str
 ) -> tuple[DecisionPolicy, dict[str, str]]:
+    from decisions.plan import duckdb_type
+    from decisions.policy import decision_policy
     from features.engine import plan_every_feature
-    from pipeline.score import decision_policy, duckdb_type
 
     cfg = make_cfg(*overrides, debug=False)
     features = plan_every_feature(OmegaConf.to_container(cfg.features, resolve=True), ["login", "usage"])

@@ -16,6 +16,8 @@ import duckdb
 import pandas as pd
 import pytest
 
+from churnwise.settings import check_settings, check_targets
+from features.dates import config_date
 from features.errors import ConfigError
 from features.publish import (
     RECORD,
@@ -33,7 +35,6 @@ from features.publish import (
 )
 from features.redaction import SecretFilter, redact, redacted_config, scrub, secret_values
 from features.sql import identifier, literal, safe_name
-from pipeline.preflight import check_settings, check_targets, config_date
 
 
 def dead_pid() -> int:
@@ -243,7 +244,7 @@ def test_targets_only_name_churnwise_or_estimator_classes() -> None:
     check_targets(
         {
             "model": {"_target_": "lightgbm.LGBMClassifier"},
-            "x": [{"_target_": "models.actions.CorrectiveAction"}],
+            "x": [{"_target_": "decisions.actions.CorrectiveAction"}],
         }
     )
     for target in ("os.system", "builtins.eval", "subprocess.Popen", "lightgbm", "sklearn.x; rm"):
@@ -332,7 +333,7 @@ def test_runs_left_running_by_a_killed_process_are_marked_failed_and_their_unali
 ) -> None:
     import mlflow
 
-    from pipeline.common import mark_killed_runs_failed, process_tags
+    from models.tracking import mark_killed_runs_failed, process_tags
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     experiment = mlflow.create_experiment("killed", artifact_location=(tmp_path / "art").as_uri())
@@ -355,9 +356,9 @@ def test_runs_left_running_by_a_killed_process_are_marked_failed_and_their_unali
 def test_clean_data_removes_what_churnwise_generated_and_keeps_the_users_files(
     make_cfg, tmp_path: Path
 ) -> None:
-    from features.demo import DemoSpec, generate_demo
-    from features.snapshot_demo import TelcoSpec, generate_telco
-    from pipeline.clean import clean_data
+    from churnwise.api import clean_data
+    from features.demo.dated import DemoSpec, generate_demo
+    from features.demo.telco import TelcoSpec, generate_telco
 
     cfg = make_cfg()
     data = Path(cfg.paths.data_dir)

@@ -208,7 +208,7 @@ def test_a_table_to_score_must_hold_readable_values_for_the_models_features(tmp_
 
 
 def test_tuning_a_snapshot_validates_on_stratified_folds_of_all_rows(make_cfg) -> None:
-    from pipeline.tune import validation_pairs
+    from models.tuning import validation_pairs
 
     cfg = make_cfg("data=telco", debug=False)
     rows = pd.DataFrame(
@@ -224,7 +224,7 @@ def test_tuning_a_snapshot_validates_on_stratified_folds_of_all_rows(make_cfg) -
 
 
 def test_make_validate_checks_a_snapshot_to_score_without_its_label(tmp_path: Path, make_cfg) -> None:
-    from pipeline.validate import validate_snapshot
+    from features.checking import validate_snapshot
 
     path = tmp_path / "to_score.csv"
     path.write_text("\n".join([HEADER.removesuffix(",Churn"), *(r.rsplit(",", 1)[0] for r in ROWS)]) + "\n")

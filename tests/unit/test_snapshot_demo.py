@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.demo.telco import TelcoSpec, TelcoSummary, generate_telco, telco_frame
 from features.errors import ConfigError
-from features.snapshot_demo import TelcoSpec, TelcoSummary, generate_telco, telco_frame
 
 SPEC = TelcoSpec(n_customers=2000, score_customers=300, seed=7)
 

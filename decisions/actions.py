@@ -14,7 +14,7 @@ Two kinds of action, each a class built from `_target_` in `conf/actions/`:
 
 `cost` and `eligible` are SQL expressions over the features (or a number for `cost`): the decision policy
 allow-lists them, checks them against the features and evaluates them where files cannot be reached
-(`models.rules`, docs/scoring.md#decision-rules).
+(`decisions.rules`, docs/scoring.md#decision-rules).
 
 Each customer gets the eligible action with the highest expected net value (corrective actions for customers
 with `p_churn >= low_risk_below`, ladder interventions below it). Customers are ranked by that value, and
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.errors import DecisionConfigError
-from models.value import lifetime_value
+from decisions.errors import DecisionConfigError
+from decisions.value import lifetime_value
 
 log = logging.getLogger(__name__)
 

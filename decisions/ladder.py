@@ -13,9 +13,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from decisions.errors import DecisionConfigError
+from decisions.rules import RULE_INPUTS, Rule, check_rules, evaluate_locked, refuse_unsafe, with_absent
 from features.sql import literal
-from models.errors import DecisionConfigError
-from models.rules import RULE_INPUTS, Rule, check_rules, evaluate_locked, refuse_unsafe, with_absent
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import DecisionConfigError
+from decisions.errors import DecisionConfigError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from models.decisions import DecisionPolicy
+from decisions.policy import DecisionPolicy
+from features.sql import identifier
 
 CURVE_POINTS = 2000  # points kept of the budget curve
 
@@ -101,22 +102,24 @@ class ScoringSummary:
         return "\n".join(lines)
 
 
-def summarise(
-    con: Any, table: str, policy: DecisionPolicy, prospects: int | None, budget: float
-) -> ScoringSummary:
-    """Sum up the scoring output in DuckDB table `table`."""
-    totals = con.execute(
-        f"""SELECT count(*), avg(p_churn), sum(clv), sum(value_at_risk),
+def summarise(output: Any, policy: DecisionPolicy, prospects: int | None, budget: float) -> ScoringSummary:
+    """Sum up the scoring output (a DuckDB relation)."""
+
+    def query(sql: str) -> Any:
+        return output.query("output_rows", sql)
+
+    totals = query(
+        """SELECT count(*), avg(p_churn), sum(clv), sum(value_at_risk),
                    coalesce(sum(action_cost) FILTER (WHERE selected), 0),
                    count(*) FILTER (WHERE selected),
                    coalesce(sum(expected_net_value + action_cost) FILTER (WHERE selected), 0),
                    coalesce(sum(expected_net_value) FILTER (WHERE selected), 0)
-            FROM {table}"""
+            FROM output_rows"""
     ).fetchall()[0]
-    ladder = con.execute(
-        f"""SELECT ladder_rung AS rung, count(*) AS customers, sum(value_at_risk) AS value_at_risk,
+    ladder = query(
+        """SELECT ladder_rung AS rung, count(*) AS customers, sum(value_at_risk) AS value_at_risk,
                    count(*) FILTER (WHERE selected) AS selected
-            FROM {table} GROUP BY ladder_rung"""
+            FROM output_rows GROUP BY ladder_rung"""
     ).df()
     rungs = pd.DataFrame({"rung": list(policy.ladder.rungs)})
     ladder = rungs.merge(ladder, on="rung", how="left")
@@ -125,17 +128,17 @@ def summarise(
     ].fillna(0)
     if prospects is not None:
         ladder.loc[ladder["rung"] == policy.ladder.prospect, "customers"] = prospects
-    valuation = con.execute(
-        f"""SELECT valuation_segment, count(*) AS customers, sum(clv) AS clv, sum(value_at_risk) AS value_at_risk,
+    valuation = query(
+        """SELECT valuation_segment, count(*) AS customers, sum(clv) AS clv, sum(value_at_risk) AS value_at_risk,
                    count(*) FILTER (WHERE selected) AS selected
-            FROM {table} GROUP BY valuation_segment ORDER BY sum(clv) DESC"""
+            FROM output_rows GROUP BY valuation_segment ORDER BY sum(clv) DESC"""
     ).df()
-    actions = con.execute(
-        f"""SELECT action, count(*) AS best_for, count(*) FILTER (WHERE selected) AS selected,
+    actions = query(
+        """SELECT action, count(*) AS best_for, count(*) FILTER (WHERE selected) AS selected,
                    coalesce(sum(action_cost) FILTER (WHERE selected), 0) AS cost,
                    coalesce(sum(expected_net_value + action_cost) FILTER (WHERE selected), 0) AS expected_saved_value,
                    coalesce(sum(expected_net_value) FILTER (WHERE selected), 0) AS expected_net_value
-            FROM {table} WHERE action IS NOT NULL GROUP BY action"""
+            FROM output_rows WHERE action IS NOT NULL GROUP BY action"""
     ).df()
     catalogue = pd.DataFrame(
         {
@@ -150,19 +153,19 @@ def summarise(
     reason_columns = [f"reason_{i + 1}" for i in range(policy.top_reasons)]
     if reason_columns:
         listed = " UNION ALL ".join(
-            f"SELECT {c} AS reason, {i == 0} AS first FROM {table} WHERE {c} IS NOT NULL"
+            f"SELECT {identifier(c)} AS reason, {i == 0} AS first FROM output_rows WHERE {identifier(c)} IS NOT NULL"
             for i, c in enumerate(reason_columns)
         )
-        reasons = con.execute(
+        reasons = query(
             f"""SELECT reason, count(*) FILTER (WHERE first) AS first, count(*) AS top
                 FROM ({listed}) GROUP BY reason ORDER BY count(*) DESC, reason"""
         ).df()
     else:
         reasons = pd.DataFrame({"reason": [], "first": [], "top": []})
     reasons["share_top"] = reasons["top"] / max(int(totals[0]), 1)
-    curve = con.execute(
-        f"""SELECT sum(action_cost) OVER w AS cumulative_cost, sum(expected_net_value) OVER w AS cumulative_value
-            FROM {table} WHERE expected_net_value > 0
+    curve = query(
+        """SELECT sum(action_cost) OVER w AS cumulative_cost, sum(expected_net_value) OVER w AS cumulative_value
+            FROM output_rows WHERE expected_net_value > 0
             WINDOW w AS (ORDER BY priority ROWS UNBOUNDED PRECEDING) ORDER BY priority"""
     ).df()
     if len(curve) > CURVE_POINTS:

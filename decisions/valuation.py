@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from decisions.errors import DecisionConfigError
+from decisions.rules import Rule, refuse_unsafe
 from features.sql import literal
-from models.errors import DecisionConfigError
-from models.rules import Rule, refuse_unsafe
 
 
 @dataclass(frozen=True)

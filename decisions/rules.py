@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from decisions.errors import DecisionConfigError
 from features.expressions import ExpressionError, checked_expression, referenced_columns
 from features.sql import identifier, locked_connection
-from models.errors import DecisionConfigError
 
 # The name a batch of feature rows is registered under on the locked connection.
 RULE_INPUTS = "rule_inputs"

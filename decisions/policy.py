@@ -3,7 +3,7 @@ strategic value, reasons and best retention action.
 
 `DecisionPolicy` holds the configured parts (`conf/reasons`, `conf/ladder`, `conf/valuation`,
 `conf/actions`). Its rules are SQL over the scoring-date features, allow-listed when the policy is built
-(`models.rules`): `evaluate` / `rules_reader` add the rung, the strategic value, and each action's eligibility
+(`decisions.rules`): `evaluate` / `rules_reader` add the rung, the strategic value, and each action's eligibility
 and cost to each chunk of feature rows as the customers stream out, on a DuckDB connection that cannot reach
 files; `decide` then computes reasons and expected net values for a chunk with numpy. The global steps
 (valuation thresholds, priority, the budget) run once all chunks are in.
@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 
-from features.sql import identifier
-from models.actions import Action, Customers, ValueParameters, choose_actions, expected_net_values
-from models.errors import DecisionConfigError
-from models.ladder import LoyaltyLadder
-from models.reasons import ReasonFamilies, TopReasons
-from models.rules import (
+from decisions.actions import Action, Customers, ValueParameters, choose_actions, expected_net_values
+from decisions.errors import DecisionConfigError
+from decisions.ladder import LoyaltyLadder
+from decisions.reasons import ReasonFamilies, TopReasons
+from decisions.rules import (
     RULE_INPUTS,
     Rule,
     bind_rules,
@@ -33,7 +34,8 @@ from models.rules import (
     refuse_unsafe,
     with_absent,
 )
-from models.valuation import Valuation
+from decisions.valuation import Valuation
+from features.sql import identifier
 
 # Columns the decision rules add before the action rules run: eligibility and cost may use them.
 DECISION_COLUMNS = {"ladder_rung": "VARCHAR", "strategic_value": "DOUBLE"}
@@ -258,3 +260,32 @@ def action_index(actions: Sequence[str | None], names: Sequence[str]) -> np.ndar
     """Catalogue index of each action name (-1 for none)."""
     codes = pd.Categorical(pd.Series(actions, dtype=object), categories=list(names)).codes
     return np.asarray(codes, dtype=int)
+
+
+def decision_policy(cfg: DictConfig) -> DecisionPolicy:
+    """The decision policy the `reasons`, `ladder`, `valuation` and `actions` configs describe."""
+    from hydra.errors import InstantiationException
+
+    actions = cfg.actions
+    catalogue = []
+    for name, spec in actions.catalogue.items():
+        try:
+            catalogue.append(instantiate(spec, name=str(name), _convert_="all"))
+        except InstantiationException as error:
+            if isinstance(error.__cause__, DecisionConfigError):
+                raise error.__cause__ from error
+            cause = str(error.__cause__ or error).strip().splitlines()[0]
+            raise DecisionConfigError(f"actions.catalogue.{name}: {cause}") from error
+    return DecisionPolicy(
+        ladder=LoyaltyLadder.from_config(OmegaConf.to_container(cfg.ladder, resolve=True)),
+        valuation=Valuation.from_config(OmegaConf.to_container(cfg.valuation, resolve=True)),
+        reasons=ReasonFamilies.from_config(OmegaConf.to_container(cfg.reasons, resolve=True)),
+        catalogue=tuple(catalogue),
+        top_reasons=int(cfg.reasons.top_k),
+        explain=bool(cfg.reasons.enabled),
+        low_risk_below=float(actions.low_risk_below),
+        contact_rule=str(actions.contact_rule or "TRUE"),
+        budget=float(actions.budget),
+        selection=str(actions.selection),
+        exact_time_limit_seconds=float(actions.exact_time_limit_seconds),
+    )

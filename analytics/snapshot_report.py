@@ -1,4 +1,4 @@
-"""The retention report of a snapshot table (data=snapshot; part of `make report`, see docs/report.md).
+"""The retention report of a snapshot table (data=snapshot; see docs/report.md).
 
 A snapshot holds one row per customer and whether each left within one label period (`label.horizon_days`,
 a month in the telecom layout), so the report is built from that period:
@@ -20,12 +20,13 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig
 
+from analytics.retention import expected_lifetime, kaplan_meier, lifetime_table, survival_at, survival_figure
+from analytics.sections import Report, add_scoring_sections, model_reasons_of_churners, reason_inputs
+from features.build import load_snapshot, snapshot_data_end
+from features.dates import as_of_date
 from features.io import TableFile
 from features.snapshot import RAW, feature_select, label_expression
 from features.sql import identifier
-from models.retention import expected_lifetime, kaplan_meier, lifetime_table, survival_at, survival_figure
-from pipeline.features import load_snapshot
-from pipeline.report import Report, add_scoring_sections, model_reasons_of_churners
 
 DAYS_PER_YEAR = 365.25
 MAX_LEVELS = 12  # columns with more values are not broken down
@@ -56,7 +57,7 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
     horizon = int(cfg.label.horizon_days)
     periods_per_year = DAYS_PER_YEAR / horizon
     minimum = int(cfg.report.min_customers)
-    as_of = spec.as_of or pd.Timestamp.today().date()
+    as_of = as_of_date(spec.as_of, snapshot_data_end(con, table))
     breakdown = [
         c for c, s in ((c, planned.sources.get(n)) for n, c in _raw_columns(planned.sources).items())
         if s and s["kind"] in ("binary", "categorical", "term")
@@ -154,7 +155,7 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
             {"survival at 1, 2 and 4 years": survival},
             {"survival_by_contract.png": survival_figure(curves, "Survival over tenure (Kaplan-Meier)")},
         )
-    model_reasons, note = model_reasons_of_churners(cfg)
+    model_reasons, note = model_reasons_of_churners(*reason_inputs(cfg))
     report.add(
         "Why customers defect",
         f"The model's reasons for the churners of the snapshot ({note}).",

@@ -3,43 +3,27 @@
 Each stage calls `check_settings(cfg, stage)` first: names that become folders, files or table names are
 plain names, every output path resolves inside its configured root, numbers are in range and dates exist.
 A setting that does not fit raises `ConfigError` naming its key, so the run stops with one line (exit 2) and
-nothing is written. `config_date` is the one reader of a date setting.
+nothing is written. Dates are read by `features.dates.config_date`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from features.dates import config_date
 from features.errors import ConfigError
 from features.postgres import IDENTIFIER as POSTGRES_IDENTIFIER
 from features.sql import safe_name
 
-ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # The packages a config's `_target_` may build objects from: churnwise's own and the estimator libraries.
 # A config string never names other code; to build objects of another package, add it here (a code change).
-TARGET_PACKAGES = ("features", "models", "sklearn", "lightgbm", "xgboost", "catboost")
+TARGET_PACKAGES = ("features", "models", "decisions", "sklearn", "lightgbm", "xgboost", "catboost")
 TARGET = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
-
-
-def config_date(value: Any, key: str) -> date | None:
-    """A date setting (YYYY-MM-DD, or null), or ConfigError naming the key (2024-02-30 does not exist)."""
-    if value is None:
-        return None
-    if isinstance(value, date):
-        return value
-    text = str(value).strip()
-    if not ISO_DATE.match(text):
-        raise ConfigError(f"{key}: {text!r} is not a date; write it as YYYY-MM-DD, e.g. 2024-10-01")
-    try:
-        return date.fromisoformat(text)
-    except ValueError as error:
-        raise ConfigError(f"{key}: {text!r} is not a date ({error})") from error
 
 
 def _integer(cfg: DictConfig, key: str, minimum: int, *, optional: bool = False) -> None:

@@ -1,0 +1,1 @@
+"""Retention analytics: retention rates, survival, lifetime, defection reasons and the retention report."""

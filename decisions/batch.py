@@ -1,0 +1,152 @@
+"""Scoring in batches: each chunk of customers scored, valued, explained and given its best action, then
+every customer ranked and the budgeted selection made over all of them."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from decisions.actions import ValueParameters, select_within_budget
+from decisions.plan import ScoringPlan
+from decisions.policy import DecisionPolicy, action_index
+from decisions.reasons import top_reasons
+from decisions.value import lifetime_value
+from features.sql import identifier, literal
+
+
+def output_columns(top_reasons: int = 3) -> list[str]:
+    """The columns of the scoring output, in order (`reason_1 .. reason_<top_reasons>`)."""
+    return [
+        "customer_id", "as_of", "p_churn", "clv", "value_at_risk", "strategic_value", "valuation_segment",
+        "ladder_rung", *(f"reason_{i + 1}" for i in range(top_reasons)), "action", "action_kind",
+        "action_cost", "expected_net_value", "selected", "priority", "model_version",
+    ]  # fmt: skip
+
+
+def score_chunks(
+    features: duckdb.DuckDBPyRelation,
+    model: Any,
+    policy: DecisionPolicy,
+    planned: ScoringPlan,
+    value: ValueParameters,
+    as_of: date,
+    model_version: str,
+    *,
+    chunk_rows: int,
+    into: Path,
+) -> Path:
+    """Score the feature rows a chunk at a time into the Parquet file `into`; returns it.
+
+    Memory is bounded by the chunk: customers stream out of DuckDB, and each chunk's results are appended
+    to the file on disk.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    from models.pyfunc import contribution_matrix
+
+    params = {"contributions": True} if policy.explain else None  # the pyfunc returns contributions too
+    rows = int(features.shape[0])
+    # The rules run chunk by chunk on a connection that cannot reach files, not on the features' one.
+    ordered = features.order("customer_id")
+    reader = policy.rules_reader(ordered.to_arrow_reader(chunk_rows), planned.absent)
+    schema = pa.schema(
+        [("customer_id", reader.schema.field("customer_id").type), ("as_of", pa.date32())]
+        + [(c, pa.float64()) for c in ("p_churn", "clv", "value_at_risk", "strategic_value")]
+        + [("ladder_rung", pa.string())]
+        + [(f"reason_{i + 1}", pa.string()) for i in range(policy.top_reasons)]
+        + [("action", pa.string()), ("action_kind", pa.string())]
+        + [
+            ("action_cost", pa.float64()),
+            ("expected_net_value", pa.float64()),
+            ("model_version", pa.string()),
+        ]
+    )
+    with (
+        pq.ParquetWriter(into, schema) as writer,
+        tqdm(total=rows, desc="scoring", unit="customer", disable=rows <= chunk_rows) as bar,
+    ):
+        for batch in reader:
+            frame = batch.to_pandas()
+            inputs = frame[planned.model_features]
+            predicted = model.predict(inputs, params=params)
+            p_churn = predicted["p_churn"].to_numpy(dtype=float)
+            revenue = planned.revenue.monthly_revenue(frame)
+            clv = lifetime_value(
+                p_churn, revenue, horizon_days=value.horizon_days, margin_rate=value.margin_rate,
+                annual_discount_rate=value.annual_discount_rate,
+            )  # fmt: skip
+            explained = None
+            if policy.explain:
+                contributions, names = contribution_matrix(predicted)
+                explained = top_reasons(contributions, names, policy.reasons, policy.top_reasons)
+            decided = policy.decide(frame, p_churn, clv, revenue, explained, value)
+            chunk = pd.concat(
+                [
+                    pd.DataFrame(
+                        {
+                            "customer_id": frame["customer_id"],
+                            "as_of": as_of,
+                            "p_churn": p_churn,
+                            "clv": clv,
+                            "value_at_risk": p_churn * clv,
+                        },
+                        index=frame.index,
+                    ),
+                    decided,
+                ],
+                axis=1,
+            ).assign(model_version=model_version)
+            writer.write_table(pa.Table.from_pandas(chunk, schema=schema, preserve_index=False))
+            bar.update(len(frame))
+    return into
+
+
+def finalise(
+    con: duckdb.DuckDBPyConnection, scored_file: Path, policy: DecisionPolicy
+) -> duckdb.DuckDBPyRelation:
+    """Valuation segments, priority and the budgeted selection over all customers scored into `scored_file`;
+    returns the scoring output in priority order (a table on `con`)."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE scored AS SELECT * FROM read_parquet({literal(scored_file)})")
+    valuation = policy.valuation
+    if valuation.high_clv_min is not None:
+        threshold = valuation.high_clv_min
+    else:
+        threshold = con.execute(
+            "SELECT quantile_cont(clv, ?) FROM scored", [valuation.high_clv_quantile]
+        ).fetchall()[0][0]
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE ranked AS
+            SELECT *, {valuation.segment_sql(float(threshold))} AS valuation_segment,
+                   row_number() OVER (ORDER BY expected_net_value DESC NULLS LAST, customer_id) AS priority
+            FROM scored"""
+    )
+    ordered = con.execute("SELECT action, action_cost, expected_net_value FROM ranked ORDER BY priority").df()
+    selected = select_within_budget(
+        action_index(ordered["action"].to_numpy(dtype=object), policy.action_names),
+        ordered["action_cost"].to_numpy(dtype=float, na_value=np.nan),
+        ordered["expected_net_value"].to_numpy(dtype=float, na_value=np.nan),
+        policy.budget,
+        policy.capacities(),
+        method=policy.selection,
+        time_limit_seconds=policy.exact_time_limit_seconds,
+    )
+    selection = pd.DataFrame({"priority": np.arange(1, len(selected) + 1), "selected": selected})
+    con.register("selection", selection)
+    select = ", ".join(
+        "s.selected" if c == "selected" else f"r.{identifier(c)}" for c in output_columns(policy.top_reasons)
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE scoring_output AS
+            SELECT {select} FROM ranked r JOIN selection s USING (priority) ORDER BY r.priority"""
+    )
+    con.unregister("selection")
+    con.execute("DROP TABLE ranked")
+    con.execute("DROP TABLE scored")
+    return con.table("scoring_output")
