@@ -19,7 +19,7 @@ from features.errors import ConfigError
 from models.errors import SplitError
 from models.evaluation import classification_metrics
 from models.registry import load_registered_model
-from models.split import configured_split, load_snapshots, slice_masks
+from models.split import SplitSettings, configured_split, load_snapshots, slice_masks
 from models.tracking import TrackingSettings, tracked_run
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def latest_test_slice(cfg: DictConfig) -> pd.DataFrame:
     if cfg.split.kind != "time":
         return snapshots  # K-fold: no held-out dates; both models are scored on all labelled rows
     try:
-        split = configured_split(cfg, snapshots)
+        split = configured_split(SplitSettings.from_config(cfg.split, cfg.label), snapshots)
     except SplitError:
         return snapshots
     return snapshots[slice_masks(snapshots["observation_date"], split)["test"]]

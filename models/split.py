@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 
 from models.errors import SplitError
 
@@ -86,18 +86,42 @@ def load_snapshots(table_path: Path) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def gap_days(cfg: DictConfig) -> int:
-    """Days between slices: the configured gap, or one label window (lead + horizon + grace)."""
-    if cfg.split.get("gap_days") is not None:
-        return int(cfg.split.gap_days)
-    return int(cfg.label.lead_days) + int(cfg.label.horizon_days) + int(cfg.label.get("grace_days", 0))
+@dataclass(frozen=True)
+class SplitSettings:
+    """How labelled snapshots are split (`split`, with the gap derived from `label`): by time (test,
+    calibration and training dates apart by `gap_days`), or stratified K-fold grouped by customer."""
+
+    kind: str = "time"
+    test_dates: int = 3
+    calibration_dates: int = 3
+    early_stopping_dates: int = 0
+    gap_days: int = 0
+    kfold_fallback: bool = True
+    n_folds: int = 5
+
+    @classmethod
+    def from_config(cls, split_cfg: Any, label_cfg: Any) -> SplitSettings:
+        """The settings of the `split` and `label` config nodes: without `split.gap_days`, the gap is one
+        label window (lead + horizon + grace)."""
+        gap = split_cfg.get("gap_days")
+        if gap is None:
+            gap = int(label_cfg.lead_days) + int(label_cfg.horizon_days) + int(label_cfg.get("grace_days", 0))
+        return cls(
+            kind=str(split_cfg.kind),
+            test_dates=int(split_cfg.get("test_dates", 3)),
+            calibration_dates=int(split_cfg.get("calibration_dates", 3)),
+            early_stopping_dates=int(split_cfg.get("early_stopping_dates") or 0),
+            gap_days=int(gap),
+            kfold_fallback=bool(split_cfg.get("kfold_fallback", True)),
+            n_folds=int(split_cfg.n_folds),
+        )
 
 
-def configured_split(cfg: DictConfig, snapshots: pd.DataFrame) -> TimeSplit:
-    """The time split the `split` config asks for, over the labelled snapshots' dates."""
+def configured_split(settings: SplitSettings, snapshots: pd.DataFrame) -> TimeSplit:
+    """The time split the settings ask for, over the labelled snapshots' dates."""
     return time_split(
         snapshots["observation_date"].unique(),
-        test_dates=int(cfg.split.test_dates),
-        calibration_dates=int(cfg.split.calibration_dates),
-        gap_days=gap_days(cfg),
+        test_dates=settings.test_dates,
+        calibration_dates=settings.calibration_dates,
+        gap_days=settings.gap_days,
     )

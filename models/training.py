@@ -42,7 +42,7 @@ from models.evaluation import (
     targeting_profit,
 )
 from models.registry import register_challenger
-from models.split import configured_split, load_snapshots, slice_masks
+from models.split import SplitSettings, configured_split, load_snapshots, slice_masks
 from models.tracking import TrackingSettings, config_params, tracked_run
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,10 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     features = [f["name"] for f in manifest["features"]]
     categorical = manifest["categorical_features"]
     snapshots = load_snapshots(built.table_path)
-    fitted = fit_and_evaluate(cfg, snapshots, features, categorical, instantiate(cfg.model))
+    settings, seed = SplitSettings.from_config(cfg.split, cfg.label), int(cfg.seed)
+    fitted = fit_and_evaluate(
+        settings, snapshots, features, categorical, instantiate(cfg.model), instantiate(cfg.calibration), seed
+    )
     model, test_rows, p_test, split = fitted.model, fitted.test_rows, fitted.p_test, fitted.description
     y_test = test_rows["churned"].to_numpy()
     metrics = {f"test_{k}": v for k, v in classification_metrics(y_test, p_test).items()}
@@ -99,7 +102,10 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
         }
 
     if cfg.evaluation.get("baseline"):
-        base = fit_and_evaluate(cfg, snapshots, features, categorical, instantiate(cfg.evaluation.baseline))
+        base = fit_and_evaluate(
+            settings, snapshots, features, categorical, instantiate(cfg.evaluation.baseline),
+            instantiate(cfg.calibration), seed,
+        )  # fmt: skip
         metrics |= {
             f"baseline_test_{k}": v
             for k, v in classification_metrics(y_test, base.p_test).items()
@@ -151,28 +157,30 @@ class Fitted:
 
 
 def fit_and_evaluate(
-    cfg: DictConfig, snapshots: pd.DataFrame, features: list[str], categorical: list[str], estimator: Any
+    settings: SplitSettings,
+    snapshots: pd.DataFrame,
+    features: list[str],
+    categorical: list[str],
+    estimator: Any,
+    calibrator: Any,
+    seed: int,
 ) -> Fitted:
-    """Fit on the configured split: time slices, or stratified K-fold when the data has too few dates."""
-    calibrator = instantiate(cfg.calibration)
-    if cfg.split.kind == "time":
+    """Fit on the split the settings ask for: time slices, or stratified K-fold (also when the data has too
+    few dates for the time split and the settings allow the fallback)."""
+    if settings.kind == "time":
         try:
-            split = configured_split(cfg, snapshots)
+            split = configured_split(settings, snapshots)
         except SplitError as error:
-            if not cfg.split.get("kfold_fallback", True):
+            if not settings.kfold_fallback:
                 raise
-            log.warning(
-                "%s; falling back to stratified %d-fold cross-validation", error, int(cfg.split.n_folds)
-            )
+            log.warning("%s; falling back to stratified %d-fold cross-validation", error, settings.n_folds)
         else:
             masks = slice_masks(snapshots["observation_date"], split)
             train_rows, calibration_rows, test_rows = (
                 snapshots[masks[k]] for k in ("train", "calibration", "test")
             )
             early_dates = (
-                sorted(split.train)[-int(cfg.split.early_stopping_dates) :]
-                if cfg.split.early_stopping_dates
-                else []
+                sorted(split.train)[-settings.early_stopping_dates :] if settings.early_stopping_dates else []
             )
             log.info("time split: %s; fitting %s", split.describe(), type(estimator).__name__)
             model = fit_churn_model(
@@ -184,7 +192,7 @@ def fit_and_evaluate(
                 "calibration_snapshots": float(len(calibration_rows)),
             }
             return Fitted(model, test_rows, model.predict_proba(test_rows), split.describe(), extra)
-    folds = int(cfg.split.n_folds)
+    folds = settings.n_folds
     log.info(
         "stratified %d-fold cross-validation (grouped by customer); fitting %s",
         folds,
@@ -197,7 +205,7 @@ def fit_and_evaluate(
         features=features,
         categorical=categorical,
         n_folds=folds,
-        seed=int(cfg.seed),
+        seed=seed,
     )
     y = snapshots["churned"].to_numpy()
     per_fold = [

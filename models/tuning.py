@@ -26,7 +26,7 @@ from models.calibration import NoCalibration
 from models.churn_model import fit_churn_model
 from models.errors import SplitError
 from models.evaluation import classification_metrics
-from models.split import configured_split, gap_days, load_snapshots, slice_masks, stratified_folds
+from models.split import SplitSettings, configured_split, load_snapshots, slice_masks, stratified_folds
 from models.tracking import TrackingSettings, tracked_run
 
 log = logging.getLogger(__name__)
@@ -59,41 +59,41 @@ def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def validation_pairs(cfg: DictConfig, snapshots: pd.DataFrame) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+def validation_pairs(
+    settings: SplitSettings, snapshots: pd.DataFrame, validation_dates: int, seed: int
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
     """(fit rows, validation rows) a trial is scored on, never the calibration or test slice.
 
-    Time split: the training slice's latest `tune.validation_dates` dates (after a label-window gap) validate a
+    Time split: the training slice's latest `validation_dates` dates (`tune.validation_dates`) (after a label-window gap) validate a
     model fitted on the earlier ones. K-fold (no usable time axis, e.g. data=snapshot): stratified folds over
     all rows, grouped by customer; a trial's score is the mean over the folds. The final K-fold metrics are
     then measured on rows that also chose the parameters, so they are slightly optimistic.
     """
-    if cfg.split.kind == "time":
+    if settings.kind == "time":
         try:
-            split = configured_split(cfg, snapshots)
+            split = configured_split(settings, snapshots)
         except SplitError:
-            if not cfg.split.get("kfold_fallback", True):
+            if not settings.kfold_fallback:
                 raise
         else:
-            gap = gap_days(cfg)
             train_rows = snapshots[slice_masks(snapshots["observation_date"], split)["train"]]
-            validation_dates = sorted(split.train)[-int(cfg.tune.validation_dates) :]
-            fit_dates = [d for d in split.train if d + timedelta(days=gap) <= validation_dates[0]]
+            held_dates = sorted(split.train)[-validation_dates:]
+            fit_dates = [d for d in split.train if d + timedelta(days=settings.gap_days) <= held_dates[0]]
             if not fit_dates:
                 raise ConfigError(
                     "too few training dates to hold out tune.validation_dates after a gap; lower it"
                 )
             fit_rows = train_rows[train_rows["observation_date"].isin(fit_dates)]
-            validation_rows = train_rows[train_rows["observation_date"].isin(validation_dates)]
+            validation_rows = train_rows[train_rows["observation_date"].isin(held_dates)]
             log.info(
                 "tuning on %s snapshots (%d dates), validating on %s (%s .. %s)", f"{len(fit_rows):,}",
-                len(fit_dates), f"{len(validation_rows):,}", validation_dates[0], validation_dates[-1],
+                len(fit_dates), f"{len(validation_rows):,}", held_dates[0], held_dates[-1],
             )  # fmt: skip
             return [(fit_rows, validation_rows)]
-    folds = int(cfg.split.n_folds)
+    folds = settings.n_folds
     log.info("tuning with stratified %d-fold cross-validation over %s rows", folds, f"{len(snapshots):,}")
     return [
-        (snapshots.iloc[fit], snapshots.iloc[held])
-        for fit, held in stratified_folds(snapshots, folds, int(cfg.tune.seed))
+        (snapshots.iloc[fit], snapshots.iloc[held]) for fit, held in stratified_folds(snapshots, folds, seed)
     ]
 
 
@@ -104,7 +104,8 @@ def tune(cfg: DictConfig, built: FeatureTableResult) -> TuneResult:
     manifest = built.manifest
     features = [f["name"] for f in manifest["features"]]
     snapshots = load_snapshots(built.table_path)
-    pairs = validation_pairs(cfg, snapshots)
+    settings = SplitSettings.from_config(cfg.split, cfg.label)
+    pairs = validation_pairs(settings, snapshots, int(cfg.tune.validation_dates), int(cfg.tune.seed))
     space = OmegaConf.to_container(cfg.tune.search_space, resolve=True)
     metric = cfg.tune.metric
 

@@ -41,7 +41,7 @@ from scipy.special import logit
 from churnwise.api import load_config
 from decisions.reasons import ReasonFamilies, top_reasons
 from models.evaluation import expected_calibration_error
-from models.split import configured_split, load_snapshots, slice_masks
+from models.split import SplitSettings, configured_split, load_snapshots, slice_masks
 from models.training import HEADLINE
 
 # %matplotlib inline
@@ -185,7 +185,7 @@ snapshots = load_snapshots(Path(cfg.paths.features_dir) / "features.parquet")
 manifest = json.loads((Path(cfg.paths.features_dir) / "manifest.json").read_text())
 if manifest["input"]["fingerprint"] != chosen_run.data.tags.get("data.fingerprint"):
     print("note: the feature table was built from other data than the model's run; metrics will differ")
-split = configured_split(cfg, snapshots)
+split = configured_split(SplitSettings.from_config(cfg.split, cfg.label), snapshots)
 test_rows = snapshots[slice_masks(snapshots["observation_date"], split)["test"]].reset_index(drop=True)
 predicted = pyfunc.predict(test_rows[features])
 p_churn, y = predicted["p_churn"].to_numpy(), test_rows["churned"].to_numpy()

@@ -208,13 +208,15 @@ def test_a_table_to_score_must_hold_readable_values_for_the_models_features(tmp_
 
 
 def test_tuning_a_snapshot_validates_on_stratified_folds_of_all_rows(make_cfg) -> None:
+    from models.split import SplitSettings
     from models.tuning import validation_pairs
 
     cfg = make_cfg("data=telco", debug=False)
     rows = pd.DataFrame(
         {"customer_id": [f"c{i}" for i in range(100)], "churned": [i % 4 == 0 for i in range(100)]}
     ).astype({"churned": int})
-    pairs = validation_pairs(cfg, rows)
+    settings = SplitSettings.from_config(cfg.split, cfg.label)
+    pairs = validation_pairs(settings, rows, int(cfg.tune.validation_dates), int(cfg.tune.seed))
     assert len(pairs) == cfg.split.n_folds == 5
     held = [set(v["customer_id"]) for _, v in pairs]
     assert set().union(*held) == set(rows["customer_id"]) and sum(len(h) for h in held) == 100
