@@ -11,6 +11,9 @@ UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed
 ARGS ?=
 PACKAGES := pipeline churnwise analytics decisions models features
+# Tests run on two workers, a test file per worker at a time (its module fixtures built once); override with
+# PYTEST_WORKERS= for one process, e.g. to use pdb.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 .PHONY: help setup lock data validate features train tune promote score report test test-fast browser postgres bench bench-score lint format ui clean clean-data
 
@@ -60,10 +63,10 @@ report: $(STAMP) ## Retention report: rates, lifetime, survival, defection reaso
 
 test: $(STAMP) browser postgres ## Run the whole test suite (unit, data, model, end-to-end; slow ones included)
 	@$(PY) -m compileall -q -j 0 $(PACKAGES)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest $(PYTEST_WORKERS) $(ARGS)
 
 test-fast: $(STAMP) ## Run the tests not marked slow
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest $(PYTEST_WORKERS) -m "not slow" $(ARGS)
 
 browser: ## Install Debian's chromium for the browser test (apt, as root or with sudo; nothing if present)
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
