@@ -1,12 +1,13 @@
 """The `churnwise` command: `churnwise <stage> [hydra overrides]`, the same stages as `make <stage>`.
 
-It runs the stage's entry point (`pipeline/<stage>.py`) as `python -m pipeline.<stage>` would; the stage
-module is looked up by name from the fixed list below, never from other input.
+It runs the stage's entry point (`pipeline/<stage>.py`) as `python -m pipeline.<stage>` does (as `__main__`,
+so Hydra finds `conf/` beside the module's file); the stage module is looked up by name from the fixed list
+below, never from other input.
 """
 
 from __future__ import annotations
 
-import importlib
+import runpy
 import sys
 
 STAGES = {
@@ -23,9 +24,8 @@ def main(argv: list[str] | None = None) -> None:
         known = ", ".join(sorted(set(STAGES)))
         print(f"usage: churnwise <stage> [hydra overrides, e.g. debug=default]\n  stages: {known}")
         raise SystemExit(0 if args and args[0] in ("-h", "--help", "help") else 2)
-    module = importlib.import_module(f"pipeline.{STAGES[args[0]]}")
     sys.argv = [f"churnwise {args[0]}", *args[1:]]
-    module.main()
+    runpy.run_module(f"pipeline.{STAGES[args[0]]}", run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":
