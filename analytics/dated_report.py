@@ -27,7 +27,7 @@ from analytics.retention import (
     survival_by_group,
     survival_figure,
 )
-from analytics.sections import Report, add_scoring_sections, model_reasons_of_churners, reason_inputs
+from analytics.sections import Report, add_latest_scoring, model_reasons_of_churners, reason_inputs
 from decisions.ladder import LoyaltyLadder
 from decisions.rules import referenced_names
 from decisions.value import RevenueRule
@@ -359,15 +359,8 @@ def build_report(cfg: DictConfig, con: Any, present: set[str]) -> Report:
         )
         report.metrics["churners"] = float(spells["event"].sum())
 
-    scores_path = Path(cfg.score.output_dir) / "scores.parquet"
-    if scores_path.is_file():
-        scores = pd.read_parquet(scores_path)
-        if "segment" in _columns(con, "customers"):  # the customer segment, beside the valuation segment
-            segments = con.execute("SELECT customer_id, segment AS customer_segment FROM customers").df()
-            scores = scores.merge(segments, on="customer_id", how="left")
-        add_scoring_sections(report, scores, scores_path)
-    else:
-        report.add(
-            "Value at risk and the corrective plan", f"No scoring output at {scores_path}: run `make score`."
-        )
+    segments = None
+    if "segment" in _columns(con, "customers"):  # the customer segment, beside the valuation segment
+        segments = con.execute("SELECT customer_id, segment AS customer_segment FROM customers").df()
+    add_latest_scoring(report, Path(cfg.score.output_dir), segments)
     return report

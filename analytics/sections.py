@@ -132,3 +132,17 @@ def add_scoring_sections(report: Report, scores: pd.DataFrame, path: Path) -> No
         f"saved {(selected['expected_net_value'] + selected['action_cost']).sum():,.0f}.",
         {"actions": plan},
     )
+
+
+def add_latest_scoring(report: Report, output_dir: Path, segments: pd.DataFrame | None = None) -> None:
+    """The value and plan sections from the latest scoring output in `output_dir` (with the customers'
+    segments, `customer_id` and `customer_segment`, beside the valuation segment when given), or a note
+    saying how to make one."""
+    path = Path(output_dir) / "scores.parquet"
+    if not path.is_file():
+        report.add("Value at risk and the corrective plan", f"No scoring output at {path}: run `make score`.")
+        return
+    scores = pd.read_parquet(path)
+    if segments is not None:
+        scores = scores.merge(segments, on="customer_id", how="left")
+    add_scoring_sections(report, scores, path)

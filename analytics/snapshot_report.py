@@ -21,7 +21,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from analytics.retention import expected_lifetime, kaplan_meier, lifetime_table, survival_at, survival_figure
-from analytics.sections import Report, add_scoring_sections, model_reasons_of_churners, reason_inputs
+from analytics.sections import Report, add_latest_scoring, model_reasons_of_churners, reason_inputs
 from features.build import load_snapshot, snapshot_data_end
 from features.dates import as_of_date
 from features.io import TableFile
@@ -161,13 +161,7 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
         f"The model's reasons for the churners of the snapshot ({note}).",
         {"the model's reasons (top 3 per churner)": model_reasons},
     )
-    scores_path = Path(cfg.score.output_dir) / "scores.parquet"
-    if scores_path.is_file():
-        add_scoring_sections(report, pd.read_parquet(scores_path), scores_path)
-    else:
-        report.add(
-            "Value at risk and the corrective plan", f"No scoring output at {scores_path}: run `make score`."
-        )
+    add_latest_scoring(report, Path(cfg.score.output_dir))
     return report, {"snapshot": table.file}
 
 

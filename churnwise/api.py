@@ -44,6 +44,18 @@ __all__ = [
 ]  # fmt: skip
 
 
+def _prepare(cfg: DictConfig, stage: str, *, tracking: bool = True, demo_data: bool = True) -> None:
+    """What every stage does before its work: its settings checked, the tracking store checked (one that
+    cannot be used stops the run before any work), the demo data made when the config asks for it."""
+    check_settings(cfg, stage)
+    if tracking:
+        from models.tracking import check_tracking_store
+
+        check_tracking_store(str(cfg.mlflow.tracking_uri))
+    if demo_data:
+        ensure_demo_data(cfg)
+
+
 def load_config(*overrides: str, start: Path | None = None) -> DictConfig:
     """The project's config, composed as the stages compose it (see `churnwise.stage.project_config`)."""
     return project_config(*overrides, start=start)
@@ -72,8 +84,7 @@ def validate(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailability]
     from features.checking import validate as validate_tables
     from features.checking import validate_snapshot
 
-    check_settings(cfg, "validate")
-    ensure_demo_data(cfg)
+    _prepare(cfg, "validate", tracking=False)
     return validate_snapshot(cfg) if is_snapshot(cfg) else validate_tables(cfg)
 
 
@@ -81,8 +92,7 @@ def build_features(cfg: DictConfig) -> FeatureTableResult:
     """`make features`: the point-in-time feature table with its labels, and its manifest."""
     from features.build import build_features as build
 
-    check_settings(cfg, "features")
-    ensure_demo_data(cfg)
+    _prepare(cfg, "features", tracking=False)
     return build(cfg)
 
 
@@ -90,13 +100,10 @@ def train(cfg: DictConfig) -> TrainResult:
     """`make train`: features, then a model trained, calibrated, evaluated, tracked and registered as
     `challenger`, then the promotion gate (unless `promotion.auto` is false)."""
     from features.build import build_features as build
-    from models.tracking import check_tracking_store
     from models.training import summary_table
     from models.training import train as train_model
 
-    check_settings(cfg, "train")
-    check_tracking_store(str(cfg.mlflow.tracking_uri))  # a store that cannot be used stops the run first
-    ensure_demo_data(cfg)
+    _prepare(cfg, "train")
     trained = train_model(cfg, build(cfg))
     if cfg.promotion.get("auto", True):
         trained = dataclasses.replace(trained, promoted=promote(cfg, trained.test_rows).promoted)
@@ -107,13 +114,10 @@ def train(cfg: DictConfig) -> TrainResult:
 def tune(cfg: DictConfig) -> TuneResult:
     """`make tune`: an Optuna search over the model's parameters, then the best trained as `train` does."""
     from features.build import build_features as build
-    from models.tracking import check_tracking_store
     from models.tuning import tune as search
     from models.tuning import tuned_config
 
-    check_settings(cfg, "tune")
-    check_tracking_store(str(cfg.mlflow.tracking_uri))
-    ensure_demo_data(cfg)
+    _prepare(cfg, "tune")
     found = search(cfg, build(cfg))
     return dataclasses.replace(found, trained=train(tuned_config(cfg, found.best_params)))
 
@@ -129,21 +133,16 @@ def promote(cfg: DictConfig, test_rows: Any = None) -> PromotionDecision:
 def score(cfg: DictConfig) -> ScoreResult:
     """`make score`: score the active customers with the champion and decide what to do about each one."""
     from decisions.scoring import score as score_customers
-    from models.tracking import check_tracking_store
 
-    check_settings(cfg, "score")
-    check_tracking_store(str(cfg.mlflow.tracking_uri))
-    return score_customers(cfg)  # no demo data made here: a model to score with was trained on data
+    _prepare(cfg, "score", demo_data=False)  # no demo data made: a model to score with was trained on data
+    return score_customers(cfg)
 
 
 def report(cfg: DictConfig) -> ReportResult:
     """`make report`: the retention report (HTML, plots, tables) and its MLflow run."""
     from analytics.report import report as build_and_publish
-    from models.tracking import check_tracking_store
 
-    check_settings(cfg, "report")
-    check_tracking_store(str(cfg.mlflow.tracking_uri))
-    ensure_demo_data(cfg)
+    _prepare(cfg, "report")
     return build_and_publish(cfg)
 
 
