@@ -161,6 +161,7 @@ class CrossValidated:
     model: ChurnModel
     oof_probability: np.ndarray
     fold_of_row: np.ndarray
+    oof_raw: np.ndarray  # the out-of-fold scores before calibration
 
 
 def fit_cross_validated(
@@ -196,7 +197,7 @@ def fit_cross_validated(
         oof[held] = clone(calibrator).fit(raw[~held], y[~held]).predict(raw[held])
     final = _fit_uncalibrated(estimator, rows, y, features, categorical)
     final.calibrator = clone(calibrator).fit(raw, y)
-    return CrossValidated(final, np.clip(oof, 0.0, 1.0), fold_of_row)
+    return CrossValidated(final, np.clip(oof, 0.0, 1.0), fold_of_row, raw)
 
 
 def _fit_uncalibrated(

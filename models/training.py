@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from features.build import FeatureTableResult
 from features.provenance import resolved_config, resolved_yaml
+from models.calibration import calibration_name
 from models.ceiling import true_window_probability
 from models.churn_model import ChurnModel, fit_churn_model, fit_cross_validated
 from models.errors import SplitError
@@ -63,6 +64,7 @@ class TrainResult:
     promoted: bool  # whether the promotion gate made it the champion (set by the caller that runs the gate)
     test_rows: pd.DataFrame | None = field(default=None, repr=False, compare=False)  # what the gate scores
     seconds: float = 0.0
+    calibration: str = ""  # the calibrator used (the choice, with calibration=auto)
     notes: list[str] = field(default_factory=list)
 
 
@@ -86,6 +88,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     segments = segment_labels(test_rows, OmegaConf.to_container(cfg.evaluation.segments))
     metrics |= {f"test_{k}": v for k, v in segment_metrics(y_test, p_test, segments).items()}
     metrics |= fitted.extra_metrics
+    metrics["raw_test_roc_auc"] = classification_metrics(y_test, fitted.raw_test)["roc_auc"]
     if model.best_iteration:
         metrics["best_iteration"] = float(model.best_iteration)
 
@@ -123,11 +126,12 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
         "git.dirty": str(manifest["git"]["dirty"]).lower(),
         "label": cfg.label.name,
         "model.class": type(model.estimator).__name__,
+        "calibration": calibration_name(model.calibrator),
         "split": split,
     }
     run_name = f"train-{cfg.data.name}-{OmegaConf.select(cfg, 'model._target_').split('.')[-1]}"
     with tracked_run(run_name, tags) as run:
-        mlflow.log_params(config_params(resolved_config(cfg)))
+        mlflow.log_params(config_params(resolved_config(cfg)) | {"calibration.chosen": tags["calibration"]})
         mlflow.log_metrics(metrics)
         _log_churn_by_date(manifest)
         _log_plots(model, test_rows, y_test, p_test, truth)
@@ -140,7 +144,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
         version = register_challenger(model_info.model_uri, name)
     return TrainResult(
         run.info.run_id, experiment_id, manifest["input"]["fingerprint"], f"models:/{name}/{version.version}",
-        str(version.version), metrics, split, promoted=False, test_rows=test_rows,
+        str(version.version), metrics, split, promoted=False, test_rows=test_rows, calibration=tags["calibration"],
         seconds=time.time() - started,
     )  # fmt: skip
 
@@ -154,6 +158,7 @@ class Fitted:
     p_test: np.ndarray
     description: str
     extra_metrics: dict[str, float]
+    raw_test: np.ndarray  # the same predictions before calibration
 
 
 def fit_and_evaluate(
@@ -191,7 +196,10 @@ def fit_and_evaluate(
                 "train_snapshots": float(len(train_rows)),
                 "calibration_snapshots": float(len(calibration_rows)),
             }
-            return Fitted(model, test_rows, model.predict_proba(test_rows), split.describe(), extra)
+            return Fitted(
+                model, test_rows, model.predict_proba(test_rows), split.describe(), extra,
+                model.raw_scores(test_rows),
+            )  # fmt: skip
     folds = settings.n_folds
     log.info(
         "stratified %d-fold cross-validation (grouped by customer); fitting %s",
@@ -217,8 +225,9 @@ def fit_and_evaluate(
         values = [m[metric] for m in per_fold if metric in m]
         extra[f"cv_{metric}_mean"], extra[f"cv_{metric}_std"] = float(np.mean(values)), float(np.std(values))
     return Fitted(
-        result.model, snapshots, result.oof_probability, f"stratified {folds}-fold CV, out-of-fold", extra
-    )
+        result.model, snapshots, result.oof_probability, f"stratified {folds}-fold CV, out-of-fold", extra,
+        result.oof_raw,
+    )  # fmt: skip
 
 
 def _log_churn_by_date(manifest: dict[str, Any]) -> None:
@@ -325,6 +334,10 @@ def summary_table(result: TrainResult, cfg: DictConfig) -> str:
             lines.append(
                 f"  {label:<16}" + "".join(f"{m.get(prefix + k, float('nan')):>14.4f}" for k in HEADLINE)
             )
+    if "raw_test_roc_auc" in m:
+        lines.append(
+            f"  calibration     {result.calibration or 'as configured'}; roc_auc before it {m['raw_test_roc_auc']:.4f}"
+        )
     lines += [
         f"  MLflow run      {result.run_id} (experiment '{cfg.mlflow.experiment_name}')",
         f"  model           {cfg.mlflow.registered_model_name} version {result.model_version}: challenger"

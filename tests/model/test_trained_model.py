@@ -53,6 +53,18 @@ def test_first_model_is_registered_as_champion_with_all_metrics(trained) -> None
     assert "plots/calibration_reliability.png" in plots and "plots/shap_summary.png" in plots
 
 
+def test_calibration_is_chosen_per_run_and_costs_no_ranking(trained) -> None:
+    cfg, result, _ = trained
+    run = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(result.run_id)
+    assert cfg.calibration._target_ == "models.calibration.AutoCalibrator"  # the default
+    assert run.data.tags["calibration"] in ("isotonic", "sigmoid")
+    assert run.data.params["calibration.chosen"] == run.data.tags["calibration"] == result.calibration
+    metrics = run.data.metrics
+    assert abs(metrics["test_roc_auc"] - metrics["raw_test_roc_auc"]) < 1e-9
+    p_churn = champion(cfg).predict(result.test_rows)["p_churn"].to_numpy()
+    assert ((p_churn > 0) & (p_churn < 1)).all()
+
+
 def test_champion_returns_calibrated_probabilities_for_the_feature_table(trained) -> None:
     cfg, _, _ = trained
     table = load_snapshots(Path(cfg.paths.features_dir) / "features.parquet")

@@ -56,7 +56,9 @@ def test_calibrators_map_scores_to_observed_rates() -> None:
     rng = np.random.default_rng(0)
     scores = rng.uniform(0, 1, 20_000)
     y = (rng.uniform(0, 1, 20_000) < scores**2).astype(int)  # true probability is score squared
-    for calibrator in (IsotonicCalibrator(), SigmoidCalibrator()):
+    from models.calibration import AutoCalibrator
+
+    for calibrator in (IsotonicCalibrator(), SigmoidCalibrator(), AutoCalibrator()):
         p = calibrator.fit(scores, y).predict(scores)
         assert expected_calibration_error(y, p) < 0.02, type(calibrator).__name__
     assert expected_calibration_error(y, NoCalibration().fit(scores, y).predict(scores)) > 0.1
@@ -84,3 +86,40 @@ def test_lifetime_value_follows_the_documented_formula() -> None:
     assert clv[0] == pytest.approx(expected) and expected == pytest.approx(785.8, abs=0.1)
     assert clv[1] == pytest.approx(35.0 / d)  # never churns: the discounted margin forever
     assert monthly_retention(np.array([0.5]), 30.4375)[0] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("name", ["isotonic", "sigmoid", "auto"])
+def test_calibrators_keep_the_ranking_and_never_say_0_or_1(name: str) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from models.calibration import AutoCalibrator
+
+    calibrator = {"isotonic": IsotonicCalibrator(), "sigmoid": SigmoidCalibrator(), "auto": AutoCalibrator()}[
+        name
+    ]
+    rng = np.random.default_rng(1)
+    # A small table: 400 rows, a block of low scores with no churner and a block of high scores all churners,
+    # the shape on which a plain isotonic step function says exactly 0 and 1.
+    scores = np.concatenate(
+        [rng.uniform(0.0, 0.05, 150), rng.uniform(0.05, 0.9, 200), rng.uniform(0.9, 1, 50)]
+    )
+    y = np.concatenate([np.zeros(150), (rng.uniform(0, 1, 200) < scores[150:350]).astype(int), np.ones(50)])
+    fitted = calibrator.fit(scores, y)
+    grid = np.linspace(0.0, 1.0, 2001)  # beyond the data's range too
+    p = fitted.predict(grid)
+    assert np.all((p > 0.0) & (p < 1.0)), name
+    assert np.all(np.diff(p) > 0), f"{name} is not strictly increasing: ties would cost ranking"
+    assert roc_auc_score(y, fitted.predict(scores)) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+
+
+def test_auto_calibration_picks_the_curve_the_data_needs() -> None:
+    from models.calibration import AutoCalibrator, calibration_name
+
+    rng = np.random.default_rng(2)
+    scores = rng.uniform(0, 1, 8_000)
+    logistic = (rng.uniform(0, 1, 8_000) < 1 / (1 + np.exp(-(4 * scores - 2)))).astype(int)
+    stepped = (rng.uniform(0, 1, 8_000) < np.where(scores < 0.5, 0.05, 0.6)).astype(int)
+    # Raw scores whose log-odds relate linearly to the truth favour the sigmoid; a step favours isotonic.
+    on_logit = 1 / (1 + np.exp(-(4 * scores - 2)))
+    assert calibration_name(AutoCalibrator().fit(on_logit, logistic)) == "sigmoid"
+    assert calibration_name(AutoCalibrator().fit(scores, stepped)) == "isotonic"
