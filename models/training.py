@@ -26,6 +26,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from features.build import FeatureTableResult
+from features.errors import ConfigError
 from features.provenance import resolved_config, resolved_yaml
 from models.calibration import calibration_name
 from models.ceiling import true_window_probability
@@ -73,10 +74,10 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     import mlflow
 
     started = time.time()
-    manifest = built.manifest
+    snapshots = load_snapshots(built.table_path)
+    manifest = without_empty_features(built.manifest, snapshots)
     features = [f["name"] for f in manifest["features"]]
     categorical = manifest["categorical_features"]
-    snapshots = load_snapshots(built.table_path)
     settings, seed = SplitSettings.from_config(cfg.split, cfg.label), int(cfg.seed)
     fitted = fit_and_evaluate(
         settings, snapshots, features, categorical, instantiate(cfg.model), instantiate(cfg.calibration), seed
@@ -147,6 +148,28 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
         str(version.version), metrics, split, promoted=False, test_rows=test_rows, calibration=tags["calibration"],
         seconds=time.time() - started,
     )  # fmt: skip
+
+
+def without_empty_features(manifest: dict[str, Any], snapshots: pd.DataFrame) -> dict[str, Any]:
+    """The feature manifest without the features that are empty in every labelled snapshot (e.g. segment,
+    region and channel of an export that leaves them blank): no model learns from them, and some cannot be
+    fitted with a column of nothing. They are listed under `empty_features` and said in one log line; the
+    model's signature, and so what scoring rebuilds for it, is the features kept."""
+    empty = [f["name"] for f in manifest["features"] if snapshots[f["name"]].isna().all()]
+    if not empty:
+        return manifest
+    if len(empty) == len(manifest["features"]):
+        raise ConfigError(
+            f"every feature is empty in the labelled snapshots ({', '.join(empty)}): there is nothing to learn "
+            f"from; check the input tables (make validate) and the feature families they support"
+        )
+    log.info("left out %d feature(s) empty in every labelled snapshot: %s", len(empty), ", ".join(empty))
+    return {
+        **manifest,
+        "features": [f for f in manifest["features"] if f["name"] not in empty],
+        "categorical_features": [c for c in manifest["categorical_features"] if c not in empty],
+        "empty_features": empty,
+    }
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from models.errors import SplitError
 from models.evaluation import classification_metrics
 from models.split import SplitSettings, configured_split, load_snapshots, slice_masks, stratified_folds
 from models.tracking import TrackingSettings, tracked_run
+from models.training import without_empty_features
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,9 @@ def tune(cfg: DictConfig, built: FeatureTableResult) -> TuneResult:
     """Search the configured space on the feature table `built`; each trial is a nested MLflow run."""
     import mlflow
 
-    manifest = built.manifest
-    features = [f["name"] for f in manifest["features"]]
     snapshots = load_snapshots(built.table_path)
+    manifest = without_empty_features(built.manifest, snapshots)  # the features training will use
+    features = [f["name"] for f in manifest["features"]]
     settings = SplitSettings.from_config(cfg.split, cfg.label)
     pairs = validation_pairs(settings, snapshots, int(cfg.tune.validation_dates), int(cfg.tune.seed))
     space = OmegaConf.to_container(cfg.tune.search_space, resolve=True)

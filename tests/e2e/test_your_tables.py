@@ -95,3 +95,39 @@ def test_an_export_without_customers_derives_them_and_trains_on_activity(tmp_pat
     assert (revenue > 0).mean() > 0.5 and (out["clv"] > 0).mean() > 0.5
     np.testing.assert_allclose(out["clv"], expected, rtol=1e-6)
     assert out["selected"].any()
+
+
+def test_an_orders_only_export_with_empty_attribute_columns_trains_and_scores(tmp_path: Path) -> None:
+    """segment, region and channel present but blank: the baseline (a logistic regression that cannot take a
+    column of nothing) used to stop with 'Found array with 0 feature(s)'. Empty features are left out of
+    every model, said once, and scoring rebuilds the features kept."""
+    from churnwise.api import generate, score, train
+
+    demo = compose_config(tmp_path / "demo")
+    generate(demo, progress=False)
+    export = tmp_path / "shop"
+    export.mkdir()
+    customers = pd.read_parquet(Path(demo.data.path) / "customers.parquet")
+    customers[["segment", "region", "channel"]] = None
+    customers.to_parquet(export / "customers.parquet")
+    pd.read_parquet(Path(demo.data.path) / "orders.parquet").to_parquet(export / "orders.parquet")
+
+    def make():
+        return compose_config(
+            tmp_path / "project", "data=tables", f"data.path={export}", "data.name=shop", "label=inactivity"
+        )
+
+    trained = train(make())  # with the logistic-regression baseline, as `make train` runs it
+    assert "baseline_test_roc_auc" in trained.metrics
+    import mlflow
+
+    client = mlflow.MlflowClient(make().mlflow.tracking_uri)
+    manifest = json.loads(
+        Path(
+            client.download_artifacts(trained.run_id, "run_info/feature_manifest.json", str(tmp_path))
+        ).read_text()
+    )
+    assert set(manifest["empty_features"]) >= {"segment", "region", "channel"}
+    assert not {"segment", "region", "channel"} & {f["name"] for f in manifest["features"]}
+    scored = pd.read_parquet(score(make()).path)
+    assert len(scored) > 0 and scored["p_churn"].between(0, 1, inclusive="neither").all()
