@@ -92,10 +92,7 @@ def snapshot_customers(
     columns = set(features.columns)
     segment = "c.segment" if "segment" in _columns(con, "customers") else "CAST(NULL AS VARCHAR)"
     contract = (
-        "CASE WHEN f.max_term_months IS NULL THEN NULL WHEN f.max_term_months = 0 THEN 'month-to-month' "
-        "WHEN f.max_term_months <= 12 THEN '12-month term' ELSE 'longer term' END"
-        if "max_term_months" in columns
-        else "CAST(NULL AS VARCHAR)"
+        contract_type_sql("f.max_term_months") if "max_term_months" in columns else "CAST(NULL AS VARCHAR)"
     )
     # The ladder's rules run on a connection that cannot reach files: the feature columns they use come out
     # with the rows (under names that cannot collide with the report's columns), the rung is computed there
@@ -123,6 +120,15 @@ def snapshot_customers(
     amounts.columns = revenue_inputs
     frame["monthly_revenue"] = revenue.monthly_revenue(amounts)
     return frame
+
+
+def contract_type_sql(term_months: str) -> str:
+    """The contract type of a longest term in months (SQL over the expression `term_months`): month-to-month
+    for 0, else the term as it is, e.g. '6-month term', '24-month term'."""
+    return (
+        f"CASE WHEN {term_months} IS NULL THEN NULL WHEN {term_months} = 0 THEN 'month-to-month' "
+        f"ELSE CAST(CAST(round({term_months}) AS INTEGER) AS VARCHAR) || '-month term' END"
+    )
 
 
 def _columns(con: Any, table: str) -> set[str]:

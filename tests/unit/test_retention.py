@@ -80,3 +80,18 @@ def test_kaplan_meier_with_delayed_entry_counts_a_customer_at_risk_only_once_obs
     assert curve["survival"].tolist() == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
     with pytest.raises(ValueError, match="entry > duration"):
         kaplan_meier(np.array([1.0]), np.array([True]), np.array([2.0]))
+
+
+def test_contract_types_name_the_term_in_months() -> None:
+    import duckdb
+
+    from analytics.dated_report import contract_type_sql
+
+    terms = (
+        duckdb.connect()
+        .execute(f"SELECT {contract_type_sql('t')} FROM (SELECT unnest([NULL, 0, 1, 6, 12, 24, 36]) AS t)")
+        .fetchall()
+    )
+    assert [row[0] for row in terms] == [
+        None, "month-to-month", "1-month term", "6-month term", "12-month term", "24-month term", "36-month term",
+    ]  # fmt: skip
