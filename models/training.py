@@ -126,6 +126,8 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
         "git.commit": manifest["git"]["commit"],
         "git.dirty": str(manifest["git"]["dirty"]).lower(),
         "label": cfg.label.name,
+        "label.population": str(cfg.label.population),
+        "label.horizon_days": str(cfg.label.horizon_days),
         "model.class": type(model.estimator).__name__,
         "calibration": calibration_name(model.calibrator),
         "split": split,
@@ -346,11 +348,30 @@ def _log_model(
         )
 
 
+POPULATIONS = {
+    "contract": "customers holding a subscription at each observation date",
+    "activity": "customers with an order or event in the {activity_lookback_days} days before each date",
+    "snapshot": "every row of the snapshot table",
+}
+
+
+def population_description(label: Any) -> str:
+    """Who the model is about and what it predicts, in words (the label's population and period)."""
+    population = str(label.population)
+    who = POPULATIONS.get(population, f"population '{population}'").format(
+        activity_lookback_days=label.get("activity_lookback_days", 90)
+    )
+    lead = int(label.get("lead_days", 0))
+    window = f"{int(label.horizon_days)} days" + (f", starting {lead} days after the date" if lead else "")
+    return f"{who} (population '{population}'); churned: left within {window}"
+
+
 def summary_table(result: TrainResult, cfg: DictConfig) -> str:
     """The end-of-run summary printed on the terminal."""
     m = result.metrics
     rows = [("model", "test_"), ("ceiling (truth)", "ceiling_test_"), ("baseline", "baseline_test_")]
     lines = ["", f"churnwise train: {result.seconds:.0f} s, label '{cfg.label.name}', {result.split}"]
+    lines.append(f"  who and when    {population_description(cfg.label)}")
     lines.append(f"  {'':<16}" + "".join(f"{k:>14}" for k in HEADLINE))
     for label, prefix in rows:
         if f"{prefix}roc_auc" in m:

@@ -53,6 +53,18 @@ def test_first_model_is_registered_as_champion_with_all_metrics(trained) -> None
     assert "plots/calibration_reliability.png" in plots and "plots/shap_summary.png" in plots
 
 
+def test_the_run_says_whom_it_models_and_over_what_period(trained) -> None:
+    from models.training import summary_table
+
+    cfg, result, _ = trained
+    tags = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(result.run_id).data.tags
+    assert tags["label.population"] == "contract" and tags["label.horizon_days"] == "90"
+    assert (
+        "who and when    customers holding a subscription at each observation date (population 'contract'); "
+        "churned: left within 90 days" in summary_table(result, cfg)
+    )
+
+
 def test_calibration_is_chosen_per_run_and_costs_no_ranking(trained) -> None:
     cfg, result, _ = trained
     run = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(result.run_id)
