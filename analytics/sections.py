@@ -11,6 +11,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from decisions.reasons import ReasonFamilies, top_reasons
+from models.tracking import TrackingSettings
 
 
 @dataclass
@@ -37,7 +38,7 @@ def reason_inputs(cfg: DictConfig) -> tuple[Path, str, ReasonFamilies, int]:
     or the champion), the reason families and how many reasons each churner gets."""
     return (
         Path(cfg.paths.features_dir) / "features.parquet",
-        cfg.score.model_uri or f"models:/{cfg.mlflow.registered_model_name}@champion",
+        cfg.score.model_uri or TrackingSettings.from_config(cfg.mlflow).champion_uri,
         ReasonFamilies.from_config(OmegaConf.to_container(cfg.reasons, resolve=True)),
         int(cfg.reasons.top_k),
     )
