@@ -106,7 +106,9 @@ def train(cfg: DictConfig) -> TrainResult:
     _prepare(cfg, "train")
     trained = train_model(cfg, build(cfg))
     if cfg.promotion.get("auto", True):
-        trained = dataclasses.replace(trained, promoted=promote(cfg, trained.test_rows).promoted)
+        trained = dataclasses.replace(
+            trained, promoted=promote(cfg, trained.test_rows, trained.split_kind).promoted
+        )
     log.info("%s", summary_table(trained, cfg))
     return trained
 
@@ -122,12 +124,13 @@ def tune(cfg: DictConfig) -> TuneResult:
     return dataclasses.replace(found, trained=train(tuned_config(cfg, found.best_params)))
 
 
-def promote(cfg: DictConfig, test_rows: Any = None) -> PromotionDecision:
-    """`make promote`: compare challenger and champion on the latest test slice (or `test_rows`) and move
-    the champion alias when the challenger is better."""
+def promote(cfg: DictConfig, test_rows: Any = None, split_kind: str | None = None) -> PromotionDecision:
+    """`make promote`: compare challenger and champion on the latest test slice (with K-fold, out-of-fold on
+    the same folds), or on `test_rows` of a `split_kind`, and move the champion alias when the challenger is
+    better."""
     from models.promotion import promote as gate
 
-    return gate(cfg, test_rows=test_rows)
+    return gate(cfg, test_rows=test_rows, split_kind=split_kind)
 
 
 def score(cfg: DictConfig) -> ScoreResult:

@@ -158,9 +158,9 @@ def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def calibration_name(calibrator: object) -> str:
-    """What a fitted calibrator is, in one word (the choice of an AutoCalibrator)."""
+    """What a calibrator is, in one word (a fitted AutoCalibrator's choice; "auto" before it is fitted)."""
     if isinstance(calibrator, AutoCalibrator):
-        return calibrator.chosen_
+        return getattr(calibrator, "chosen_", "auto")
     return {IsotonicCalibrator: "isotonic", SigmoidCalibrator: "sigmoid", NoCalibration: "none"}.get(
         type(calibrator), type(calibrator).__name__
     )

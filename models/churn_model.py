@@ -155,13 +155,76 @@ def fit_churn_model(
 
 
 @dataclass(frozen=True)
+class OutOfFold:
+    """One repeat of a K-fold: every row's honest (out-of-fold) raw score and calibrated probability."""
+
+    fold_of_row: np.ndarray
+    raw: np.ndarray
+    probability: np.ndarray
+
+
+@dataclass(frozen=True)
 class CrossValidated:
-    """A model fitted on all rows, with out-of-fold calibrated predictions and per-fold metrics."""
+    """A model fitted on all rows, with the out-of-fold predictions of each repeat of its K-fold."""
 
     model: ChurnModel
-    oof_probability: np.ndarray
-    fold_of_row: np.ndarray
-    oof_raw: np.ndarray  # the out-of-fold scores before calibration
+    repeats: list[OutOfFold]
+
+    @property
+    def oof_probability(self) -> np.ndarray:
+        """The first repeat's out-of-fold calibrated probabilities."""
+        return self.repeats[0].probability
+
+    @property
+    def oof_raw(self) -> np.ndarray:
+        """The first repeat's out-of-fold scores before calibration."""
+        return self.repeats[0].raw
+
+    @property
+    def fold_of_row(self) -> np.ndarray:
+        """The fold each row is held out in, in the first repeat."""
+        return self.repeats[0].fold_of_row
+
+
+def kfold_assignments(
+    rows: pd.DataFrame,
+    n_folds: int,
+    seed: int,
+    n_repeats: int = 1,
+    target: str = "churned",
+    group: str = "customer_id",
+) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """The folds of each repeat (repeat r shuffled with seed + r): the same rows, settings and seed give the
+    same folds, so two models scored on them are compared on the same held-out rows."""
+    from models.split import stratified_folds  # training only: the served model does not import it
+
+    return [stratified_folds(rows, n_folds, seed + r, target, group) for r in range(n_repeats)]
+
+
+def out_of_fold(
+    estimator: Any,
+    calibrator: Any,
+    rows: pd.DataFrame,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    features: list[str],
+    categorical: list[str],
+    target: str = "churned",
+) -> OutOfFold:
+    """Each fold's estimator scores the rows it did not see; the calibrator for a fold is fitted on the other
+    folds' out-of-fold scores, so every out-of-fold probability is honest."""
+    y = rows[target].to_numpy(dtype=int)
+    fold_of_row = np.zeros(len(rows), dtype=int)
+    raw = np.zeros(len(rows))
+    for k, (fit_index, held_index) in enumerate(folds):
+        fold_of_row[held_index] = k
+        fold_model = _fit_uncalibrated(estimator, rows.iloc[fit_index], y[fit_index], features, categorical)
+        raw[held_index] = fold_model.raw_scores(rows.iloc[held_index])
+    probability = np.zeros(len(rows))
+    for k in range(len(folds)):
+        held = fold_of_row == k
+        probability[held] = clone(calibrator).fit(raw[~held], y[~held]).predict(raw[held])
+    return OutOfFold(fold_of_row, raw, np.clip(probability, 0.0, 1.0))
 
 
 def fit_cross_validated(
@@ -173,31 +236,25 @@ def fit_cross_validated(
     categorical: list[str],
     n_folds: int,
     seed: int,
+    n_repeats: int = 1,
     target: str = "churned",
     group: str = "customer_id",
 ) -> CrossValidated:
-    """Stratified K-fold (grouped by customer) for data without a usable time axis.
-
-    Each fold's estimator scores the rows it did not see; the calibrator for a fold is fitted on the other
-    folds' out-of-fold scores, so every out-of-fold probability is honest. The returned model is the
-    estimator refitted on all rows with a calibrator fitted on all out-of-fold scores.
-    """
-    from models.split import stratified_folds  # training only: the served model does not import it
-
+    """Stratified K-fold (grouped by customer, repeated `n_repeats` times) for data without a usable time
+    axis: the out-of-fold predictions of every repeat (`out_of_fold`), and the estimator refitted on all
+    rows with a calibrator fitted on the out-of-fold scores of every repeat."""
+    repeats = [
+        out_of_fold(
+            estimator, calibrator, rows, folds, features=features, categorical=categorical, target=target
+        )
+        for folds in kfold_assignments(rows, n_folds, seed, n_repeats, target, group)
+    ]
     y = rows[target].to_numpy(dtype=int)
-    fold_of_row = np.zeros(len(rows), dtype=int)
-    raw = np.zeros(len(rows))
-    for k, (fit_index, held_index) in enumerate(stratified_folds(rows, n_folds, seed, target, group)):
-        fold_of_row[held_index] = k
-        fold_model = _fit_uncalibrated(estimator, rows.iloc[fit_index], y[fit_index], features, categorical)
-        raw[held_index] = fold_model.raw_scores(rows.iloc[held_index])
-    oof = np.zeros(len(rows))
-    for k in range(n_folds):
-        held = fold_of_row == k
-        oof[held] = clone(calibrator).fit(raw[~held], y[~held]).predict(raw[held])
     final = _fit_uncalibrated(estimator, rows, y, features, categorical)
-    final.calibrator = clone(calibrator).fit(raw, y)
-    return CrossValidated(final, np.clip(oof, 0.0, 1.0), fold_of_row, raw)
+    final.calibrator = clone(calibrator).fit(
+        np.concatenate([r.raw for r in repeats]), np.tile(y, len(repeats))
+    )
+    return CrossValidated(final, repeats)
 
 
 def _fit_uncalibrated(

@@ -1,6 +1,7 @@
 """The promotion gate (`make promote`; also the end of `make train`).
 
-Compares the registered `challenger` with the `champion` on the same, latest test slice and moves the
+Compares the registered `challenger` with the `champion` on the same, latest test slice (with K-fold: on
+out-of-fold predictions of the same folds, each model's estimator refitted fold by fold) and moves the
 `champion` alias only if the challenger is better on the configured metric by the configured margin and its
 calibration (ECE) is not worse beyond the tolerance. The first model becomes champion. The decision is
 logged as an MLflow run.
@@ -12,14 +13,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
 from features.errors import ConfigError
-from models.errors import SplitError
+from models.churn_model import ChurnModel, kfold_assignments, out_of_fold
 from models.evaluation import classification_metrics
 from models.registry import load_registered_model
-from models.split import SplitSettings, configured_split, load_snapshots, slice_masks
+from models.split import SplitSettings, load_snapshots, plan_split, slice_masks
 from models.tracking import TrackingSettings, tracked_run
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,10 @@ def decide(
     )
 
 
-def latest_test_slice(cfg: DictConfig) -> pd.DataFrame:
-    """The latest test slice of the current feature table (`make features` or `make train` writes it)."""
+def latest_test_slice(cfg: DictConfig) -> tuple[pd.DataFrame, str]:
+    """The rows the gate compares the models on, from the current feature table (`make features` or `make
+    train` writes it), and the split kind: the latest test slice of a time split ("time"), or every labelled
+    row for K-fold ("kfold"), where both models are scored out-of-fold on the same folds."""
     table = Path(cfg.paths.features_dir) / "features.parquet"
     if not table.is_file():
         raise ConfigError(
@@ -74,17 +78,41 @@ def latest_test_slice(cfg: DictConfig) -> pd.DataFrame:
             f"with `make features` (or `make train`) first"
         )
     snapshots = load_snapshots(table)
-    if cfg.split.kind != "time":
-        return snapshots  # K-fold: no held-out dates; both models are scored on all labelled rows
-    try:
-        split = configured_split(SplitSettings.from_config(cfg.split, cfg.label), snapshots)
-    except SplitError:
-        return snapshots
-    return snapshots[slice_masks(snapshots["observation_date"], split)["test"]]
+    plan = plan_split(SplitSettings.from_config(cfg.split, cfg.label), snapshots)
+    if plan.time is None:
+        return snapshots, "kfold"
+    return snapshots[slice_masks(snapshots["observation_date"], plan.time)["test"]], "time"
 
 
-def promote(cfg: DictConfig, test_rows: pd.DataFrame | None = None) -> PromotionDecision:
-    """Run the gate and move the champion alias when the challenger wins."""
+def out_of_fold_metrics(
+    model: ChurnModel, rows: pd.DataFrame, settings: SplitSettings, seed: int
+) -> dict[str, float]:
+    """Metrics of a model's estimator and calibrator refitted fold by fold on `rows` and scored on the rows
+    each fold held out (the K-fold of `settings` and `seed`, every repeat; averaged over repeats). Two models
+    scored this way are compared on the same folds, never on rows they were fitted on."""
+    y = rows["churned"].to_numpy(dtype=int)
+    each = [
+        classification_metrics(
+            y,
+            out_of_fold(
+                model.estimator,
+                model.calibrator,
+                rows,
+                folds,
+                features=model.features,
+                categorical=model.categorical,
+            ).probability,
+        )
+        for folds in kfold_assignments(rows, settings.n_folds, seed, settings.n_repeats)
+    ]
+    return {k: float(np.mean([m[k] for m in each])) for k in each[0]}
+
+
+def promote(
+    cfg: DictConfig, test_rows: pd.DataFrame | None = None, split_kind: str | None = None
+) -> PromotionDecision:
+    """Run the gate and move the champion alias when the challenger wins. `test_rows` and `split_kind` (what
+    training just evaluated on) default to the current feature table's (`latest_test_slice`)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -103,12 +131,27 @@ def promote(cfg: DictConfig, test_rows: pd.DataFrame | None = None) -> Promotion
         champion = client.get_model_version_by_alias(name, "champion")
     except MlflowException:
         champion = None
-    test_rows = latest_test_slice(cfg) if test_rows is None else test_rows
+    if test_rows is None:
+        test_rows, split_kind = latest_test_slice(cfg)
+    kind = split_kind or "time"
     y = test_rows["churned"].to_numpy()
+    settings = SplitSettings.from_config(cfg.split, cfg.label)
+    if kind == "kfold":
+        compared_on = (
+            f"out-of-fold predictions of the same {settings.n_folds} folds"
+            + (f" x {settings.n_repeats} repeats" if settings.n_repeats > 1 else "")
+            + f" (seed {int(cfg.seed)}) over {len(test_rows):,} labelled rows"
+        )
+    else:
+        compared_on = f"the test slice ({len(test_rows):,} rows)"
 
     def score(version: str) -> dict[str, float]:
         model = load_registered_model(f"models:/{name}/{version}", "mlflow.registered_model_name")
-        predictions = model.predict(test_rows)
+        if kind == "kfold":
+            return out_of_fold_metrics(model.unwrap_python_model().model, test_rows, settings, int(cfg.seed))
+        schema = model.metadata.get_input_schema()
+        columns = schema.input_names() if schema is not None else list(test_rows.columns)
+        predictions = model.predict(test_rows[columns])  # only what the model takes: no "extra inputs" warning
         return classification_metrics(y, predictions["p_churn"].to_numpy())
 
     challenger_metrics = score(challenger.version)
@@ -145,6 +188,7 @@ def promote(cfg: DictConfig, test_rows: pd.DataFrame | None = None) -> Promotion
         "promotion.reason": reason,
         "challenger.version": str(challenger.version),
         "champion.version": str(champion.version) if champion else "none",
+        "promotion.compared_on": compared_on,
     }
     with tracked_run("promotion", tags):
         mlflow.log_metrics({f"challenger_{k}": v for k, v in challenger_metrics.items()})

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from features.build import FeatureTableResult
 from features.errors import ConfigError
 from features.provenance import resolved_config, resolved_yaml
-from models.calibration import calibration_name
+from models.calibration import NoCalibration, calibration_name
 from models.ceiling import true_window_probability
 from models.churn_model import ChurnModel, fit_churn_model, fit_cross_validated
 from models.errors import SplitError
@@ -44,7 +44,7 @@ from models.evaluation import (
     targeting_profit,
 )
 from models.registry import register_challenger
-from models.split import SplitSettings, configured_split, load_snapshots, slice_masks
+from models.split import SplitSettings, load_snapshots, plan_split, slice_masks, unlabelled_note
 from models.tracking import TrackingSettings, config_params, tracked_run
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ class TrainResult:
     seconds: float = 0.0
     calibration: str = ""  # the calibrator used (the choice, with calibration=auto)
     notes: list[str] = field(default_factory=list)
+    split_kind: str = "time"  # "time" or "kfold": what the promotion gate compares the models on
+    fallback: str = ""  # why split=auto fell back to K-fold (empty when it did not)
 
 
 def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
@@ -79,17 +81,19 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     features = [f["name"] for f in manifest["features"]]
     categorical = manifest["categorical_features"]
     settings, seed = SplitSettings.from_config(cfg.split, cfg.label), int(cfg.seed)
+    note = unlabelled_note(built.manifest)
     fitted = fit_and_evaluate(
-        settings, snapshots, features, categorical, instantiate(cfg.model), instantiate(cfg.calibration), seed
-    )
+        settings, snapshots, features, categorical, instantiate(cfg.model), instantiate(cfg.calibration), seed,
+        note,
+    )  # fmt: skip
     model, test_rows, p_test, split = fitted.model, fitted.test_rows, fitted.p_test, fitted.description
     y_test = test_rows["churned"].to_numpy()
-    metrics = {f"test_{k}": v for k, v in classification_metrics(y_test, p_test).items()}
+    metrics = {f"test_{k}": v for k, v in mean_metrics(y_test, fitted.repeat_probabilities).items()}
     metrics |= {f"test_{k}": v for k, v in targeting_profit(y_test, p_test, cfg.evaluation.profit).items()}
     segments = segment_labels(test_rows, OmegaConf.to_container(cfg.evaluation.segments))
     metrics |= {f"test_{k}": v for k, v in segment_metrics(y_test, p_test, segments).items()}
     metrics |= fitted.extra_metrics
-    metrics["raw_test_roc_auc"] = classification_metrics(y_test, fitted.raw_test)["roc_auc"]
+    metrics["raw_test_roc_auc"] = mean_metrics(y_test, fitted.repeat_raw)["roc_auc"]
     if model.best_iteration:
         metrics["best_iteration"] = float(model.best_iteration)
 
@@ -108,13 +112,14 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     if cfg.evaluation.get("baseline"):
         base = fit_and_evaluate(
             settings, snapshots, features, categorical, instantiate(cfg.evaluation.baseline),
-            instantiate(cfg.calibration), seed,
+            instantiate(cfg.calibration), seed, note,
         )  # fmt: skip
         metrics |= {
             f"baseline_test_{k}": v
-            for k, v in classification_metrics(y_test, base.p_test).items()
+            for k, v in mean_metrics(y_test, base.repeat_probabilities).items()
             if k in HEADLINE
         }
+        metrics |= {f"baseline_{k}": v for k, v in base.extra_metrics.items() if k.startswith("cv_")}
 
     tracking = TrackingSettings.from_config(cfg.mlflow)
     experiment_id = tracking.setup()
@@ -131,7 +136,10 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
         "model.class": type(model.estimator).__name__,
         "calibration": calibration_name(model.calibrator),
         "split": split,
+        "split.kind": fitted.kind,
     }
+    if fitted.fallback:
+        tags["split.fallback"] = f"split=auto used K-fold: {fitted.fallback}"
     run_name = f"train-{cfg.data.name}-{OmegaConf.select(cfg, 'model._target_').split('.')[-1]}"
     with tracked_run(run_name, tags) as run:
         mlflow.log_params(config_params(resolved_config(cfg)) | {"calibration.chosen": tags["calibration"]})
@@ -142,14 +150,49 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
             folder = Path(tmp)
             (folder / "resolved_config.yaml").write_text(resolved_yaml(cfg))
             (folder / "feature_manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+            importance_table(model).to_csv(folder / "feature_importance.csv", index=False)
             mlflow.log_artifacts(str(folder), artifact_path="run_info")
+        _log_predictions(fitted)
         model_info = _log_model(model, test_rows, features, manifest, cfg)
         version = register_challenger(model_info.model_uri, name)
     return TrainResult(
         run.info.run_id, experiment_id, manifest["input"]["fingerprint"], f"models:/{name}/{version.version}",
         str(version.version), metrics, split, promoted=False, test_rows=test_rows, calibration=tags["calibration"],
-        seconds=time.time() - started,
+        seconds=time.time() - started, split_kind=fitted.kind, fallback=fitted.fallback,
     )  # fmt: skip
+
+
+def importance_table(model: ChurnModel) -> pd.DataFrame:
+    """Each feature's importance, most important first: LightGBM's total gain and split count, or a linear
+    model's absolute coefficient per transformed column (the run's run_info/feature_importance.csv)."""
+    if model.is_lightgbm:
+        booster = model.estimator.booster_
+        table = pd.DataFrame(
+            {
+                "feature": model.features,
+                "gain": booster.feature_importance(importance_type="gain"),
+                "splits": booster.feature_importance(importance_type="split"),
+            }
+        )
+        table["gain_share"] = table["gain"] / max(float(table["gain"].sum()), 1e-300)
+        return table.sort_values(["gain", "splits"], ascending=False, kind="stable").reset_index(drop=True)
+    names, values = model.importance()
+    table = pd.DataFrame({"feature": names, "abs_coefficient": np.asarray(values, dtype=float)})
+    return table.sort_values("abs_coefficient", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _log_predictions(fitted: Fitted) -> None:
+    """The honest predictions per customer and date as `predictions/<kind>.parquet`: out-of-fold for K-fold
+    (with repeat and fold), the test slice for a time split."""
+    import mlflow
+
+    if fitted.predictions is None:
+        return
+    name = "out_of_fold.parquet" if fitted.kind == "kfold" else "test_slice.parquet"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        fitted.predictions.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path="predictions")
 
 
 def without_empty_features(manifest: dict[str, Any], snapshots: pd.DataFrame) -> dict[str, Any]:
@@ -184,6 +227,13 @@ class Fitted:
     description: str
     extra_metrics: dict[str, float]
     raw_test: np.ndarray  # the same predictions before calibration
+    kind: str = "time"  # the split used: "time" or "kfold"
+    fallback: str = ""  # why split=auto fell back to K-fold
+    # Per repeat of a K-fold, the out-of-fold probabilities (one entry, p_test, for a time split): the
+    # headline test_* metrics are their mean over repeats.
+    repeat_probabilities: list[np.ndarray] = field(default_factory=list)
+    predictions: pd.DataFrame | None = None  # per customer and date: the honest predictions (an artifact)
+    repeat_raw: list[np.ndarray] = field(default_factory=list)  # the same per repeat, before calibration
 
 
 def fit_and_evaluate(
@@ -194,65 +244,105 @@ def fit_and_evaluate(
     estimator: Any,
     calibrator: Any,
     seed: int,
+    note: str = "",
 ) -> Fitted:
-    """Fit on the split the settings ask for: time slices, or stratified K-fold (also when the data has too
-    few dates for the time split and the settings allow the fallback)."""
-    if settings.kind == "time":
-        try:
-            split = configured_split(settings, snapshots)
-        except SplitError as error:
-            if not settings.kfold_fallback:
-                raise
-            log.warning("%s; falling back to stratified %d-fold cross-validation", error, settings.n_folds)
-        else:
-            masks = slice_masks(snapshots["observation_date"], split)
-            train_rows, calibration_rows, test_rows = (
-                snapshots[masks[k]] for k in ("train", "calibration", "test")
+    """Fit on the split the settings ask for: time slices, or stratified K-fold (split=kfold, or split=auto
+    when the dates do not fit the time slices). A split that cannot work raises SplitError naming the empty
+    slice, before any model is fitted; `note` says why the latest dates have no label."""
+    plan = plan_split(settings, snapshots, note)
+    if plan.time is not None:
+        split = plan.time
+        if not split.calibration and not isinstance(calibrator, NoCalibration):
+            raise SplitError(
+                f"split.calibration_dates=0 leaves the calibration slice empty, but calibration="
+                f"{calibration_name(calibrator)} is fitted on it: set split.calibration_dates to 1 or more, or "
+                f"calibration=none"
             )
-            early_dates = (
-                sorted(split.train)[-settings.early_stopping_dates :] if settings.early_stopping_dates else []
-            )
-            log.info("time split: %s; fitting %s", split.describe(), type(estimator).__name__)
-            model = fit_churn_model(
-                estimator, calibrator, train_rows, calibration_rows, features=features, categorical=categorical,
-                early_stopping=train_rows[train_rows["observation_date"].isin(early_dates)],
-            )  # fmt: skip
-            extra = {
-                "train_snapshots": float(len(train_rows)),
-                "calibration_snapshots": float(len(calibration_rows)),
-            }
-            return Fitted(
-                model, test_rows, model.predict_proba(test_rows), split.describe(), extra,
-                model.raw_scores(test_rows),
-            )  # fmt: skip
-    folds = settings.n_folds
+        masks = slice_masks(snapshots["observation_date"], split)
+        train_rows, calibration_rows, test_rows = (
+            snapshots[masks[k]] for k in ("train", "calibration", "test")
+        )
+        early_dates = (
+            sorted(split.train)[-settings.early_stopping_dates :] if settings.early_stopping_dates else []
+        )
+        log.info("time split: %s; fitting %s", split.describe(), type(estimator).__name__)
+        model = fit_churn_model(
+            estimator, calibrator, train_rows, calibration_rows, features=features, categorical=categorical,
+            early_stopping=train_rows[train_rows["observation_date"].isin(early_dates)],
+        )  # fmt: skip
+        extra = {
+            "train_snapshots": float(len(train_rows)),
+            "calibration_snapshots": float(len(calibration_rows)),
+        }
+        p_test, raw_test = model.predict_proba(test_rows), model.raw_scores(test_rows)
+        predictions = prediction_table(test_rows, {"p_churn_raw": raw_test, "p_churn": p_test})
+        return Fitted(
+            model, test_rows, p_test, split.describe(), extra, raw_test, "time", "", [p_test], predictions,
+            [raw_test],
+        )  # fmt: skip
+    folds, repeats = settings.n_folds, settings.n_repeats
+    if plan.fallback:
+        log.warning("split=auto: %s; using stratified %d-fold cross-validation instead", plan.fallback, folds)
     log.info(
-        "stratified %d-fold cross-validation (grouped by customer); fitting %s",
-        folds,
-        type(estimator).__name__,
-    )
+        "stratified %d-fold cross-validation%s (grouped by customer); fitting %s",
+        folds, f", repeated {repeats} times" if repeats > 1 else "", type(estimator).__name__,
+    )  # fmt: skip
     result = fit_cross_validated(
-        estimator,
-        calibrator,
-        snapshots,
-        features=features,
-        categorical=categorical,
-        n_folds=folds,
-        seed=seed,
+        estimator, calibrator, snapshots, features=features, categorical=categorical, n_folds=folds, seed=seed,
+        n_repeats=repeats,
+    )  # fmt: skip
+    extra = {"train_snapshots": float(len(snapshots))} | cv_metrics(
+        snapshots["churned"].to_numpy(), result.repeats
     )
-    y = snapshots["churned"].to_numpy()
+    description = f"stratified {folds}-fold CV{f' x{repeats}' if repeats > 1 else ''}, out-of-fold"
+    if plan.fallback:
+        description += " (split=auto fell back from time)"
+    predictions = pd.concat(
+        [
+            prediction_table(
+                snapshots, {"p_churn_raw": r.raw, "p_churn": r.probability}, repeat=k, fold=r.fold_of_row
+            )
+            for k, r in enumerate(result.repeats)
+        ],
+        ignore_index=True,
+    )
+    return Fitted(
+        result.model, snapshots, result.oof_probability, description, extra, result.oof_raw, "kfold",
+        plan.fallback, [r.probability for r in result.repeats], predictions, [r.raw for r in result.repeats],
+    )  # fmt: skip
+
+
+def cv_metrics(y: np.ndarray, repeats: list[Any]) -> dict[str, float]:
+    """`cv_<metric>_mean` and `cv_<metric>_std` (sample standard deviation, ddof=1) over every fold of every
+    repeat of a K-fold."""
     per_fold = [
-        classification_metrics(y[result.fold_of_row == k], result.oof_probability[result.fold_of_row == k])
-        for k in range(folds)
+        classification_metrics(y[r.fold_of_row == k], r.probability[r.fold_of_row == k])
+        for r in repeats
+        for k in np.unique(r.fold_of_row)
     ]
-    extra = {"train_snapshots": float(len(snapshots))}
+    out = {}
     for metric in HEADLINE:
         values = [m[metric] for m in per_fold if metric in m]
-        extra[f"cv_{metric}_mean"], extra[f"cv_{metric}_std"] = float(np.mean(values)), float(np.std(values))
-    return Fitted(
-        result.model, snapshots, result.oof_probability, f"stratified {folds}-fold CV, out-of-fold", extra,
-        result.oof_raw,
-    )  # fmt: skip
+        out[f"cv_{metric}_mean"] = float(np.mean(values))
+        out[f"cv_{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
+def mean_metrics(y: np.ndarray, probabilities: list[np.ndarray]) -> dict[str, float]:
+    """Classification metrics averaged over repeats (one repeat: its metrics)."""
+    each = [classification_metrics(y, p) for p in probabilities]
+    return {k: float(np.mean([m[k] for m in each])) for k in each[0]}
+
+
+def prediction_table(rows: pd.DataFrame, columns: dict[str, np.ndarray], **extra: Any) -> pd.DataFrame:
+    """Per customer and observation date: the label and the honest predictions (out-of-fold, or on the test
+    slice), the run's `predictions/` artifact."""
+    table = rows[["customer_id", "observation_date", "churned"]].reset_index(drop=True).copy()
+    for name, values in extra.items():
+        table[name] = values
+    for name, values in columns.items():
+        table[name] = np.asarray(values, dtype=float)
+    return table
 
 
 def _log_churn_by_date(manifest: dict[str, Any]) -> None:
@@ -371,13 +461,21 @@ def summary_table(result: TrainResult, cfg: DictConfig) -> str:
     m = result.metrics
     rows = [("model", "test_"), ("ceiling (truth)", "ceiling_test_"), ("baseline", "baseline_test_")]
     lines = ["", f"churnwise train: {result.seconds:.0f} s, label '{cfg.label.name}', {result.split}"]
+    if result.fallback:
+        lines.append(f"  split           split=auto used K-fold, not time: {result.fallback}")
+    test = "test" if result.split_kind == "time" else "out-of-fold"
     lines.append(f"  who and when    {population_description(cfg.label)}")
-    lines.append(f"  {'':<16}" + "".join(f"{k:>14}" for k in HEADLINE))
+    lines.append(f"  {test + ' metrics':<16}" + "".join(f"{k:>14}" for k in HEADLINE))
     for label, prefix in rows:
         if f"{prefix}roc_auc" in m:
             lines.append(
                 f"  {label:<16}" + "".join(f"{m.get(prefix + k, float('nan')):>14.4f}" for k in HEADLINE)
             )
+    if "cv_roc_auc_std" in m:
+        lines.append(
+            f"  across folds    roc_auc {m['cv_roc_auc_mean']:.4f} ± {m['cv_roc_auc_std']:.4f} (sd over folds)"
+            + (f"; baseline {m['baseline_cv_roc_auc_mean']:.4f}" if "baseline_cv_roc_auc_mean" in m else "")
+        )
     if "raw_test_roc_auc" in m:
         lines.append(
             f"  calibration     {result.calibration or 'as configured'}; roc_auc before it {m['raw_test_roc_auc']:.4f}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -30,9 +30,28 @@ def test_time_split_keeps_a_label_window_between_slices() -> None:
     assert not set(split.train) & set(split.calibration) and not set(split.calibration) & set(split.test)
 
 
-def test_time_split_refuses_too_few_dates() -> None:
-    with pytest.raises(ValueError, match="too few"):
+def test_time_split_names_the_slice_it_cannot_fill() -> None:
+    with pytest.raises(
+        ValueError,
+        match="the test slice needs split.test_dates=3 labelled observation dates and the table has 2",
+    ):
+        time_split(MONTHS[:2], test_dates=3, calibration_dates=3, gap_days=104)
+    with pytest.raises(ValueError, match="the calibration slice is empty"):
         time_split(MONTHS[:6], test_dates=3, calibration_dates=3, gap_days=104)
+    with pytest.raises(ValueError, match="the training slice is empty: no labelled date is at least"):
+        time_split(MONTHS[:11], test_dates=3, calibration_dates=3, gap_days=104)
+    with pytest.raises(ValueError, match="split.test_dates=0: must be at least 1"):
+        time_split(MONTHS, test_dates=0, calibration_dates=3, gap_days=104)
+    with pytest.raises(ValueError, match="split.gap_days=-1"):
+        time_split(MONTHS, test_dates=3, calibration_dates=3, gap_days=-1)
+    note = "2 observation date(s) (2025-01-01..2025-02-01) have no label"
+    with pytest.raises(ValueError, match=r"have no label"):
+        time_split(MONTHS[:6], test_dates=3, calibration_dates=3, gap_days=104, unlabelled_note=note)
+
+
+def test_time_split_without_calibration_dates_has_no_calibration_slice() -> None:
+    split = time_split(MONTHS, test_dates=3, calibration_dates=0, gap_days=104)
+    assert split.calibration == () and max(split.train) + timedelta(days=104) <= split.test[0]
 
 
 def test_metrics_on_hand_made_values() -> None:

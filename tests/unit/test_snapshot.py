@@ -207,7 +207,7 @@ def test_a_table_to_score_must_hold_readable_values_for_the_models_features(tmp_
         check_scoring_table(con, table, recorded, features)
 
 
-def test_tuning_a_snapshot_validates_on_stratified_folds_of_all_rows(make_cfg) -> None:
+def test_tuning_a_snapshot_holds_out_a_fold_it_never_tunes_on(make_cfg) -> None:
     from models.split import SplitSettings
     from models.tuning import validation_pairs
 
@@ -216,13 +216,15 @@ def test_tuning_a_snapshot_validates_on_stratified_folds_of_all_rows(make_cfg) -
         {"customer_id": [f"c{i}" for i in range(100)], "churned": [i % 4 == 0 for i in range(100)]}
     ).astype({"churned": int})
     settings = SplitSettings.from_config(cfg.split, cfg.label)
-    pairs = validation_pairs(settings, rows, int(cfg.tune.validation_dates), int(cfg.tune.seed))
-    assert len(pairs) == cfg.split.n_folds == 5
-    held = [set(v["customer_id"]) for _, v in pairs]
-    assert set().union(*held) == set(rows["customer_id"]) and sum(len(h) for h in held) == 100
-    for fit, validation in pairs:
+    tuning = validation_pairs(settings, rows, int(cfg.tune.validation_dates), int(cfg.tune.seed))
+    held_out = set(tuning.holdout["customer_id"])
+    assert len(held_out) == 20 and tuning.holdout["churned"].mean() == pytest.approx(0.25)
+    assert len(tuning.pairs) == cfg.split.n_folds == 5
+    held = [set(v["customer_id"]) for _, v in tuning.pairs]
+    assert set().union(*held) == set(rows["customer_id"]) - held_out and sum(len(h) for h in held) == 80
+    for fit, validation in tuning.pairs:
         assert not set(fit["customer_id"]) & set(validation["customer_id"])
-        assert validation["churned"].mean() == pytest.approx(0.25)  # stratified
+        assert not (set(fit["customer_id"]) | set(validation["customer_id"])) & held_out  # never tuned on
 
 
 def test_make_validate_checks_a_snapshot_to_score_without_its_label(tmp_path: Path, make_cfg) -> None:
