@@ -454,7 +454,9 @@ def _engagement(
     for event_type in event_types:
         masks[f"{event_type}/last_30d"] = is_type[event_type] & in_window[30]
         masks[f"{event_type}/previous_60d"] = is_type[event_type] & previous_60d
-    sums = pd.DataFrame({name: amount.where(mask, 0.0) for name, mask in masks.items()}).groupby(customer).sum()
+    sums = (
+        pd.DataFrame({name: amount.where(mask, 0.0) for name, mask in masks.items()}).groupby(customer).sum()
+    )
 
     def trend(last: pd.Series, previous: pd.Series) -> pd.Series:
         return (1.0 + last) / (1.0 + previous / 2.0)

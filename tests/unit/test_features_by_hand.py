@@ -282,9 +282,7 @@ def test_per_type_trend_is_the_last_30_days_against_the_60_before(tmp_path: Path
 def many_types(n: int) -> dict[str, str]:
     """Customer 1 with `n` event types: type_k occurs k times (so type_n is the most frequent)."""
     lines = [
-        f"1,2024-02-{day:02d} 10:00:00,type_{k:02d},"
-        for k in range(1, n + 1)
-        for day in range(1, k + 1)
+        f"1,2024-02-{day:02d} 10:00:00,type_{k:02d}," for k in range(1, n + 1) for day in range(1, k + 1)
     ]
     return {
         "customers": "customer_id,signup_date\n1,2023-01-01\n",
@@ -343,6 +341,6 @@ def test_order_rhythm_by_hand(tmp_path: Path) -> None:
     assert c1["order_amount_trend_90d"] == pytest.approx((100 + 32) / (60 + 32))
     c2 = rows[(2, D)]  # one purchase: no rhythm yet
     assert c2["order_days_365d"] == 1
-    for name in ("order_gap_mean_days", "order_gap_last_days", "order_gap_last_vs_mean", "order_recency_vs_gap"):
-        assert c2[name] != c2[name]  # NaN
+    rhythm = ["order_gap_mean_days", "order_gap_last_days", "order_gap_last_vs_mean", "order_recency_vs_gap"]
+    assert all(c2[name] != c2[name] for name in rhythm)  # NaN
     assert c2["order_amount_trend_90d"] == pytest.approx((50 + 50) / (0 + 50))
