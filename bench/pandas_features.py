@@ -64,10 +64,13 @@ def feature_columns(event_types: Sequence[str], windows: Sequence[int] = (30, 90
         "monthly_revenue", "monthly_revenue_90d_ago", "price_increase_pct_90d",
         *[f"orders_{w}d" for w in windows], *[f"order_amount_{w}d" for w in windows],
         "days_since_last_order", "mean_order_amount",
+        *[f"order_days_{w}d" for w in windows], "order_gap_mean_days", "order_gap_last_days",
+        "order_gap_last_vs_mean", "order_recency_vs_gap", "order_amount_trend_90d",
         "max_term_months", "in_term_products", "month_to_month_share", "days_to_term_end",
         "days_since_last_renewal",
-        *[f"events_{w}d" for w in windows],
+        *[f"events_{w}d" for w in windows], *[f"active_days_{w}d" for w in windows],
         *[f"events_{event_type_name(t)}_{w}d" for w in windows for t in event_types],
+        *[f"events_{event_type_name(t)}_trend" for t in event_types],
         "events_trend_30d", "quantity_30d", "days_since_last_event",
         "referrals_made", "referrals_made_365d", "offers_received", "offers_accepted",
         "days_since_last_offer", "last_offer_action",
@@ -79,9 +82,9 @@ CATEGORICAL = ("last_complaint_category", "last_offer_action", "segment", "regio
 FLOATING = (
     "mean_resolution_days", "severe_share_365d", "monthly_revenue", "monthly_revenue_90d_ago",
     "price_increase_pct_90d", "mean_order_amount", "month_to_month_share", "events_trend_30d",
-    "quantity_30d",
+    "quantity_30d", "order_gap_mean_days", "order_gap_last_vs_mean", "order_recency_vs_gap",
 )  # fmt: skip
-FLOATING_PREFIXES = ("order_amount_",)
+FLOATING_PREFIXES = ("order_amount_", "events_")  # events_*: sums of quantity, trends
 
 
 def _read(tables_dir: Path, name: str, columns: list[str], dictionary: Sequence[str] = ()) -> pd.DataFrame:
@@ -374,7 +377,8 @@ def _complaints(
 def _purchases(
     orders: pd.DataFrame, grid: pd.Index, observation: pd.Timestamp, windows: Sequence[int]
 ) -> pd.DataFrame:
-    """Orders and amounts per window, days since the last order, average order amount."""
+    """Orders, amounts and purchase days per window, days since the last order, average order amount, the
+    gaps between purchase days and the 90-day spend trend."""
     bought = _known_before(orders, "order_date", observation, grid)
     by_customer = bought.groupby("customer_id")
     features: dict[str, pd.Series] = {}
@@ -384,11 +388,40 @@ def _purchases(
     for w in windows:
         recent = bought["order_date"] >= observation - pd.Timedelta(days=w)
         features[f"order_amount_{w}d"] = bought[recent].groupby("customer_id")["amount"].sum()
-    features["days_since_last_order"] = (observation - by_customer["order_date"].max()).dt.days
-    features["mean_order_amount"] = by_customer["amount"].mean()
+    last_order = by_customer["order_date"].max()
+    days_since_last_order = (observation - last_order).dt.days
+    mean_amount = by_customer["amount"].mean()
+    features["days_since_last_order"] = days_since_last_order
+    features["mean_order_amount"] = mean_amount
+    for w in windows:
+        recent = bought["order_date"] >= observation - pd.Timedelta(days=w)
+        features[f"order_days_{w}d"] = _distinct(bought, "order_date", recent)
+
+    # Gaps between consecutive distinct purchase days; none with fewer than two days.
+    purchase_days = (
+        bought[["customer_id", "order_date"]].drop_duplicates().sort_values(["customer_id", "order_date"])
+    )
+    gaps = (purchase_days["order_date"] - purchase_days.groupby("customer_id")["order_date"].shift(1)).dt.days
+    gaps_by_customer = gaps.groupby(purchase_days["customer_id"])
+    mean_gap = gaps_by_customer.mean()
+    last_gap = gaps_by_customer.last()  # the gap ending on the last purchase day
+    features["order_gap_mean_days"] = mean_gap
+    features["order_gap_last_days"] = last_gap
+    features["order_gap_last_vs_mean"] = last_gap / mean_gap
+    features["order_recency_vs_gap"] = days_since_last_order / mean_gap
+
+    # Spend in the last 90 days against the 90 before, each plus the customer's average order.
+    age = (observation - bought["order_date"]).dt.days
+    last_90 = bought["amount"].where(age <= 90, 0.0).groupby(bought["customer_id"]).sum()
+    previous_90 = bought["amount"].where((age > 90) & (age <= 180), 0.0).groupby(bought["customer_id"]).sum()
+    denominator = (previous_90 + mean_amount).replace(0.0, np.nan)
+    features["order_amount_trend_90d"] = (last_90 + mean_amount) / denominator
     frame = pd.DataFrame(features).reindex(grid)
-    zero_when_none = [f"orders_{w}d" for w in windows] + [f"order_amount_{w}d" for w in windows]
-    return frame.fillna(dict.fromkeys(zero_when_none, 0))
+    zero_when_none = [
+        *(f"orders_{w}d" for w in windows), *(f"order_amount_{w}d" for w in windows),
+        *(f"order_days_{w}d" for w in windows),
+    ]  # fmt: skip
+    return frame.fillna(dict.fromkeys(zero_when_none, 0) | {"order_amount_trend_90d": 1.0})
 
 
 def _engagement(
@@ -398,7 +431,8 @@ def _engagement(
     windows: Sequence[int],
     event_types: Sequence[str],
 ) -> pd.DataFrame:
-    """Events per window and type over the last year, the 30-day trend, quantity, days since the last event."""
+    """Event amounts (quantity, 1 for a row without one) and active days per window and type over the last
+    year, the 30-against-previous-60-days trends, quantity, days since the last event."""
     since = observation - pd.Timedelta(days=EVENT_LOOKBACK_DAYS)
     recent = events[
         (events["event_time"] >= since)
@@ -406,25 +440,54 @@ def _engagement(
         & events["customer_id"].isin(grid)
     ]
     time = recent["event_time"]
-    in_window = {w: time >= observation - pd.Timedelta(days=w) for w in (*windows, 30, 60)}
-    indicators: dict[str, pd.Series] = {f"events_{w}d": in_window[w] for w in windows}
+    amount = recent["quantity"].fillna(1.0)
+    customer = recent["customer_id"]
+    in_window = {w: time >= observation - pd.Timedelta(days=w) for w in (*windows, 30, 90)}
+    previous_60d = in_window[90] & ~in_window[30]
+    is_type = {t: recent["event_type"] == t for t in event_types}
+    masks: dict[str, pd.Series] = {f"events_{w}d": in_window[w] for w in windows}
     for w in windows:
         for event_type in event_types:
-            indicators[f"events_{event_type_name(event_type)}_{w}d"] = (
-                recent["event_type"] == event_type
-            ) & in_window[w]
-    indicators["last_30d"] = in_window[30]
-    indicators["previous_30d"] = in_window[60] & ~in_window[30]
-    counts = pd.DataFrame(indicators).groupby(recent["customer_id"]).sum()
-    quantity = recent["quantity"].where(in_window[30]).groupby(recent["customer_id"]).sum()
+            masks[f"events_{event_type_name(event_type)}_{w}d"] = is_type[event_type] & in_window[w]
+    masks["last_30d"] = in_window[30]
+    masks["previous_60d"] = previous_60d
+    for event_type in event_types:
+        masks[f"{event_type}/last_30d"] = is_type[event_type] & in_window[30]
+        masks[f"{event_type}/previous_60d"] = is_type[event_type] & previous_60d
+    sums = (
+        pd.DataFrame({name: amount.where(mask, 0.0) for name, mask in masks.items()}).groupby(customer).sum()
+    )
+
+    def trend(last: pd.Series, previous: pd.Series) -> pd.Series:
+        return (1.0 + last) / (1.0 + previous / 2.0)
+
+    day = time.dt.floor("D")
+    active_days = {
+        f"active_days_{w}d": day[in_window[w]].groupby(customer[in_window[w]]).nunique() for w in windows
+    }
+    type_trends = {
+        f"events_{event_type_name(t)}_trend": trend(sums[f"{t}/last_30d"], sums[f"{t}/previous_60d"])
+        for t in event_types
+    }
+    quantity = recent["quantity"].where(in_window[30]).groupby(customer).sum()
     last_event = recent.groupby("customer_id")["event_time"].max()
-    frame = counts.drop(columns=["last_30d", "previous_30d"]).assign(
-        events_trend_30d=(1.0 + counts["last_30d"]) / (1.0 + counts["previous_30d"]),
+    totals = [f"events_{w}d" for w in windows]
+    per_type = [f"events_{event_type_name(t)}_{w}d" for w in windows for t in event_types]
+    frame = pd.concat(
+        [
+            sums[totals],
+            pd.DataFrame(active_days, index=sums.index),
+            sums[per_type],
+            pd.DataFrame(type_trends, index=sums.index),
+        ],
+        axis=1,
+    ).assign(
+        events_trend_30d=trend(sums["last_30d"], sums["previous_60d"]),
         quantity_30d=quantity,
         days_since_last_event=_days_since(observation, last_event),
     )
     frame = frame.reindex(grid)
-    fills = {c: 0 for c in indicators if c not in ("last_30d", "previous_30d")}
+    fills = dict.fromkeys([*totals, *active_days, *per_type], 0) | dict.fromkeys(type_trends, 1.0)
     fills |= {"events_trend_30d": 1.0, "quantity_30d": 0.0, "days_since_last_event": NO_RECENT_EVENT_DAYS}
     return frame.fillna(fills)
 

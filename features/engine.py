@@ -323,14 +323,33 @@ def default_observation_dates(window: DataWindow, observation_cfg: Mapping[str, 
     return dates
 
 
-def discover_event_types(con: duckdb.DuckDBPyConnection, before: date, limit: int) -> list[str]:
-    """The most frequent event types before a date (ties broken by name)."""
+def ranked_event_types(con: duckdb.DuckDBPyConnection, before: date) -> list[str]:
+    """Every event type seen before a date, the most frequent first (ties broken by name)."""
     rows = con.execute(
-        "SELECT event_type FROM events WHERE event_time < ? GROUP BY event_type "
-        "ORDER BY count(*) DESC, event_type LIMIT ?",
-        [before, limit],
+        "SELECT event_type FROM events WHERE event_time < ? GROUP BY event_type ORDER BY count(*) DESC, event_type",
+        [before],
     ).fetchall()
     return [r[0] for r in rows]
+
+
+DEFAULT_MAX_EVENT_TYPES = 40
+SHOWN_LEFT_OUT = 20  # event types beyond the cap named in the log line; the rest are counted
+
+
+def capped_event_types(ranked: Sequence[str], limit: int) -> list[str]:
+    """The first `limit` of the ranked event types; the ones beyond the cap are said in one log line."""
+    if limit < 1:
+        raise ConfigError(f"features.max_event_types must be at least 1, not {limit}")
+    kept, left_out = list(ranked[:limit]), list(ranked[limit:])
+    if left_out:
+        shown = ", ".join(left_out[:SHOWN_LEFT_OUT])
+        more = f" and {len(left_out) - SHOWN_LEFT_OUT} more" if len(left_out) > SHOWN_LEFT_OUT else ""
+        log.info(
+            "events: %d event types; features for the %d most frequent (features.max_event_types), "
+            "%d left out: %s%s",
+            len(ranked), limit, len(left_out), shown, more,
+        )  # fmt: skip
+    return kept
 
 
 def source_columns(con: duckdb.DuckDBPyConnection, source: Source) -> list[str]:
@@ -538,8 +557,8 @@ def plan_build(
         if "events" in present:
             configured = features_cfg.get("event_types", "auto")
             if configured == "auto":
-                limit = int(features_cfg.get("max_event_types", 8))
-                event_types = discover_event_types(con, max(dates), limit)
+                limit = int(features_cfg.get("max_event_types", DEFAULT_MAX_EVENT_TYPES))
+                event_types = capped_event_types(ranked_event_types(con, max(dates)), limit)
             else:
                 event_types = [str(e) for e in configured]
     # Every feature's SQL is checked against its family's source columns now, before anything is computed.

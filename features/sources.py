@@ -176,14 +176,22 @@ def _spend(present: set[str]) -> Source:
 SELECT customer_id, start_date AS spend_date, end_date, monthly_price, CAST(NULL AS DOUBLE) AS amount,
        CASE WHEN previous_price > 0 AND previous_end_date >= cw_add_days(start_date, -31)
             THEN (monthly_price - previous_price) / previous_price END AS price_change_pct,
-       'subscription' AS origin
+       'subscription' AS origin, CAST(NULL AS DATE) AS previous_order_date
 FROM ({_SUBSCRIPTION_HISTORY}) h"""
         )
     if "orders" in present:
+        # previous_order_date: the customer's purchase day before this order's day (empty for the first), from
+        # earlier orders only, so an order known on a date brings nothing later with it.
         parts.append(
-            "SELECT customer_id, order_date AS spend_date, CAST(NULL AS DATE) AS end_date, "
-            "CAST(NULL AS DOUBLE) AS monthly_price, amount, CAST(NULL AS DOUBLE) AS price_change_pct, "
-            "'order' AS origin FROM orders"
+            """
+SELECT o.customer_id, o.order_date AS spend_date, CAST(NULL AS DATE) AS end_date,
+       CAST(NULL AS DOUBLE) AS monthly_price, o.amount, CAST(NULL AS DOUBLE) AS price_change_pct,
+       'order' AS origin, d.previous_order_date
+FROM orders o
+JOIN (SELECT customer_id, order_date,
+             lag(order_date) OVER (PARTITION BY customer_id ORDER BY order_date) AS previous_order_date
+      FROM (SELECT DISTINCT customer_id, order_date FROM orders) days) d
+  ON d.customer_id = o.customer_id AND d.order_date = o.order_date"""
         )
     return Source(
         name="spend",

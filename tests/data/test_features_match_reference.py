@@ -204,3 +204,13 @@ def test_comparison_covers_the_edge_cases(both_tables: BothTables) -> None:
     )
     assert (table["days_since_last_event"] == 366).sum() > 0 and table["last_offer_action"].notna().sum() > 0
     assert table["days_to_term_end"].notna().sum() > 0 and (table["categories_added_90d"] > 0).sum() > 0
+    # Event amounts (quantities summed, 1 for a row without) apart from rows and active days; trends.
+    assert (table["events_usage_30d"] % 1 != 0).sum() > 20
+    assert (table["active_days_30d"] < table["events_login_30d"]).sum() > 0
+    assert (table["events_login_trend"] != 1.0).sum() > 20 and (table["events_trend_30d"] < 1.0).sum() > 20
+    # Order rhythms: customers with one purchase day and with several, a spend trend away from 1.
+    gaps = table["order_gap_last_days"]
+    assert gaps.notna().sum() > 20 and (table["order_days_365d"] == 1).sum() > 0
+    assert (table["order_days_365d"] < table["orders_365d"]).sum() > 0  # two orders on one day
+    assert (gaps.notna() & (gaps != table["order_gap_mean_days"])).sum() > 20
+    assert (table["order_amount_trend_90d"] != 1.0).sum() > 20

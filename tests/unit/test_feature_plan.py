@@ -147,3 +147,22 @@ def test_publishing_several_files_renames_none_until_all_are_written(tmp_path: P
     )
     assert first.read_text() == "new parquet" and second.read_text() == "new csv"
     assert not stale.exists() and live.exists()
+
+
+def test_event_types_beyond_the_cap_are_named_in_one_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    from features.engine import capped_event_types
+    from features.errors import ConfigError
+
+    ranked = [f"type_{k:02d}" for k in range(30)]
+    with caplog.at_level("INFO", logger="features.engine"):
+        assert capped_event_types(ranked, 40) == ranked  # under the cap: all kept, nothing said
+        assert capped_event_types(ranked, 5) == ranked[:5]
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1
+    assert said[0].startswith(
+        "events: 30 event types; features for the 5 most frequent (features.max_event_types), "
+        "25 left out: type_05, type_06"
+    )
+    assert said[0].endswith("type_24 and 5 more")
+    with pytest.raises(ConfigError, match="features.max_event_types must be at least 1"):
+        capped_event_types(ranked, 0)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -159,9 +160,15 @@ def test_complaint_open_at_the_date_and_resolved_after_it(build) -> None:
 def test_engagement_and_loyalty(build) -> None:
     rows = build()
     c1 = rows[(1, D)]
-    assert (c1["events_30d"], c1["events_90d"]) == (2, 3)  # the login at 00:00 on D is not seen
-    assert (c1["events_login_30d"], c1["events_usage_30d"]) == (1, 1)
-    assert c1["events_trend_30d"] == pytest.approx(3 / 2)
+    # Amounts: a login (no quantity) counts 1, the usage event its quantity 2.5; the login at 00:00 on D is
+    # not seen.
+    assert (c1["events_30d"], c1["events_90d"]) == (3.5, 4.5)
+    assert (c1["events_login_30d"], c1["events_usage_30d"]) == (1, 2.5)
+    assert (c1["active_days_30d"], c1["active_days_90d"]) == (2, 3)  # 02-25, 02-29; + 01-20
+    # Last 30 days [01-31, D): 3.5; the 60 before [12-02, 01-31): the login of 01-20.
+    assert c1["events_trend_30d"] == pytest.approx((1 + 3.5) / (1 + 1 / 2))
+    assert c1["events_login_trend"] == pytest.approx((1 + 1) / (1 + 1 / 2))
+    assert c1["events_usage_trend"] == pytest.approx((1 + 2.5) / 1)
     assert c1["quantity_30d"] == pytest.approx(2.5)
     assert c1["days_since_last_event"] == 1
     assert (c1["referrals_made"], c1["referrals_made_365d"]) == (1, 1)
@@ -212,3 +219,128 @@ def test_inactivity_labels(build) -> None:
     assert label[6] == 1  # nothing after D
     assert label[7] == 1  # its next login is on D + 90, the first day after the window
     assert label[8] == 0  # login on D + 89
+
+
+def build_tables(
+    folder: Path,
+    tables: Mapping[str, str],
+    *,
+    dates: tuple[date, ...] = (D,),
+    label: str = "inactivity",
+    **features: Any,
+) -> tuple[dict[tuple[int, date], dict[str, Any]], list[str]]:
+    """Features for other hand-made tables (default config, with `features` overriding its top-level keys,
+    event types discovered from the data): rows keyed by (customer, date), and the feature names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in tables.items():
+        (folder / f"{name}.csv").write_text(text)
+    loaded = load_tables(folder)
+    features_cfg = OmegaConf.to_container(OmegaConf.load(CONF / "features" / "default.yaml")) | features
+    label_cfg = OmegaConf.to_container(OmegaConf.load(CONF / "label" / f"{label}.yaml"))
+    build = build_feature_table(
+        loaded.con, set(loaded.report.present), features_cfg, {"data_end": "2025-01-01"}, label_cfg,
+        dates=list(dates),
+    )  # fmt: skip
+    frame = loaded.con.execute("SELECT * FROM feature_table").df()
+    rows = {(int(r["customer_id"]), r["observation_date"].date()): r.to_dict() for _, r in frame.iterrows()}
+    return rows, build.plan.names
+
+
+# A daily log: one row per day and type, the day's count in quantity (empty for a plain login).
+DAILY_LOG = {
+    "customers": "customer_id,signup_date\n1,2023-01-01\n",
+    "events": """customer_id,event_time,event_type,quantity
+1,2023-12-15 10:00:00,api_calls,2
+1,2024-01-10 10:00:00,api_calls,4
+1,2024-02-20 09:00:00,api_calls,5
+1,2024-02-20 17:00:00,login,
+1,2024-02-25 10:00:00,api_calls,3
+1,2024-03-01 00:00:00,api_calls,100
+""",
+}
+
+
+def test_event_quantities_are_summed_and_active_days_counted_once(tmp_path: Path) -> None:
+    rows, _ = build_tables(tmp_path, DAILY_LOG)
+    c1 = rows[(1, D)]
+    # [01-31, D): api_calls 5 + 3, the login counts 1; the 100 calls on D are not seen.
+    assert (c1["events_api_calls_30d"], c1["events_login_30d"], c1["events_30d"]) == (8, 1, 9)
+    assert c1["events_api_calls_90d"] == 2 + 4 + 5 + 3
+    assert c1["quantity_30d"] == 8  # recorded quantities only
+    assert (c1["active_days_30d"], c1["active_days_90d"]) == (2, 4)  # 02-20 (twice) and 02-25; + 12-15, 01-10
+
+
+def test_per_type_trend_is_the_last_30_days_against_the_60_before(tmp_path: Path) -> None:
+    rows, _ = build_tables(tmp_path, DAILY_LOG)
+    c1 = rows[(1, D)]
+    # api_calls: 8 in [01-31, D), 4 + 2 in [12-02, 01-31): per 30 days 8 against 3, each plus 1.
+    assert c1["events_api_calls_trend"] == pytest.approx((1 + 8) / (1 + 6 / 2))
+    assert c1["events_login_trend"] == pytest.approx(2.0)  # one login lately, none before
+    assert c1["events_trend_30d"] == pytest.approx((1 + 9) / (1 + 6 / 2))
+
+
+def many_types(n: int) -> dict[str, str]:
+    """Customer 1 with `n` event types: type_k occurs k times (so type_n is the most frequent)."""
+    lines = [
+        f"1,2024-02-{day:02d} 10:00:00,type_{k:02d}," for k in range(1, n + 1) for day in range(1, k + 1)
+    ]
+    return {
+        "customers": "customer_id,signup_date\n1,2023-01-01\n",
+        "events": "customer_id,event_time,event_type,quantity\n" + "\n".join(lines) + "\n",
+    }
+
+
+def test_more_than_eight_event_types_all_become_features_up_to_the_cap(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows, names = build_tables(tmp_path / "all", many_types(12))
+    per_type = {n for n in names if n.startswith("events_type_") and n.endswith("_30d")}
+    assert per_type == {f"events_type_{k:02d}_30d" for k in range(1, 13)}
+    assert rows[(1, D)]["events_type_03_30d"] == 3
+    assert {f"events_type_{k:02d}_trend" for k in range(1, 13)} <= set(names)
+
+    with caplog.at_level(logging.INFO, logger="features.engine"):
+        _, capped = build_tables(tmp_path / "capped", many_types(12), max_event_types=10)
+    kept = {n for n in capped if n.startswith("events_type_") and n.endswith("_30d")}
+    assert kept == {f"events_type_{k:02d}_30d" for k in range(3, 13)}  # the two rarest are left out
+    said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert said == [
+        "events: 12 event types; features for the 10 most frequent (features.max_event_types), 2 left out: "
+        "type_02, type_01"
+    ]
+
+
+ORDERS_ONLY = {
+    "customers": "customer_id,signup_date\n1,2023-01-01\n2,2023-01-01\n",
+    "orders": """customer_id,order_date,product_category,amount
+1,2023-10-15,shoes,60
+1,2024-01-01,shoes,10
+1,2024-01-01,socks,20
+1,2024-01-11,shoes,30
+1,2024-02-10,shoes,40
+1,2024-03-01,shoes,999
+2,2024-02-01,shoes,50
+""",
+}
+
+
+def test_order_rhythm_by_hand(tmp_path: Path) -> None:
+    rows, _ = build_tables(tmp_path, ORDERS_ONLY)
+    c1 = rows[(1, D)]
+    # Purchase days before D: 2023-10-15, 2024-01-01 (two orders), 01-11, 02-10; the order on D is not seen.
+    assert (c1["order_days_30d"], c1["order_days_90d"], c1["order_days_365d"]) == (1, 3, 4)
+    assert c1["orders_90d"] == 4  # rows, beside the three days
+    gaps = [days(date(2023, 10, 15), date(2024, 1, 1)), 10, 30]
+    assert gaps[0] == 78
+    assert c1["order_gap_mean_days"] == pytest.approx(sum(gaps) / 3)
+    assert c1["order_gap_last_days"] == 30
+    assert c1["order_gap_last_vs_mean"] == pytest.approx(30 / (118 / 3))
+    assert c1["days_since_last_order"] == 20
+    assert c1["order_recency_vs_gap"] == pytest.approx(20 / (118 / 3))
+    # Last 90 days [12-02, D): 10 + 20 + 30 + 40; the 90 before: 60; each plus the average order (160 / 5).
+    assert c1["order_amount_trend_90d"] == pytest.approx((100 + 32) / (60 + 32))
+    c2 = rows[(2, D)]  # one purchase: no rhythm yet
+    assert c2["order_days_365d"] == 1
+    rhythm = ["order_gap_mean_days", "order_gap_last_days", "order_gap_last_vs_mean", "order_recency_vs_gap"]
+    assert all(c2[name] != c2[name] for name in rhythm)  # NaN
+    assert c2["order_amount_trend_90d"] == pytest.approx((50 + 50) / (0 + 50))
