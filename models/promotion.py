@@ -16,6 +16,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from features.errors import ConfigError
+from features.labels import LabelWindow
 from models.errors import SplitError
 from models.evaluation import classification_metrics
 from models.registry import load_registered_model
@@ -173,5 +174,5 @@ def why_incomparable(champion_uri: str, challenger_uri: str, test_rows: pd.DataF
         return f"it was trained on features this data does not have ({shown})"
     label = (champion.metadata or {}).get("label")
     if label and label != (challenger.metadata or {}).get("label"):
-        return f"it predicts another label ({label.get('name')}, {label.get('horizon_days')} days)"
+        return f"it predicts another label ({label.get('name')}, {LabelWindow.from_config(label).describe()})"
     return None
