@@ -58,11 +58,11 @@ class ObservationGrid:
         every = observation_cfg.get("every", 1)
         old = observation_cfg.get("every_months")
         if old is not None:
-            if unit != "months":
+            if unit != "months" or every not in (1, old):
                 raise ConfigError(
                     f"observation.every_months ({old!r}) is the old spelling of observation.every with "
-                    f"observation.unit=months, but observation.unit is {unit!r}: set observation.every and "
-                    f"observation.unit only"
+                    f"observation.unit=months, but observation.every is {every!r} and observation.unit "
+                    f"{unit!r}: set observation.every and observation.unit only"
                 )
             log.warning(
                 "observation.every_months is deprecated: write observation.every=%s observation.unit=months",

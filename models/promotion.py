@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from omegaconf import DictConfig
@@ -173,6 +174,12 @@ def why_incomparable(champion_uri: str, challenger_uri: str, test_rows: pd.DataF
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         return f"it was trained on features this data does not have ({shown})"
     label = (champion.metadata or {}).get("label")
-    if label and label != (challenger.metadata or {}).get("label"):
+    if label and _set_keys(label) != _set_keys((challenger.metadata or {}).get("label")):
         return f"it predicts another label ({label.get('name')}, {LabelWindow.from_config(label).describe()})"
     return None
+
+
+def _set_keys(label: dict[str, Any] | None) -> dict[str, Any]:
+    """A label's settings without the unset ones: a label from before a key existed (no horizon_months)
+    equals the same label with that key null."""
+    return {k: v for k, v in (label or {}).items() if v is not None}

@@ -64,8 +64,9 @@ def test_the_old_every_months_still_reads_as_a_grid_of_months() -> None:
         "every_months": 3
     }
     assert default_observation_dates(WINDOW, old) == [date(2023, 5, 1), date(2023, 8, 1), date(2023, 11, 1)]
-    with pytest.raises(ConfigError, match=r"observation.every_months .* observation.unit is 'weeks'"):
-        ObservationGrid.from_config(old | {"unit": "weeks"})
+    for clash in ({"unit": "weeks"}, {"every": 2}):
+        with pytest.raises(ConfigError, match=r"observation.every_months \(3\) is the old spelling"):
+            ObservationGrid.from_config(old | clash)
 
 
 @pytest.mark.parametrize(
