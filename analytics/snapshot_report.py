@@ -25,6 +25,7 @@ from analytics.sections import Report, add_latest_scoring, model_reasons_of_chur
 from features.build import load_snapshot, snapshot_data_end
 from features.dates import as_of_date
 from features.io import TableFile
+from features.labels import LabelWindow
 from features.snapshot import RAW, feature_select, label_expression
 from features.sql import identifier
 
@@ -54,7 +55,7 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
 
     loaded = load_snapshot(cfg)
     con, spec, table, planned = loaded.con, loaded.spec, loaded.table, loaded.planned
-    horizon = int(cfg.label.horizon_days)
+    horizon = LabelWindow.from_config(cfg.label).approx_days
     periods_per_year = DAYS_PER_YEAR / horizon
     minimum = int(cfg.report.min_customers)
     as_of = as_of_date(spec.as_of, snapshot_data_end(con, table))

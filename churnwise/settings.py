@@ -17,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from features.dates import config_date
 from features.errors import ConfigError
+from features.labels import LabelWindow
+from features.observation import ObservationGrid
 from features.postgres import IDENTIFIER as POSTGRES_IDENTIFIER
 from features.sql import safe_name
 
@@ -94,7 +96,8 @@ def check_settings(cfg: DictConfig, stage: str) -> None:
         _integer(cfg, "data.chunk_rows", 1)
     for key in ("observation.start", "observation.end", "observation.data_end"):
         config_date(OmegaConf.select(cfg, key), key)
-    _integer(cfg, "observation.every_months", 1)
+    ObservationGrid.from_config(OmegaConf.to_container(cfg.observation, resolve=True))
+    LabelWindow.from_config(OmegaConf.to_container(cfg.label, resolve=True))
     _integer(cfg, "engine.dates_per_batch", 1)
     _integer(cfg, "engine.threads", 1, optional=True)
     if stage in ("score", "report"):

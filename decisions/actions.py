@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 class ValueParameters:
     """What the CLV formula needs besides the probability and revenue (`conf/value`)."""
 
-    horizon_days: int
+    horizon_days: float  # the label window in days (features.labels.LabelWindow.approx_days)
     margin_rate: float
     annual_discount_rate: float
 

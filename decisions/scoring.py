@@ -46,6 +46,7 @@ from features.engine import FeatureBuild, FeatureDef, check_plan, count_prospect
 from features.errors import ConfigError
 from features.inputs import EngineSettings, connect, load_inputs, process_temp_dir
 from features.io import TableFile, fingerprint
+from features.labels import LabelWindow
 from features.provenance import resolved_config, resolved_yaml
 from features.publish import HistoryTable, Publication, check_can_write, csv_copy_sql
 from features.snapshot import TABLE, check_scoring_table, feature_select, read_snapshot
@@ -114,7 +115,7 @@ def score(cfg: DictConfig) -> ScoreResult:
     )  # fmt: skip
 
     value = ValueParameters(
-        horizon_days=int(registered.manifest["label"]["horizon_days"]),
+        horizon_days=LabelWindow.from_config(registered.manifest["label"]).approx_days,
         margin_rate=float(cfg.value.margin_rate),
         annual_discount_rate=float(cfg.value.annual_discount_rate),
     )

@@ -13,7 +13,6 @@ SQL only through `features.sql`.
 
 from __future__ import annotations
 
-import calendar
 import logging
 import os
 import re
@@ -33,6 +32,7 @@ from features.dialect import install_duckdb_functions
 from features.errors import ConfigError
 from features.expressions import ExpressionError, checked_expression
 from features.labels import label_sql
+from features.observation import ObservationGrid
 from features.publish import replace_file
 from features.sources import Source, activity_dates_sql, row_columns, source_for
 from features.sql import identifier, literal
@@ -212,26 +212,6 @@ def checked_feature_sql(feature: FeatureDef, columns: Collection[str]) -> str:
     return checked_expression(feature.sql, feature_key(feature), columns, aggregates=True)
 
 
-def observation_dates(start: date, end: date, every_months: int = 1) -> list[date]:
-    """Observation dates from `start` to `end` inclusive, every `every_months` months (day clamped to month)."""
-    if every_months < 1:
-        raise ConfigError("observation.every_months must be at least 1")
-    dates: list[date] = []
-    while True:
-        month = start.month - 1 + len(dates) * every_months
-        year, month = start.year + month // 12, month % 12 + 1
-        current = date(year, month, min(start.day, calendar.monthrange(year, month)[1]))
-        if current > end:
-            return dates
-        dates.append(current)
-
-
-def _first_of_month_on_or_after(day: date) -> date:
-    if day.day == 1:
-        return day
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
-
-
 @dataclass(frozen=True)
 class DataWindow:
     """Where the data starts (its logs) and ends (exclusive: the first day without data), and the latest date
@@ -301,24 +281,26 @@ def count_prospects(con: duckdb.DuckDBPyConnection, as_of: date, present: set[st
 
 
 def default_observation_dates(window: DataWindow, observation_cfg: Mapping[str, Any]) -> list[date]:
-    """Observation dates from config, with defaults derived from the data window."""
+    """Observation dates from config (`features.observation`), with defaults derived from the data window:
+    from the first grid anchor `warmup_days` after the data start to the last anchor on its last day."""
+    grid = ObservationGrid.from_config(observation_cfg)
     start = observation_cfg.get("start")
     end = observation_cfg.get("end")
     warmup = int(observation_cfg.get("warmup_days", 90))
     start_date = (
         date.fromisoformat(str(start))
         if start
-        else _first_of_month_on_or_after(date.fromordinal(window.start.toordinal() + warmup))
+        else grid.first_on_or_after(date.fromordinal(window.start.toordinal() + warmup))
     )
     if end:
         end_date = date.fromisoformat(str(end))
     else:
-        last_day = date.fromordinal(window.end.toordinal() - 1)
-        end_date = last_day.replace(day=1)
-    dates = observation_dates(start_date, end_date, int(observation_cfg.get("every_months", 1)))
+        end_date = grid.last_on_or_before(date.fromordinal(window.end.toordinal() - 1))
+    dates = grid.dates(start_date, end_date)
     if not dates:
         raise ConfigError(
-            f"no observation dates between {start_date} and {end_date}: set observation.start and observation.end"
+            f"no observation dates between {start_date} and {end_date} ({grid.describe()}): set "
+            f"observation.start and observation.end"
         )
     return dates
 

@@ -2,7 +2,10 @@
 
 The label window is [observation_date + lead, observation_date + lead + horizon): features see the days
 strictly before the observation date, labels the days from observation_date + lead on, so with lead 0 no
-day is in both and none falls between them.
+day is in both and none falls between them. The lead is in days, the horizon in days (`horizon_days`) or
+in calendar months (`horizon_months`: 2024-01-31 + 1 month is 2024-02-29, as cw_add_months counts);
+`LabelWindow` is the one place that reads them, for the SQL here and for every later stage (split gap,
+ceiling, lifetime value).
 
 - contractual: every subscription the customer holds (started before the window's end) has ended before
   the window's end, the last one ending within the window, and no subscription starts again within
@@ -19,31 +22,127 @@ The configured numbers and the data end go into the SQL as literals (`features.s
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 from features.errors import ConfigError
+from features.observation import add_months
 from features.sources import activity_dates_sql
 from features.sql import literal
+
+DAYS_PER_MONTH = 365.25 / 12  # an average calendar month
+LONGEST_MONTH_DAYS = 31
+
+
+def _count(label_cfg: Mapping[str, Any], key: str, minimum: int, default: int | None = None) -> int:
+    value = label_cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"label.{key}: {value!r} is not a whole number of at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class LabelWindow:
+    """The label window of a snapshot at date t: [t + lead_days, t + lead_days + horizon), the horizon in
+    days or in calendar months (exactly one of them), and the contractual label's grace gap after it."""
+
+    lead_days: int = 0
+    horizon_days: int | None = 90
+    horizon_months: int | None = None
+    grace_days: int = 0
+
+    @classmethod
+    def from_config(cls, label_cfg: Mapping[str, Any]) -> LabelWindow:
+        """The window of a `label` config node (or a manifest's label); ConfigError naming the bad key."""
+        days, months = label_cfg.get("horizon_days"), label_cfg.get("horizon_months")
+        if days is not None and months is not None:
+            raise ConfigError(
+                f"label.horizon_days ({days!r}) and label.horizon_months ({months!r}) are both set: the label "
+                f"window is counted in days or in calendar months; set the other to null "
+                f"(e.g. label.horizon_days=null label.horizon_months={months!r})"
+            )
+        if days is None and months is None:
+            raise ConfigError(
+                "label.horizon_days: set the label window's length in days (or label.horizon_months)"
+            )
+        return cls(
+            lead_days=_count(label_cfg, "lead_days", 0, 0),
+            horizon_days=None if days is None else _count(label_cfg, "horizon_days", 1),
+            horizon_months=None if months is None else _count(label_cfg, "horizon_months", 1),
+            grace_days=_count(label_cfg, "grace_days", 0, 0),
+        )
+
+    def start(self, day: date) -> date:
+        """The first day of the window of a snapshot at `day`."""
+        return day + timedelta(days=self.lead_days)
+
+    def end(self, day: date) -> date:
+        """The first day after the window of a snapshot at `day` (exclusive end)."""
+        start = self.start(day)
+        if self.horizon_months is not None:
+            return add_months(start, self.horizon_months)
+        return start + timedelta(days=int(self.horizon_days or 0))
+
+    def length_days(self, day: date) -> int:
+        """How many days the window of a snapshot at `day` holds."""
+        return (self.end(day) - self.start(day)).days
+
+    @property
+    def approx_days(self) -> float:
+        """The window's length in days where one number must do (months at 365.25 / 12 days each)."""
+        if self.horizon_months is not None:
+            return self.horizon_months * DAYS_PER_MONTH
+        return float(self.horizon_days or 0)
+
+    @property
+    def longest_days(self) -> int:
+        """The most days a window can hold (months at 31 days each)."""
+        if self.horizon_months is not None:
+            return self.horizon_months * LONGEST_MONTH_DAYS
+        return int(self.horizon_days or 0)
+
+    @property
+    def reach_days(self) -> int:
+        """The most days after a snapshot its label can look at: lead, the longest window and the grace gap.
+        Snapshots this far apart have labels that never reach the later one's date."""
+        return self.lead_days + self.longest_days + self.grace_days
+
+    def describe(self) -> str:
+        """The window in words: '90 days', '1 calendar month, starting 7 days after the date'."""
+        if self.horizon_months is not None:
+            n = self.horizon_months
+            text = f"{n} calendar month{'s' if n != 1 else ''}"
+        else:
+            text = f"{self.horizon_days} days"
+        return text + (f", starting {self.lead_days} days after the date" if self.lead_days else "")
+
+    def sql(self) -> tuple[str, str]:
+        """SQL of the window's start and (exclusive) end for the grid's observation_date."""
+        start = f"cw_add_days(observation_date, {literal(self.lead_days)})"
+        if self.horizon_months is not None:
+            return start, f"cw_add_months({start}, {literal(self.horizon_months)})"
+        return (
+            start,
+            f"cw_add_days(observation_date, {literal(self.lead_days + int(self.horizon_days or 0))})",
+        )
 
 
 def label_sql(label_cfg: Mapping[str, Any], data_end: date, present: set[str]) -> str:
     """SQL giving customer_id, observation_date, churned (1/0/NULL) and label_status for every grid row."""
-    lead = int(label_cfg.get("lead_days", 0))
-    horizon = int(label_cfg["horizon_days"])
-    if horizon <= 0 or lead < 0:
-        raise ConfigError("label.horizon_days must be positive and label.lead_days not negative")
+    label_window = LabelWindow.from_config(label_cfg)
+    window_start, window_end = label_window.sql()
     end = literal(data_end)
     window = f"""
 SELECT customer_id, observation_date,
-       cw_add_days(observation_date, {literal(lead)}) AS window_start,
-       cw_add_days(observation_date, {literal(lead + horizon)}) AS window_end
+       {window_start} AS window_start,
+       {window_end} AS window_end
 FROM grid"""
     name = label_cfg["name"]
     if name == "contractual":
         if "subscriptions" not in present:
             raise ConfigError("the contractual label needs the subscriptions table")
-        grace = int(label_cfg.get("grace_days", 0))
+        grace = label_window.grace_days
         return f"""
 WITH w AS ({window}),
 held AS (

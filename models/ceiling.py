@@ -11,14 +11,17 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from features.labels import LabelWindow
 from features.sql import literal
 
 
-def true_window_probability(truth_path: Path, snapshots: pd.DataFrame, *, horizon_days: int) -> np.ndarray:
-    """P(churn within `horizon_days`) for each (customer_id, observation_date) from the true hazard at that date.
+def true_window_probability(truth_path: Path, snapshots: pd.DataFrame, *, window: LabelWindow) -> np.ndarray:
+    """P(churn within the label window) for each (customer_id, observation_date) from the true hazard at
+    that date.
 
-    The generator's monthly hazard for the month starting at the observation date (its state then) is
-    extended over the horizon as a constant hazard: 1 - (1 - p) ** (horizon / days in that month). This is
+    The generator's monthly hazard for the month holding the observation date (its state then) is
+    extended over the window as a constant hazard: 1 - (1 - p) ** (window days / days in that month), the
+    window's days counted at each date (a calendar-month window holds 28 to 31). This is
     the best prediction from what was true at the date; it ignores changes the future brings (a term
     ending, a complaint), which a model may partly anticipate, so a model can come close to it but should
     not beat it by much.
@@ -41,4 +44,5 @@ def true_window_probability(truth_path: Path, snapshots: pd.DataFrame, *, horizo
     hazard = np.array([np.nan if p is None else float(p) for _, p, _ in rows])
     month_days = np.array([d for _, _, d in rows], dtype=float)
     hazard = np.where(np.isnan(hazard), np.nanmean(hazard), hazard)
-    return 1.0 - (1.0 - hazard) ** (horizon_days / month_days)
+    window_days = np.array([window.length_days(d) for d in keys["observation_date"]], dtype=float)
+    return 1.0 - (1.0 - hazard) ** (window_days / month_days)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
 from features.errors import ConfigError
+from features.labels import LabelWindow
 from models.churn_model import ChurnModel, kfold_assignments, out_of_fold
 from models.evaluation import classification_metrics
 from models.registry import load_registered_model
@@ -151,7 +153,9 @@ def promote(
             return out_of_fold_metrics(model.unwrap_python_model().model, test_rows, settings, int(cfg.seed))
         schema = model.metadata.get_input_schema()
         columns = schema.input_names() if schema is not None else list(test_rows.columns)
-        predictions = model.predict(test_rows[columns])  # only what the model takes: no "extra inputs" warning
+        predictions = model.predict(
+            test_rows[columns]
+        )  # only what the model takes: no "extra inputs" warning
         return classification_metrics(y, predictions["p_churn"].to_numpy())
 
     challenger_metrics = score(challenger.version)
@@ -216,6 +220,12 @@ def why_incomparable(champion_uri: str, challenger_uri: str, test_rows: pd.DataF
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         return f"it was trained on features this data does not have ({shown})"
     label = (champion.metadata or {}).get("label")
-    if label and label != (challenger.metadata or {}).get("label"):
-        return f"it predicts another label ({label.get('name')}, {label.get('horizon_days')} days)"
+    if label and _set_keys(label) != _set_keys((challenger.metadata or {}).get("label")):
+        return f"it predicts another label ({label.get('name')}, {LabelWindow.from_config(label).describe()})"
     return None
+
+
+def _set_keys(label: dict[str, Any] | None) -> dict[str, Any]:
+    """A label's settings without the unset ones: a label from before a key existed (no horizon_months)
+    equals the same label with that key null."""
+    return {k: v for k, v in (label or {}).items() if v is not None}

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.labels import LabelWindow
 from models.errors import SplitError
 
 
@@ -152,8 +153,8 @@ class SplitSettings:
 
     @classmethod
     def from_config(cls, split_cfg: Any, label_cfg: Any) -> SplitSettings:
-        """The settings of the `split` and `label` config nodes: without `split.gap_days`, the gap is one
-        label window (lead + horizon + grace). Settings that cannot work raise SplitError naming the key."""
+        """The settings of the `split` and `label` config nodes: without `split.gap_days`, the gap is the
+        most days a label can reach (lead + the longest window + grace; a month counts 31 days). Settings that cannot work raise SplitError naming the key."""
         kind = str(split_cfg.kind)
         if kind not in SPLIT_KINDS:
             raise SplitError(
@@ -161,7 +162,7 @@ class SplitSettings:
             )
         gap = split_cfg.get("gap_days")
         if gap is None:
-            gap = int(label_cfg.lead_days) + int(label_cfg.horizon_days) + int(label_cfg.get("grace_days", 0))
+            gap = LabelWindow.from_config(label_cfg).reach_days
         settings = cls(
             kind=kind,
             test_dates=int(split_cfg.get("test_dates", 3)),

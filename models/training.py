@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from features.build import FeatureTableResult
 from features.errors import ConfigError
+from features.labels import LabelWindow
 from features.provenance import resolved_config, resolved_yaml
 from models.calibration import NoCalibration, calibration_name
 from models.ceiling import true_window_probability
@@ -103,7 +104,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
         truth = true_window_probability(
             Path(truth_path),
             test_rows,
-            horizon_days=int(cfg.label.horizon_days),
+            window=LabelWindow.from_config(cfg.label),
         )
         metrics |= {
             f"ceiling_test_{k}": v for k, v in classification_metrics(y_test, truth).items() if k in HEADLINE
@@ -132,7 +133,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
         "git.dirty": str(manifest["git"]["dirty"]).lower(),
         "label": cfg.label.name,
         "label.population": str(cfg.label.population),
-        "label.horizon_days": str(cfg.label.horizon_days),
+        **label_window_tags(cfg.label),
         "model.class": type(model.estimator).__name__,
         "calibration": calibration_name(model.calibrator),
         "split": split,
@@ -451,9 +452,16 @@ def population_description(label: Any) -> str:
     who = POPULATIONS.get(population, f"population '{population}'").format(
         activity_lookback_days=label.get("activity_lookback_days", 90)
     )
-    lead = int(label.get("lead_days", 0))
-    window = f"{int(label.horizon_days)} days" + (f", starting {lead} days after the date" if lead else "")
+    window = LabelWindow.from_config(label).describe()
     return f"{who} (population '{population}'); churned: left within {window}"
+
+
+def label_window_tags(label: Any) -> dict[str, str]:
+    """The label window as run tags: label.horizon_days or label.horizon_months, as configured."""
+    window = LabelWindow.from_config(label)
+    if window.horizon_months is not None:
+        return {"label.horizon_months": str(window.horizon_months)}
+    return {"label.horizon_days": str(window.horizon_days)}
 
 
 def summary_table(result: TrainResult, cfg: DictConfig) -> str:

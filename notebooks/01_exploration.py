@@ -37,6 +37,7 @@ from sklearn.metrics import roc_auc_score
 
 from churnwise.api import build_features, ensure_demo_data, load_config
 from features.inputs import load_inputs
+from features.labels import LabelWindow
 from features.sql import identifier, literal
 from features.validation import MAIN_DATE
 from models.split import load_snapshots
@@ -140,7 +141,7 @@ overall = (labelled["churn_rate"] * labelled["labeled"]).sum() / labelled["label
 rate_ax.axhline(overall, color="tab:red", linestyle=":", label=f"overall {overall:.1%}")
 rate_ax.set_ylim(0, max(0.01, labelled["churn_rate"].max() * 1.3))
 rate_ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-rate_ax.set_ylabel(f"churned within {cfg.label.horizon_days} days")
+rate_ax.set_ylabel(f"churned within {LabelWindow.from_config(cfg.label).describe()}")
 handles = ax.get_legend_handles_labels()[0] + rate_ax.get_legend_handles_labels()[0]
 rate_ax.legend(handles=handles, loc="upper left", fontsize="small")
 ax.set(title=f"Churn rate per observation date (label '{cfg.label.name}')", xlabel="observation date")

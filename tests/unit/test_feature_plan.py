@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from features.engine import build_feature_table, event_type_name, observation_dates, plan_features
+from features.engine import build_feature_table, event_type_name, plan_features
+from features.observation import observation_dates
 from features.validation import load_tables
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
