@@ -112,14 +112,16 @@ def fit_churn_model(
     target: str = "churned",
     early_stopping: pd.DataFrame | None = None,
     early_stopping_rounds: int = 50,
+    min_level_rows: int = 0,
 ) -> ChurnModel:
     """Fit estimator on `train`, then the calibrator on its scores for `calibration`.
 
+    Categories held by fewer than `min_level_rows` training rows are folded into one level (SnapshotEncoder).
     For LightGBM, `early_stopping` (later dates of the training period) picks the number of trees; the
     final model is refitted on all of `train` with that many trees. The calibration slice is never used to
     fit or stop the estimator.
     """
-    encoder = SnapshotEncoder(categorical=categorical).fit(train[features])
+    encoder = SnapshotEncoder(categorical=categorical, min_level_rows=min_level_rows).fit(train[features])
     X_train, y_train = encoder.transform(train[features]), train[target].to_numpy(dtype=int)
     best_iteration = None
     model = clone(estimator)
@@ -175,12 +177,14 @@ def fit_cross_validated(
     seed: int,
     target: str = "churned",
     group: str = "customer_id",
+    min_level_rows: int = 0,
 ) -> CrossValidated:
     """Stratified K-fold (grouped by customer) for data without a usable time axis.
 
     Each fold's estimator scores the rows it did not see; the calibrator for a fold is fitted on the other
     folds' out-of-fold scores, so every out-of-fold probability is honest. The returned model is the
-    estimator refitted on all rows with a calibrator fitted on all out-of-fold scores.
+    estimator refitted on all rows with a calibrator fitted on all out-of-fold scores. Each fit folds
+    categories with fewer than `min_level_rows` of its own rows (SnapshotEncoder).
     """
     from models.split import stratified_folds  # training only: the served model does not import it
 
@@ -189,22 +193,29 @@ def fit_cross_validated(
     raw = np.zeros(len(rows))
     for k, (fit_index, held_index) in enumerate(stratified_folds(rows, n_folds, seed, target, group)):
         fold_of_row[held_index] = k
-        fold_model = _fit_uncalibrated(estimator, rows.iloc[fit_index], y[fit_index], features, categorical)
+        fold_model = _fit_uncalibrated(
+            estimator, rows.iloc[fit_index], y[fit_index], features, categorical, min_level_rows
+        )
         raw[held_index] = fold_model.raw_scores(rows.iloc[held_index])
     oof = np.zeros(len(rows))
     for k in range(n_folds):
         held = fold_of_row == k
         oof[held] = clone(calibrator).fit(raw[~held], y[~held]).predict(raw[held])
-    final = _fit_uncalibrated(estimator, rows, y, features, categorical)
+    final = _fit_uncalibrated(estimator, rows, y, features, categorical, min_level_rows)
     final.calibrator = clone(calibrator).fit(raw, y)
     return CrossValidated(final, np.clip(oof, 0.0, 1.0), fold_of_row, raw)
 
 
 def _fit_uncalibrated(
-    estimator: Any, rows: pd.DataFrame, y: np.ndarray, features: list[str], categorical: list[str]
+    estimator: Any,
+    rows: pd.DataFrame,
+    y: np.ndarray,
+    features: list[str],
+    categorical: list[str],
+    min_level_rows: int = 0,
 ) -> ChurnModel:
     """Encoder and a clone of the estimator fitted on `rows`, not yet calibrated."""
-    encoder = SnapshotEncoder(categorical=categorical).fit(rows[features])
+    encoder = SnapshotEncoder(categorical=categorical, min_level_rows=min_level_rows).fit(rows[features])
     X = encoder.transform(rows[features])
     model = clone(estimator)
     with single_threaded_maths(model):

@@ -79,9 +79,11 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     features = [f["name"] for f in manifest["features"]]
     categorical = manifest["categorical_features"]
     settings, seed = SplitSettings.from_config(cfg.split, cfg.label), int(cfg.seed)
+    min_level_rows = int(cfg.encoding.min_level_rows)
     fitted = fit_and_evaluate(
-        settings, snapshots, features, categorical, instantiate(cfg.model), instantiate(cfg.calibration), seed
-    )
+        settings, snapshots, features, categorical, instantiate(cfg.model), instantiate(cfg.calibration), seed,
+        min_level_rows=min_level_rows,
+    )  # fmt: skip
     model, test_rows, p_test, split = fitted.model, fitted.test_rows, fitted.p_test, fitted.description
     y_test = test_rows["churned"].to_numpy()
     metrics = {f"test_{k}": v for k, v in classification_metrics(y_test, p_test).items()}
@@ -108,7 +110,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     if cfg.evaluation.get("baseline"):
         base = fit_and_evaluate(
             settings, snapshots, features, categorical, instantiate(cfg.evaluation.baseline),
-            instantiate(cfg.calibration), seed,
+            instantiate(cfg.calibration), seed, min_level_rows=min_level_rows,
         )  # fmt: skip
         metrics |= {
             f"baseline_test_{k}": v
@@ -194,9 +196,11 @@ def fit_and_evaluate(
     estimator: Any,
     calibrator: Any,
     seed: int,
+    min_level_rows: int = 0,
 ) -> Fitted:
     """Fit on the split the settings ask for: time slices, or stratified K-fold (also when the data has too
-    few dates for the time split and the settings allow the fallback)."""
+    few dates for the time split and the settings allow the fallback). Categories with fewer than
+    `min_level_rows` training rows are folded into one level."""
     if settings.kind == "time":
         try:
             split = configured_split(settings, snapshots)
@@ -216,6 +220,7 @@ def fit_and_evaluate(
             model = fit_churn_model(
                 estimator, calibrator, train_rows, calibration_rows, features=features, categorical=categorical,
                 early_stopping=train_rows[train_rows["observation_date"].isin(early_dates)],
+                min_level_rows=min_level_rows,
             )  # fmt: skip
             extra = {
                 "train_snapshots": float(len(train_rows)),
@@ -239,6 +244,7 @@ def fit_and_evaluate(
         categorical=categorical,
         n_folds=folds,
         seed=seed,
+        min_level_rows=min_level_rows,
     )
     y = snapshots["churned"].to_numpy()
     per_fold = [
