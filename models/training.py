@@ -45,6 +45,7 @@ from models.evaluation import (
 )
 from models.registry import register_challenger
 from models.split import SplitSettings, configured_split, load_snapshots, slice_masks
+from models.stability import StabilityResult, StabilitySettings, check_stability
 from models.tracking import TrackingSettings, config_params, tracked_run
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class TrainResult:
     test_rows: pd.DataFrame | None = field(default=None, repr=False, compare=False)  # what the gate scores
     seconds: float = 0.0
     calibration: str = ""  # the calibrator used (the choice, with calibration=auto)
+    stability: str = ""  # the feature stability check's line of the summary
     notes: list[str] = field(default_factory=list)
 
 
@@ -76,6 +78,8 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     started = time.time()
     snapshots = load_snapshots(built.table_path)
     manifest = without_empty_features(built.manifest, snapshots)
+    stability = feature_stability(cfg, snapshots, manifest)
+    manifest = stability.without_dropped(manifest)  # with stability.action=drop: the unstable features left out
     features = [f["name"] for f in manifest["features"]]
     categorical = manifest["categorical_features"]
     settings, seed = SplitSettings.from_config(cfg.split, cfg.label), int(cfg.seed)
@@ -91,6 +95,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     segments = segment_labels(test_rows, OmegaConf.to_container(cfg.evaluation.segments))
     metrics |= {f"test_{k}": v for k, v in segment_metrics(y_test, p_test, segments).items()}
     metrics |= fitted.extra_metrics
+    metrics |= stability.metrics()
     metrics["raw_test_roc_auc"] = classification_metrics(y_test, fitted.raw_test)["roc_auc"]
     if model.best_iteration:
         metrics["best_iteration"] = float(model.best_iteration)
@@ -133,6 +138,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
         "model.class": type(model.estimator).__name__,
         "calibration": calibration_name(model.calibrator),
         "split": split,
+        "stability": stability.summary()[:5000],
     }
     run_name = f"train-{cfg.data.name}-{OmegaConf.select(cfg, 'model._target_').split('.')[-1]}"
     with tracked_run(run_name, tags) as run:
@@ -144,14 +150,28 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
             folder = Path(tmp)
             (folder / "resolved_config.yaml").write_text(resolved_yaml(cfg))
             (folder / "feature_manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+            if not stability.skipped:
+                stability.table.to_csv(folder / "feature_stability.csv", index=False)
             mlflow.log_artifacts(str(folder), artifact_path="run_info")
         model_info = _log_model(model, test_rows, features, manifest, cfg)
         version = register_challenger(model_info.model_uri, name)
     return TrainResult(
         run.info.run_id, experiment_id, manifest["input"]["fingerprint"], f"models:/{name}/{version.version}",
         str(version.version), metrics, split, promoted=False, test_rows=test_rows, calibration=tags["calibration"],
-        seconds=time.time() - started,
+        seconds=time.time() - started, stability=stability.summary(),
     )  # fmt: skip
+
+
+def feature_stability(cfg: DictConfig, snapshots: pd.DataFrame, manifest: dict[str, Any]) -> StabilityResult:
+    """The feature stability check (models/stability.py) of the `stability` config on the manifest's
+    features, over the split's training dates against its later ones."""
+    return check_stability(
+        StabilitySettings.from_config(cfg.get("stability")),
+        SplitSettings.from_config(cfg.split, cfg.label),
+        snapshots,
+        [f["name"] for f in manifest["features"]],
+        list(manifest["categorical_features"]),
+    )
 
 
 def without_empty_features(manifest: dict[str, Any], snapshots: pd.DataFrame) -> dict[str, Any]:
@@ -388,6 +408,8 @@ def summary_table(result: TrainResult, cfg: DictConfig) -> str:
         lines.append(
             f"  calibration     {result.calibration or 'as configured'}; roc_auc before it {m['raw_test_roc_auc']:.4f}"
         )
+    if result.stability:
+        lines.append(f"  stability       {result.stability}")
     lines += [
         f"  MLflow run      {result.run_id} (experiment '{cfg.mlflow.experiment_name}')",
         f"  model           {cfg.mlflow.registered_model_name} version {result.model_version}: challenger"

@@ -52,3 +52,70 @@ def test_a_many_level_region_without_signal_is_not_the_top_feature(make_cfg: Cal
     # The region is not the leading reason of most customers (57% on the real data that raised this).
     contributions = model.contributions(rows)[:, :2]
     assert (np.argmax(contributions, axis=1) == 0).mean() < 0.5
+
+
+DATES = [date(2022, m, 1) for m in range(1, 13)] + [date(2023, m, 1) for m in range(1, 13)]
+
+
+def drifting_feature_table(root: Path, n_customers: int = 1200, seed: int = 0) -> FeatureTableResult:
+    """A feature table of monthly snapshots: `usage` and `segment` relate to churn throughout; `drifting`
+    raises churn before the last three (test) dates and lowers it on them."""
+    rng = np.random.default_rng(seed)
+    segment = rng.choice(["consumer", "small_business", "enterprise"], n_customers)
+    frames = []
+    for day in DATES:
+        frame = pd.DataFrame(
+            {
+                "customer_id": [f"C{i:05d}" for i in range(n_customers)],
+                "observation_date": pd.Timestamp(day),
+                "usage": rng.normal(size=n_customers),
+                "drifting": rng.normal(size=n_customers),
+                "segment": segment,
+            }
+        )
+        sign = -1.0 if day >= DATES[-3] else 1.0
+        logit = -2.0 + 0.7 * frame["usage"] + sign * 0.7 * frame["drifting"] + 0.5 * (segment == "consumer")
+        frame["churned"] = (rng.random(n_customers) < 1 / (1 + np.exp(-logit))).astype(int)
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    table_path = root / "features.parquet"
+    table.to_parquet(table_path, index=False)
+    churn_by_date = {
+        day.isoformat(): {"labeled": n_customers, "churn_rate": float(rate)}
+        for day, rate in zip(DATES, table.groupby("observation_date")["churned"].mean(), strict=True)
+    }
+    manifest = {
+        "features": [{"name": name} for name in ("usage", "drifting", "segment")],
+        "categorical_features": ["segment"],
+        "label": {"name": "contractual"},
+        "churn_by_observation_date": churn_by_date,
+        "input": {"fingerprint": "synthetic"},
+        "git": {"commit": "test", "dirty": False},
+    }
+    return FeatureTableResult(table_path, root / "manifest.json", manifest)
+
+
+@pytest.mark.slow
+def test_a_feature_that_flips_on_the_test_dates_is_reported_and_dropped(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    from models.training import summary_table, train
+
+    cfg = make_cfg("stability.action=drop", "evaluation.baseline=null", "model.min_child_samples=100")
+    result = train(cfg, drifting_feature_table(tmp_path))
+    assert "drifting (flipped)" in result.stability and "dropped before fitting" in result.stability
+    assert "stability       1 feature(s) dropped before fitting: drifting (flipped)" in summary_table(result, cfg)
+    assert result.metrics["stability_flagged_features"] == 1.0 == result.metrics["stability_dropped_features"]
+
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    model = mlflow.pyfunc.load_model(result.model_uri)
+    assert model.metadata.get_input_schema().input_names() == ["usage", "segment"]  # drifting is not used
+    client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
+    table = pd.read_csv(client.download_artifacts(result.run_id, "run_info/feature_stability.csv", str(tmp_path)))
+    verdicts = table.set_index("feature")[["verdict", "dropped"]].to_dict("index")
+    assert verdicts == {
+        "usage": {"verdict": "stable", "dropped": False},
+        "drifting": {"verdict": "flipped", "dropped": True},
+        "segment": {"verdict": "stable", "dropped": False},
+    }
+    assert client.get_run(result.run_id).data.tags["stability"] == result.stability
