@@ -41,7 +41,9 @@ class SnapshotEncoder(TransformerMixin, BaseEstimator):
             counts = X[column].dropna().astype(str).value_counts()
             rare = sorted(str(v) for v, n in counts.items() if n < int(self.min_level_rows))
             frequent = sorted(str(v) for v, n in counts.items() if n >= int(self.min_level_rows))
-            self.categories_[column] = frequent + ([OTHER_LEVEL] if rare and OTHER_LEVEL not in frequent else [])
+            self.categories_[column] = frequent + (
+                [OTHER_LEVEL] if rare and OTHER_LEVEL not in frequent else []
+            )
             self.rare_levels_[column] = rare
         return self
 

@@ -122,7 +122,11 @@ class StabilityResult:
             return f"no feature's relation to churn changed ({self.compared}; {len(self.table)} checked)"
         verdicts = dict(zip(self.table["feature"], self.table["verdict"], strict=True))
         named = ", ".join(f"{name} ({verdicts[name]})" for name in self.flagged)
-        done = "dropped before fitting" if self.dropped else "flagged, kept (stability.action=drop leaves them out)"
+        done = (
+            "dropped before fitting"
+            if self.dropped
+            else "flagged, kept (stability.action=drop leaves them out)"
+        )
         return f"{len(self.flagged)} feature(s) {done}: {named}; {self.compared}"
 
 
@@ -187,7 +191,10 @@ def feature_stability(
     for feature in features:
         kind = "categorical" if feature in categorical else "numeric"
         if kind == "categorical":
-            earlier_levels, later_levels = _category_levels(earlier[feature]), _category_levels(later[feature])
+            earlier_levels, later_levels = (
+                _category_levels(earlier[feature]),
+                _category_levels(later[feature]),
+            )
         else:
             earlier_levels, later_levels = _bin_levels(earlier[feature], later[feature], settings.bins)
         rates = _level_rates(earlier_levels, y_earlier, settings.prior_rows)
@@ -237,7 +244,9 @@ def _bin_levels(earlier: pd.Series, later: pd.Series, bins: int) -> tuple[pd.Ser
     earlier_values = pd.to_numeric(earlier, errors="coerce").astype("float64")
     later_values = pd.to_numeric(later, errors="coerce").astype("float64")
     present = earlier_values.dropna().to_numpy()
-    edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1])) if len(present) else np.array([])
+    edges = (
+        np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)[1:-1])) if len(present) else np.array([])
+    )
 
     def binned(values: pd.Series) -> pd.Series:
         codes = np.searchsorted(edges, values.to_numpy(), side="right")
@@ -281,9 +290,9 @@ def _auc_standard_error(auc: float, y: np.ndarray, rows_per_customer: float) -> 
     positives = y.sum() / rows_per_customer
     negatives = (len(y) - y.sum()) / rows_per_customer
     q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
-    variance = (
-        auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)
-    ) / (positives * negatives)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)) / (
+        positives * negatives
+    )
     return float(np.sqrt(max(variance, 0.0)))
 
 

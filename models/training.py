@@ -79,7 +79,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     snapshots = load_snapshots(built.table_path)
     manifest = without_empty_features(built.manifest, snapshots)
     stability = feature_stability(cfg, snapshots, manifest)
-    manifest = stability.without_dropped(manifest)  # with stability.action=drop: the unstable features left out
+    manifest = stability.without_dropped(manifest)  # stability.action=drop: unstable features left out
     features = [f["name"] for f in manifest["features"]]
     categorical = manifest["categorical_features"]
     settings, seed = SplitSettings.from_config(cfg.split, cfg.label), int(cfg.seed)

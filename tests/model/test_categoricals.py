@@ -36,7 +36,9 @@ def noisy_region_table(n: int = 3000, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
-def test_a_many_level_region_without_signal_is_not_the_top_feature(make_cfg: Callable[..., DictConfig]) -> None:
+def test_a_many_level_region_without_signal_is_not_the_top_feature(
+    make_cfg: Callable[..., DictConfig],
+) -> None:
     cfg = make_cfg()
     rows = noisy_region_table()
     model = fit_churn_model(
@@ -104,14 +106,18 @@ def test_a_feature_that_flips_on_the_test_dates_is_reported_and_dropped(
     cfg = make_cfg("stability.action=drop", "evaluation.baseline=null", "model.min_child_samples=100")
     result = train(cfg, drifting_feature_table(tmp_path))
     assert "drifting (flipped)" in result.stability and "dropped before fitting" in result.stability
-    assert "stability       1 feature(s) dropped before fitting: drifting (flipped)" in summary_table(result, cfg)
+    assert "stability       1 feature(s) dropped before fitting: drifting (flipped)" in summary_table(
+        result, cfg
+    )
     assert result.metrics["stability_flagged_features"] == 1.0 == result.metrics["stability_dropped_features"]
 
     mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
     model = mlflow.pyfunc.load_model(result.model_uri)
     assert model.metadata.get_input_schema().input_names() == ["usage", "segment"]  # drifting is not used
     client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
-    table = pd.read_csv(client.download_artifacts(result.run_id, "run_info/feature_stability.csv", str(tmp_path)))
+    table = pd.read_csv(
+        client.download_artifacts(result.run_id, "run_info/feature_stability.csv", str(tmp_path))
+    )
     verdicts = table.set_index("feature")[["verdict", "dropped"]].to_dict("index")
     assert verdicts == {
         "usage": {"verdict": "stable", "dropped": False},

@@ -79,7 +79,10 @@ def test_encoder_folds_rare_levels_into_one_other_level() -> None:
 
     train = pd.DataFrame({"region": ["a"] * 5 + ["b"] * 3 + ["c"] + ["d"] * 2 + [None], "n": range(12)})
     encoder = SnapshotEncoder(categorical=["region"], min_level_rows=3).fit(train)
-    assert encoder.categories_["region"] == ["a", "b", OTHER_LEVEL] and encoder.rare_levels_["region"] == ["c", "d"]
+    assert encoder.categories_["region"] == ["a", "b", OTHER_LEVEL] and encoder.rare_levels_["region"] == [
+        "c",
+        "d",
+    ]
     scored = encoder.transform(pd.DataFrame({"region": ["a", "c", "d", "never_seen", None], "n": range(5)}))
     assert list(scored["region"].cat.categories) == ["a", "b", OTHER_LEVEL]
     assert scored["region"].astype(object).tolist()[:4] == ["a", OTHER_LEVEL, OTHER_LEVEL, OTHER_LEVEL]

@@ -35,7 +35,12 @@ def snapshots(flip_from: date = DATES[-3], n_customers: int = 1500, seed: int = 
             }
         )
         sign = -1.0 if day >= flip_from else 1.0
-        logit = -2.0 + 0.6 * frame["usage"] + sign * 0.6 * frame["drifting"].fillna(0) + 0.5 * (segment == "consumer")
+        logit = (
+            -2.0
+            + 0.6 * frame["usage"]
+            + sign * 0.6 * frame["drifting"].fillna(0)
+            + 0.5 * (segment == "consumer")
+        )
         frame["churned"] = (rng.random(n_customers) < 1 / (1 + np.exp(-logit))).astype(int)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
@@ -49,11 +54,16 @@ def test_a_feature_whose_relation_flips_on_the_test_dates_is_flagged_and_a_stabl
     drifting = result.table.set_index("feature").loc["drifting"]
     assert drifting["train_auc"] > 0.55 > 0.45 > drifting["later_auc"] and drifting["rate_correlation"] < 0
     assert result.metrics() == {"stability_flagged_features": 1.0, "stability_dropped_features": 0.0}
-    assert "drifting (flipped)" in result.summary() and "against test dates 2024-10-01..2024-12-01" in result.summary()
+    assert (
+        "drifting (flipped)" in result.summary()
+        and "against test dates 2024-10-01..2024-12-01" in result.summary()
+    )
 
 
 def test_stable_data_flags_nothing() -> None:
-    result = check_stability(StabilitySettings(), SPLIT, snapshots(flip_from=date(2099, 1, 1)), FEATURES, ["segment"])
+    result = check_stability(
+        StabilitySettings(), SPLIT, snapshots(flip_from=date(2099, 1, 1)), FEATURES, ["segment"]
+    )
     assert result.flagged == [] and "no feature's relation to churn changed" in result.summary()
 
 
@@ -69,7 +79,9 @@ def test_a_relation_that_collapses_is_flagged() -> None:
 
 def test_drop_leaves_the_unstable_feature_out_of_the_manifest() -> None:
     result = check_stability(StabilitySettings(action="drop"), SPLIT, snapshots(), FEATURES, ["segment"])
-    assert result.dropped == ["drifting"] and result.table.set_index("feature")["dropped"].to_dict()["drifting"]
+    assert (
+        result.dropped == ["drifting"] and result.table.set_index("feature")["dropped"].to_dict()["drifting"]
+    )
     manifest = {"features": [{"name": f} for f in FEATURES], "categorical_features": ["segment"]}
     kept = result.without_dropped(manifest)
     assert [f["name"] for f in kept["features"]] == ["usage", "segment", "tenure_days"]
@@ -78,12 +90,16 @@ def test_drop_leaves_the_unstable_feature_out_of_the_manifest() -> None:
 
 def test_against_calibration_compares_the_calibration_dates() -> None:
     # The relation flips on the test dates only: the calibration dates still agree with training.
-    result = check_stability(StabilitySettings(against="calibration"), SPLIT, snapshots(), FEATURES, ["segment"])
+    result = check_stability(
+        StabilitySettings(against="calibration"), SPLIT, snapshots(), FEATURES, ["segment"]
+    )
     assert result.flagged == [] and "against calibration dates" in result.compared
 
 
 def test_kfold_is_skipped_with_the_reason() -> None:
-    result = check_stability(StabilitySettings(), SplitSettings(kind="kfold"), snapshots(), FEATURES, ["segment"])
+    result = check_stability(
+        StabilitySettings(), SplitSettings(kind="kfold"), snapshots(), FEATURES, ["segment"]
+    )
     assert result.skipped == "a K-fold split has no training and later dates to compare"
     assert result.metrics() == {} and result.summary().startswith("skipped: a K-fold split")
 
@@ -91,7 +107,9 @@ def test_kfold_is_skipped_with_the_reason() -> None:
 def test_a_categorical_relation_that_flips_is_flagged() -> None:
     rows = snapshots(flip_from=date(2099, 1, 1))
     later = rows["observation_date"] >= DATES[-3]
-    rows.loc[later, "segment"] = rows.loc[later, "segment"].replace({"consumer": "public", "public": "consumer"})
+    rows.loc[later, "segment"] = rows.loc[later, "segment"].replace(
+        {"consumer": "public", "public": "consumer"}
+    )
     # consumers churn more before; on the test dates the customers labelled consumer churn least
     table = feature_stability(rows[~later & (rows["observation_date"] < DATES[-7])], rows[later], ["segment"],
                               ["segment"], StabilitySettings())  # fmt: skip
