@@ -51,7 +51,7 @@ class StabilitySettings:
     against: str = "test"
     min_strength: float = 0.02
     keep_share: float = 0.25
-    z: float = 2.0
+    z: float = 3.0
     bins: int = 10
     prior_rows: float = 50.0
 
