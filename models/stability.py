@@ -138,10 +138,11 @@ def check_stability(
     categorical: list[str],
     target: str = "churned",
 ) -> StabilityResult:
-    """Run the check on the split's training dates against its test (or calibration) dates."""
+    """Run the check on the split's training dates against its test (or calibration) dates; skipped (with the
+    reason) under K-fold or when the time split does not fit the data (the fit then says why, or falls back)."""
     if settings.action == "off":
         return _skipped(settings, "stability.action is off")
-    if split.kind != "time":
+    if split.kind == "kfold":
         return _skipped(settings, "a K-fold split has no training and later dates to compare")
     try:
         time_split = configured_split(split, snapshots)
