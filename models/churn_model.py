@@ -112,14 +112,16 @@ def fit_churn_model(
     target: str = "churned",
     early_stopping: pd.DataFrame | None = None,
     early_stopping_rounds: int = 50,
+    min_level_rows: int = 0,
 ) -> ChurnModel:
     """Fit estimator on `train`, then the calibrator on its scores for `calibration`.
 
+    Categories held by fewer than `min_level_rows` training rows are folded into one level (SnapshotEncoder).
     For LightGBM, `early_stopping` (later dates of the training period) picks the number of trees; the
     final model is refitted on all of `train` with that many trees. The calibration slice is never used to
     fit or stop the estimator.
     """
-    encoder = SnapshotEncoder(categorical=categorical).fit(train[features])
+    encoder = SnapshotEncoder(categorical=categorical, min_level_rows=min_level_rows).fit(train[features])
     X_train, y_train = encoder.transform(train[features]), train[target].to_numpy(dtype=int)
     best_iteration = None
     model = clone(estimator)
@@ -210,6 +212,7 @@ def out_of_fold(
     features: list[str],
     categorical: list[str],
     target: str = "churned",
+    min_level_rows: int = 0,
 ) -> OutOfFold:
     """Each fold's estimator scores the rows it did not see; the calibrator for a fold is fitted on the other
     folds' out-of-fold scores, so every out-of-fold probability is honest."""
@@ -218,7 +221,9 @@ def out_of_fold(
     raw = np.zeros(len(rows))
     for k, (fit_index, held_index) in enumerate(folds):
         fold_of_row[held_index] = k
-        fold_model = _fit_uncalibrated(estimator, rows.iloc[fit_index], y[fit_index], features, categorical)
+        fold_model = _fit_uncalibrated(
+            estimator, rows.iloc[fit_index], y[fit_index], features, categorical, min_level_rows
+        )
         raw[held_index] = fold_model.raw_scores(rows.iloc[held_index])
     probability = np.zeros(len(rows))
     for k in range(len(folds)):
@@ -239,18 +244,27 @@ def fit_cross_validated(
     n_repeats: int = 1,
     target: str = "churned",
     group: str = "customer_id",
+    min_level_rows: int = 0,
 ) -> CrossValidated:
     """Stratified K-fold (grouped by customer, repeated `n_repeats` times) for data without a usable time
     axis: the out-of-fold predictions of every repeat (`out_of_fold`), and the estimator refitted on all
-    rows with a calibrator fitted on the out-of-fold scores of every repeat."""
+    rows with a calibrator fitted on the out-of-fold scores of every repeat. Each fit folds categories with
+    fewer than `min_level_rows` of its own rows (SnapshotEncoder)."""
     repeats = [
         out_of_fold(
-            estimator, calibrator, rows, folds, features=features, categorical=categorical, target=target
-        )
+            estimator,
+            calibrator,
+            rows,
+            folds,
+            features=features,
+            categorical=categorical,
+            target=target,
+            min_level_rows=min_level_rows,
+        )  # fmt: skip
         for folds in kfold_assignments(rows, n_folds, seed, n_repeats, target, group)
     ]
     y = rows[target].to_numpy(dtype=int)
-    final = _fit_uncalibrated(estimator, rows, y, features, categorical)
+    final = _fit_uncalibrated(estimator, rows, y, features, categorical, min_level_rows)
     final.calibrator = clone(calibrator).fit(
         np.concatenate([r.raw for r in repeats]), np.tile(y, len(repeats))
     )
@@ -258,10 +272,15 @@ def fit_cross_validated(
 
 
 def _fit_uncalibrated(
-    estimator: Any, rows: pd.DataFrame, y: np.ndarray, features: list[str], categorical: list[str]
+    estimator: Any,
+    rows: pd.DataFrame,
+    y: np.ndarray,
+    features: list[str],
+    categorical: list[str],
+    min_level_rows: int = 0,
 ) -> ChurnModel:
     """Encoder and a clone of the estimator fitted on `rows`, not yet calibrated."""
-    encoder = SnapshotEncoder(categorical=categorical).fit(rows[features])
+    encoder = SnapshotEncoder(categorical=categorical, min_level_rows=min_level_rows).fit(rows[features])
     X = encoder.transform(rows[features])
     model = clone(estimator)
     with single_threaded_maths(model):

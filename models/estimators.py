@@ -9,15 +9,21 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 
-def logistic_regression(C: float = 1.0, max_iter: int = 2000, random_state: int = 0) -> Pipeline:
-    """Baseline: median-imputed, scaled numeric features and one-hot categories into a logistic regression."""
+def logistic_regression(
+    C: float = 1.0, max_iter: int = 2000, random_state: int = 0, min_frequency: int = 20
+) -> Pipeline:
+    """Baseline: median-imputed, scaled numeric features and one-hot categories into a logistic regression.
+
+    Categories with fewer than `min_frequency` training rows share one column (scikit-learn's infrequent
+    category); categories unseen at fit time get none.
+    """
     encode = ColumnTransformer(
         [
             (
                 "categorical",
                 make_pipeline(
                     SimpleImputer(strategy="constant", fill_value="(missing)"),
-                    OneHotEncoder(handle_unknown="ignore", min_frequency=20, sparse_output=False),
+                    OneHotEncoder(handle_unknown="ignore", min_frequency=min_frequency, sparse_output=False),
                 ),
                 make_column_selector(dtype_include="category"),
             ),

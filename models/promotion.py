@@ -103,6 +103,7 @@ def out_of_fold_metrics(
                 folds,
                 features=model.features,
                 categorical=model.categorical,
+                min_level_rows=int(getattr(model.encoder, "min_level_rows", 0)),
             ).probability,
         )
         for folds in kfold_assignments(rows, settings.n_folds, seed, settings.n_repeats)

@@ -46,6 +46,7 @@ from models.evaluation import (
 )
 from models.registry import register_challenger
 from models.split import SplitSettings, load_snapshots, plan_split, slice_masks, unlabelled_note
+from models.stability import StabilityResult, StabilitySettings, check_stability
 from models.tracking import TrackingSettings, config_params, tracked_run
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class TrainResult:
     test_rows: pd.DataFrame | None = field(default=None, repr=False, compare=False)  # what the gate scores
     seconds: float = 0.0
     calibration: str = ""  # the calibrator used (the choice, with calibration=auto)
+    stability: str = ""  # the feature stability check's line of the summary
     notes: list[str] = field(default_factory=list)
     split_kind: str = "time"  # "time" or "kfold": what the promotion gate compares the models on
     fallback: str = ""  # why split=auto fell back to K-fold (empty when it did not)
@@ -79,13 +81,16 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     started = time.time()
     snapshots = load_snapshots(built.table_path)
     manifest = without_empty_features(built.manifest, snapshots)
+    stability = feature_stability(cfg, snapshots, manifest)
+    manifest = stability.without_dropped(manifest)  # stability.action=drop: unstable features left out
     features = [f["name"] for f in manifest["features"]]
     categorical = manifest["categorical_features"]
     settings, seed = SplitSettings.from_config(cfg.split, cfg.label), int(cfg.seed)
     note = unlabelled_note(built.manifest)
+    min_level_rows = int(cfg.encoding.min_level_rows)
     fitted = fit_and_evaluate(
         settings, snapshots, features, categorical, instantiate(cfg.model), instantiate(cfg.calibration), seed,
-        note,
+        note, min_level_rows=min_level_rows,
     )  # fmt: skip
     model, test_rows, p_test, split = fitted.model, fitted.test_rows, fitted.p_test, fitted.description
     y_test = test_rows["churned"].to_numpy()
@@ -94,6 +99,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     segments = segment_labels(test_rows, OmegaConf.to_container(cfg.evaluation.segments))
     metrics |= {f"test_{k}": v for k, v in segment_metrics(y_test, p_test, segments).items()}
     metrics |= fitted.extra_metrics
+    metrics |= stability.metrics()
     metrics["raw_test_roc_auc"] = mean_metrics(y_test, fitted.repeat_raw)["roc_auc"]
     if model.best_iteration:
         metrics["best_iteration"] = float(model.best_iteration)
@@ -113,7 +119,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     if cfg.evaluation.get("baseline"):
         base = fit_and_evaluate(
             settings, snapshots, features, categorical, instantiate(cfg.evaluation.baseline),
-            instantiate(cfg.calibration), seed, note,
+            instantiate(cfg.calibration), seed, note, min_level_rows=min_level_rows,
         )  # fmt: skip
         metrics |= {
             f"baseline_test_{k}": v
@@ -138,6 +144,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
         "calibration": calibration_name(model.calibrator),
         "split": split,
         "split.kind": fitted.kind,
+        "stability": stability.summary()[:5000],
     }
     if fitted.fallback:
         tags["split.fallback"] = f"split=auto used K-fold: {fitted.fallback}"
@@ -152,6 +159,8 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
             (folder / "resolved_config.yaml").write_text(resolved_yaml(cfg))
             (folder / "feature_manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
             importance_table(model).to_csv(folder / "feature_importance.csv", index=False)
+            if not stability.skipped:
+                stability.table.to_csv(folder / "feature_stability.csv", index=False)
             mlflow.log_artifacts(str(folder), artifact_path="run_info")
         _log_predictions(fitted)
         model_info = _log_model(model, test_rows, features, manifest, cfg)
@@ -160,6 +169,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
         run.info.run_id, experiment_id, manifest["input"]["fingerprint"], f"models:/{name}/{version.version}",
         str(version.version), metrics, split, promoted=False, test_rows=test_rows, calibration=tags["calibration"],
         seconds=time.time() - started, split_kind=fitted.kind, fallback=fitted.fallback,
+        stability=stability.summary(),
     )  # fmt: skip
 
 
@@ -194,6 +204,18 @@ def _log_predictions(fitted: Fitted) -> None:
         path = Path(tmp) / name
         fitted.predictions.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), artifact_path="predictions")
+
+
+def feature_stability(cfg: DictConfig, snapshots: pd.DataFrame, manifest: dict[str, Any]) -> StabilityResult:
+    """The feature stability check (models/stability.py) of the `stability` config on the manifest's
+    features, over the split's training dates against its later ones."""
+    return check_stability(
+        StabilitySettings.from_config(cfg.get("stability")),
+        SplitSettings.from_config(cfg.split, cfg.label),
+        snapshots,
+        [f["name"] for f in manifest["features"]],
+        list(manifest["categorical_features"]),
+    )
 
 
 def without_empty_features(manifest: dict[str, Any], snapshots: pd.DataFrame) -> dict[str, Any]:
@@ -246,10 +268,12 @@ def fit_and_evaluate(
     calibrator: Any,
     seed: int,
     note: str = "",
+    min_level_rows: int = 0,
 ) -> Fitted:
     """Fit on the split the settings ask for: time slices, or stratified K-fold (split=kfold, or split=auto
     when the dates do not fit the time slices). A split that cannot work raises SplitError naming the empty
-    slice, before any model is fitted; `note` says why the latest dates have no label."""
+    slice, before any model is fitted; `note` says why the latest dates have no label.
+    Categories with fewer than `min_level_rows` training rows are folded into one level."""
     plan = plan_split(settings, snapshots, note)
     if plan.time is not None:
         split = plan.time
@@ -270,6 +294,7 @@ def fit_and_evaluate(
         model = fit_churn_model(
             estimator, calibrator, train_rows, calibration_rows, features=features, categorical=categorical,
             early_stopping=train_rows[train_rows["observation_date"].isin(early_dates)],
+            min_level_rows=min_level_rows,
         )  # fmt: skip
         extra = {
             "train_snapshots": float(len(train_rows)),
@@ -290,7 +315,7 @@ def fit_and_evaluate(
     )  # fmt: skip
     result = fit_cross_validated(
         estimator, calibrator, snapshots, features=features, categorical=categorical, n_folds=folds, seed=seed,
-        n_repeats=repeats,
+        n_repeats=repeats, min_level_rows=min_level_rows,
     )  # fmt: skip
     extra = {"train_snapshots": float(len(snapshots))} | cv_metrics(
         snapshots["churned"].to_numpy(), result.repeats
@@ -488,6 +513,8 @@ def summary_table(result: TrainResult, cfg: DictConfig) -> str:
         lines.append(
             f"  calibration     {result.calibration or 'as configured'}; roc_auc before it {m['raw_test_roc_auc']:.4f}"
         )
+    if result.stability:
+        lines.append(f"  stability       {result.stability}")
     lines += [
         f"  MLflow run      {result.run_id} (experiment '{cfg.mlflow.experiment_name}')",
         f"  model           {cfg.mlflow.registered_model_name} version {result.model_version}: challenger"

@@ -156,6 +156,7 @@ def tune(cfg: DictConfig, built: FeatureTableResult) -> TuneResult:
                 model = fit_churn_model(
                     estimator, NoCalibration(), fit_rows, validation_rows,
                     features=features, categorical=manifest["categorical_features"],
+                    min_level_rows=int(cfg.encoding.min_level_rows),
                 )  # fmt: skip
                 y_validation = validation_rows["churned"].to_numpy()
                 per_pair.append(classification_metrics(y_validation, model.predict_proba(validation_rows)))

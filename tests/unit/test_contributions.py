@@ -91,3 +91,36 @@ def test_transformed_columns_map_back_to_their_feature() -> None:
     assert transformed_column_owners(columns, features) == [0, 1, 0, 2, 2, 3]
     with pytest.raises(ValueError, match="cannot tell which feature"):
         transformed_column_owners(["numeric__unknown"], features)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        LGBMClassifier(n_estimators=30, num_leaves=7, min_child_samples=50, verbose=-1, random_state=0),
+        logistic_regression(C=1.0),
+    ],
+    ids=["lightgbm", "logistic"],
+)
+def test_contributions_stay_exact_and_per_feature_with_rare_levels_folded(
+    snapshots: pd.DataFrame, estimator
+) -> None:
+    rng = np.random.default_rng(3)
+    rows = snapshots.assign(
+        region=rng.choice(
+            [f"region_{i:02d}" for i in range(12)], len(snapshots), p=[0.3, 0.3, 0.3] + [0.1 / 9] * 9
+        )
+    )
+    features = [*FEATURES, "region"]
+    model = fit_churn_model(
+        estimator, NoCalibration(), rows, rows, features=features, categorical=["segment", "region"],
+        min_level_rows=100,
+    )  # fmt: skip
+    assert len(model.encoder.rare_levels_["region"]) == 9  # about 33 rows each
+    scored = rows.head(300).assign(region=["region_05", "never_seen", None] * 100)  # rare, unseen, empty
+    contributions = model.contributions(scored)
+    assert contributions.shape == (300, len(features) + 1)  # one column per feature, not per level
+    assert contributions.sum(axis=1) == pytest.approx(log_odds(model.raw_scores(scored)), abs=1e-6)
+    # A rare level and an unseen one are the same level to the model: the same customer otherwise gets the same
+    # contributions with either.
+    twins = model.contributions(pd.concat([rows.head(1)] * 2).assign(region=["region_05", "never_seen"]))
+    assert twins[0] == pytest.approx(twins[1], abs=1e-12)

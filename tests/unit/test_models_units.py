@@ -93,6 +93,25 @@ def test_encoder_fixes_columns_and_categories_at_fit_time() -> None:
         encoder.transform(pd.DataFrame({"n": [1]}))
 
 
+def test_encoder_folds_rare_levels_into_one_other_level() -> None:
+    from models.preprocessing import OTHER_LEVEL
+
+    train = pd.DataFrame({"region": ["a"] * 5 + ["b"] * 3 + ["c"] + ["d"] * 2 + [None], "n": range(12)})
+    encoder = SnapshotEncoder(categorical=["region"], min_level_rows=3).fit(train)
+    assert encoder.categories_["region"] == ["a", "b", OTHER_LEVEL] and encoder.rare_levels_["region"] == [
+        "c",
+        "d",
+    ]
+    scored = encoder.transform(pd.DataFrame({"region": ["a", "c", "d", "never_seen", None], "n": range(5)}))
+    assert list(scored["region"].cat.categories) == ["a", "b", OTHER_LEVEL]
+    assert scored["region"].astype(object).tolist()[:4] == ["a", OTHER_LEVEL, OTHER_LEVEL, OTHER_LEVEL]
+    assert pd.isna(scored["region"].iloc[4])  # empty stays missing, it is not a rare level
+    # With no rare level there is no "(other)": unseen categories are missing, as before.
+    plain = SnapshotEncoder(categorical=["region"], min_level_rows=1).fit(train)
+    assert OTHER_LEVEL not in plain.categories_["region"]
+    assert plain.transform(pd.DataFrame({"region": ["never_seen"], "n": [0]}))["region"].isna().all()
+
+
 def test_lifetime_value_follows_the_documented_formula() -> None:
     from decisions.value import lifetime_value, monthly_retention
 
