@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 class ValueParameters:
     """What the CLV formula needs besides the probability and revenue (`conf/value`)."""
 
-    horizon_days: int
+    horizon_days: float  # the label window p_churn is over (a snapshot's period in months x 30.44)
     margin_rate: float
     annual_discount_rate: float
 

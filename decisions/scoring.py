@@ -52,6 +52,7 @@ from features.snapshot import TABLE, check_scoring_table, feature_select, read_s
 from features.sql import literal
 from models.registry import RegisteredModel, load_registered_model, registered_model
 from models.tracking import TrackingSettings, tracked_run
+from models.training import population_description
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,21 @@ def score(cfg: DictConfig) -> ScoreResult:
     )  # fmt: skip
 
     value = ValueParameters(
-        horizon_days=int(registered.manifest["label"]["horizon_days"]),
+        horizon_days=float(registered.manifest["label"]["horizon_days"]),
         margin_rate=float(cfg.value.margin_rate),
         annual_discount_rate=float(cfg.value.annual_discount_rate),
     )
+    configured_days = cfg.label.get("horizon_days")
+    if (
+        is_snapshot(cfg)
+        and configured_days is not None
+        and round(configured_days) != round(value.horizon_days)
+    ):
+        log.warning(
+            "data.label.period_months says the churn column covers %.0f days, but %s was trained on one covering "
+            "%.0f days: p_churn and lifetime values are over the model's period", configured_days, registered.uri,
+            value.horizon_days,
+        )  # fmt: skip
     spill = process_temp_dir(Path(cfg.engine.temp_directory)) if cfg.engine.get("temp_directory") else None
     with tempfile.TemporaryDirectory(dir=spill) as tmp:  # removed if the job is killed
         scored = score_chunks(
@@ -162,7 +174,8 @@ def score(cfg: DictConfig) -> ScoreResult:
     clock.lap("write_and_track")
     header = [
         f"churnwise score as of {as_of}: {registered.uri} (version {registered.version}), "
-        f"{clock.total:.0f} s ({clock.render()}), selection '{policy.selection}'"
+        f"{clock.total:.0f} s ({clock.render()}), selection '{policy.selection}'",
+        f"  who and when    {population_description(OmegaConf.create(registered.manifest['label']))}",
     ]
     log.info(
         "%s\n  output          %s (and .csv), table %s in %s\n  MLflow run      %s",

@@ -13,7 +13,7 @@ import pandas as pd
 DAYS_PER_MONTH = 365.25 / 12
 
 
-def monthly_retention(p_churn: np.ndarray, horizon_days: int) -> np.ndarray:
+def monthly_retention(p_churn: np.ndarray, horizon_days: float) -> np.ndarray:
     """The monthly retention rate implied by a churn probability over `horizon_days` (constant hazard)."""
     p = np.clip(np.asarray(p_churn, dtype=float), 0.0, 1.0 - 1e-9)
     return (1.0 - p) ** (DAYS_PER_MONTH / horizon_days)
@@ -23,7 +23,7 @@ def lifetime_value(
     p_churn: np.ndarray,
     monthly_revenue: np.ndarray,
     *,
-    horizon_days: int,
+    horizon_days: float,
     margin_rate: float,
     annual_discount_rate: float,
 ) -> np.ndarray:

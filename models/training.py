@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from features.build import FeatureTableResult
 from features.errors import ConfigError
 from features.provenance import resolved_config, resolved_yaml
+from features.snapshot import LabelPeriod
 from models.calibration import calibration_name
 from models.ceiling import true_window_probability
 from models.churn_model import ChurnModel, fit_churn_model, fit_cross_validated
@@ -363,6 +364,8 @@ def population_description(label: Any) -> str:
     )
     lead = int(label.get("lead_days", 0))
     window = f"{int(label.horizon_days)} days" + (f", starting {lead} days after the date" if lead else "")
+    if label.get("period_months") is not None:  # a snapshot's churn column (features.snapshot.LabelPeriod)
+        window = LabelPeriod(float(label.period_months), bool(label.get("period_assumed"))).describe()
     return f"{who} (population '{population}'); churned: left within {window}"
 
 
