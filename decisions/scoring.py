@@ -15,6 +15,7 @@ rung and action, the budget used and the expected value saved. See docs/scoring.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -34,6 +35,7 @@ from decisions.checks import (
     check_inputs_cover,
     check_model_inputs,
     check_model_matches_manifest,
+    check_training_ranges,
 )
 from decisions.plan import ScoringPlan, scoring_plan
 from decisions.policy import DecisionPolicy, decision_policy
@@ -107,6 +109,8 @@ def score(cfg: DictConfig) -> ScoreResult:
     if rows == 0:
         raise ConfigError(f"no customers are active on score.as_of {as_of}: nothing to score")
     check_feature_types(features, model, registered.uri)
+    warn_share = float(cfg.score.get("out_of_range_warn_share", 0.01))
+    out_of_range = check_training_ranges(features, registered.manifest, registered.uri, warn_share)
     prospects = inputs.prospects()
     clock.lap("features")
     log.info(
@@ -139,7 +143,11 @@ def score(cfg: DictConfig) -> ScoreResult:
         clock.lap("score_and_decide")
         output = finalise(con, scored, policy)
     customers = int(output.shape[0])
-    summary = summarise(output, policy, prospects, float(policy.budget))
+    summary = dataclasses.replace(
+        summarise(output, policy, prospects, float(policy.budget)),
+        out_of_range=out_of_range, out_of_range_warn_share=warn_share,
+        training_ranges=registered.manifest.get("training_ranges") or {},
+    )  # fmt: skip
     clock.lap("rank_and_select")
 
     database, table = history.database, history.table

@@ -44,6 +44,7 @@ from models.evaluation import (
     shap_summary_figure,
     targeting_profit,
 )
+from models.feature_ranges import training_ranges
 from models.registry import register_challenger
 from models.split import SplitSettings, configured_split, load_snapshots, slice_masks
 from models.tracking import TrackingSettings, config_params, tracked_run
@@ -79,6 +80,8 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     manifest = without_empty_features(built.manifest, snapshots)
     features = [f["name"] for f in manifest["features"]]
     categorical = manifest["categorical_features"]
+    # each numeric feature's training range, which scoring checks its customers against
+    manifest = manifest | {"training_ranges": training_ranges(snapshots, features, categorical)}
     settings, seed = SplitSettings.from_config(cfg.split, cfg.label), int(cfg.seed)
     fitted = fit_and_evaluate(
         settings, snapshots, features, categorical, instantiate(cfg.model), instantiate(cfg.calibration), seed
