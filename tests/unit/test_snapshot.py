@@ -212,7 +212,8 @@ def test_tuning_a_snapshot_validates_on_stratified_folds_of_all_rows(make_cfg) -
     from models.split import SplitSettings
     from models.tuning import validation_pairs
 
-    cfg = with_label_period(make_cfg("data=telco", debug=False))  # the label with its period, as a stage has it
+    # the label with its period, as a stage has it
+    cfg = with_label_period(make_cfg("data=telco", debug=False))
     rows = pd.DataFrame(
         {"customer_id": [f"c{i}" for i in range(100)], "churned": [i % 4 == 0 for i in range(100)]}
     ).astype({"churned": int})
