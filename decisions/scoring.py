@@ -109,7 +109,7 @@ def score(cfg: DictConfig) -> ScoreResult:
     if rows == 0:
         raise ConfigError(f"no customers are active on score.as_of {as_of}: nothing to score")
     check_feature_types(features, model, registered.uri)
-    warn_share = float(cfg.score.get("out_of_range_warn_share", 0.01))
+    warn_share = float(cfg.score.get("out_of_range_warn_share", 0.05))
     out_of_range = check_training_ranges(features, registered.manifest, registered.uri, warn_share)
     prospects = inputs.prospects()
     clock.lap("features")

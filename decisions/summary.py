@@ -39,7 +39,7 @@ class ScoringSummary:
     # share of scored customers outside each numeric feature's training range (empty: not checked), the share
     # above which a feature is named (score.out_of_range_warn_share) and the training ranges, for the summary
     out_of_range: dict[str, float] = field(default_factory=dict)
-    out_of_range_warn_share: float = 1.0
+    out_of_range_warn_share: float = 1.0  # (1: none named)
     training_ranges: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
