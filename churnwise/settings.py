@@ -21,14 +21,8 @@ from features.postgres import IDENTIFIER as POSTGRES_IDENTIFIER
 from features.snapshot import label_period
 from features.sql import safe_name
 
-PERIOD_STAGES = (
-    "validate",
-    "features",
-    "train",
-    "tune",
-    "score",
-    "report",
-)  # stages that need a label period
+# The stages that read a snapshot's label period (data.label.period_months); generating data does not.
+PERIOD_STAGES = ("validate", "features", "train", "tune", "score", "report")
 
 # The packages a config's `_target_` may build objects from: churnwise's own and the estimator libraries.
 # A config string never names other code; to build objects of another package, add it here (a code change).

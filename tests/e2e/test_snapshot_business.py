@@ -73,7 +73,10 @@ def test_a_telecom_snapshot_trains_with_kfold_scores_and_reports(
         kinds
     )
 
-    scored = score(snapshot_config(tmp_path / "project", made.score_path))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="decisions.scoring"):
+        scored = score(snapshot_config(tmp_path / "project", made.score_path))
+    assert "churned: left within 12 months (365 days)" in caplog.text  # the scoring summary says it too
     out = pd.read_parquet(scored.path)
     to_score = pd.read_csv(made.score_path, dtype=str)
     assert "Churn" not in to_score.columns
