@@ -26,6 +26,7 @@ from features.inputs import load_inputs
 from features.io import fingerprint
 from features.provenance import git_commit, resolved_yaml
 from features.publish import Publication, check_can_write, spreadsheet_safe_frame
+from features.snapshot import label_period
 from models.tracking import TrackingSettings, tracked_run
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ def report(cfg: DictConfig) -> ReportResult:
     commit, dirty = git_commit()
     tags = {"stage": "report", "data.name": cfg.data.name, "data.fingerprint": data_fingerprint,
             "git.commit": commit, "git.dirty": str(dirty).lower()}  # fmt: skip
+    period = label_period(cfg.data.label).describe() if is_snapshot(cfg) else None
+    if period:
+        tags["label.period"] = period
     with tempfile.TemporaryDirectory() as tmp:
         staging = Path(tmp) / "report"
         staging.mkdir()
@@ -98,8 +102,9 @@ def report(cfg: DictConfig) -> ReportResult:
     files = [out / name for name in names]
     log.info(
         "wrote %s (%d sections, %d plots) and logged it to MLflow run %s; annual retention %.1f%%, "
-        "expected lifetime %.1f years",
+        "expected lifetime %.1f years%s",
         out / "report.html", len(built.sections), len(images), run.info.run_id,
         100 * built.metrics.get("annual_retention", float("nan")), built.metrics.get("expected_lifetime_years", float("nan")),
+        f"; the churn column covers {period}" if period else "",
     )  # fmt: skip
     return ReportResult(out / "report.html", files, run.info.run_id, dict(built.metrics))

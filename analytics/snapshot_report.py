@@ -1,10 +1,11 @@
 """The retention report of a snapshot table (data=snapshot; see docs/report.md).
 
-A snapshot holds one row per customer and whether each left within one label period (`label.horizon_days`,
-a month in the telecom layout), so the report is built from that period:
+A snapshot holds one row per customer and whether each left within one label period
+(`data.label.period_months`, features.snapshot.label_period), so the report is built from that period:
 
 - retention rate r = 1 - churn rate over the period, overall and by contract, segment and every column with
-  few values, with the expected lifetime 1 / (1 - r) periods, and r per year (r ** (365.25 / horizon_days));
+  few values, with the expected lifetime 1 / (1 - r) periods, r per month (r ** (1 / period_months)) and r per
+  year (r ** (12 / period_months));
 - what 5 and 10 more points of annual retention are worth;
 - Kaplan-Meier curves over tenure by contract type, with churn as the event and stayers censored at their
   tenure. A snapshot only holds customers still there at the start of its period, so customers who left
@@ -25,8 +26,7 @@ from analytics.sections import Report, add_latest_scoring, model_reasons_of_chur
 from features.build import load_snapshot, snapshot_data_end
 from features.dates import as_of_date
 from features.io import TableFile
-from features.labels import LabelWindow
-from features.snapshot import RAW, feature_select, label_expression
+from features.snapshot import RAW, feature_select, label_expression, label_period
 from features.sql import identifier
 
 DAYS_PER_YEAR = 365.25
@@ -34,8 +34,8 @@ MAX_LEVELS = 12  # columns with more values are not broken down
 
 
 def retention_by(frame: pd.DataFrame, column: str, periods_per_year: float, minimum: int) -> pd.DataFrame:
-    """Customers, churn and retention rate over the period, expected lifetime and annual retention per value of
-    `column` (values with fewer than `minimum` customers left out)."""
+    """Customers, churn and retention rate over the period, expected lifetime, monthly and annual retention per
+    value of `column` (values with fewer than `minimum` customers left out)."""
     table = (
         frame.groupby(column, observed=True, dropna=False)["churned"]
         .agg(customers="size", churned="sum")
@@ -45,6 +45,7 @@ def retention_by(frame: pd.DataFrame, column: str, periods_per_year: float, mini
     table["retention_rate"] = 1.0 - table["churned"] / table["customers"]
     rate = table["retention_rate"].clip(upper=0.999)
     table["expected_lifetime_periods"] = expected_lifetime(rate.to_numpy())
+    table["monthly_retention"] = rate ** (periods_per_year / 12)
     table["annual_retention"] = rate**periods_per_year
     return table.sort_values("retention_rate").reset_index(drop=True)
 
@@ -55,8 +56,9 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
 
     loaded = load_snapshot(cfg)
     con, spec, table, planned = loaded.con, loaded.spec, loaded.table, loaded.planned
-    horizon = LabelWindow.from_config(cfg.label).approx_days
-    periods_per_year = DAYS_PER_YEAR / horizon
+    period = label_period(cfg.data.label)
+    horizon = round(period.days)
+    periods_per_year = 12 / period.months
     minimum = int(cfg.report.min_customers)
     as_of = as_of_date(spec.as_of, snapshot_data_end(con, table))
     breakdown = [
@@ -74,11 +76,14 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
     customers, churners = len(frame), int(frame["churned"].sum())
     r = 1.0 - churners / customers
     annual = min(r, 0.999) ** periods_per_year
+    monthly = min(r, 0.999) ** (1 / period.months)
     report = Report(f"Retention report: {cfg.data.name} ({spec.path.name}), {customers:,} customers")
     report.metrics |= {
         "customers": float(customers),
         "churners": float(churners),
         "period_retention": r,
+        "period_months": period.months,
+        "monthly_retention": monthly,
         "annual_retention": annual,
         "expected_lifetime_years": float(expected_lifetime(min(annual, 0.999))),
     }
@@ -87,8 +92,10 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
             {
                 "customers": customers,
                 "churned": churners,
+                "period_months": period.months,
                 "period_days": horizon,
                 "retention_rate": r,
+                "monthly_retention": monthly,
                 "expected_lifetime_periods": float(expected_lifetime(min(r, 0.999))),
                 "annual_retention": annual,
                 "expected_lifetime_years": report.metrics["expected_lifetime_years"],
@@ -107,16 +114,17 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
         contract = by_column[f"by {spec.contract.column}"]
         fig, ax = plt.subplots(figsize=(7, 4.5))
         ax.barh(contract[spec.contract.column].astype(str), contract["retention_rate"], color="tab:blue")
-        ax.set_xlabel(f"retention rate over {horizon} days")
+        ax.set_xlabel(f"retention rate over {period.span}")
         ax.set_xlim(0, 1)
         ax.set_title(f"Retention by {spec.contract.column}", fontsize=10)
         figures["retention_by_contract.png"] = fig
     report.add(
         "Retention rate and expected lifetime",
-        f"The snapshot's churn column ({spec.label_column} = {spec.positive!r}) covers {horizon} days. Retention "
-        f"r = 1 - churn rate over that period; expected lifetime 1 / (1 - r) periods; r per year = "
-        f"r ** (365.25 / {horizon}). Breakdowns by every column with at most {MAX_LEVELS} values (groups of at "
-        f"least {minimum} customers), lowest retention first.",
+        f"The snapshot's churn column ({spec.label_column} = {spec.positive!r}) covers {period.describe()} "
+        f"(data.label.period_months). Retention r = 1 - churn rate over that period; expected lifetime "
+        f"1 / (1 - r) periods; r per month = r ** (1 / {period.months:g}) ({monthly:.2%} overall); r per year = "
+        f"r ** (12 / {period.months:g}). Breakdowns by every column with at most {MAX_LEVELS} values (groups of "
+        f"at least {minimum} customers), lowest retention first.",
         {"overall": overall, **by_column},
         figures,
     )

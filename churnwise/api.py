@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
-from churnwise.settings import check_settings
+from churnwise.settings import check_settings, with_label_period
 from churnwise.stage import project_config
 
 if TYPE_CHECKING:  # the libraries load when a stage runs, not when the API is imported
@@ -44,9 +44,10 @@ __all__ = [
 ]  # fmt: skip
 
 
-def _prepare(cfg: DictConfig, stage: str, *, tracking: bool = True, demo_data: bool = True) -> None:
+def _prepare(cfg: DictConfig, stage: str, *, tracking: bool = True, demo_data: bool = True) -> DictConfig:
     """What every stage does before its work: its settings checked, the tracking store checked (one that
-    cannot be used stops the run before any work), the demo data made when the config asks for it."""
+    cannot be used stops the run before any work), the demo data made when the config asks for it; returns
+    the config the stage runs on (a snapshot's label with its period, `churnwise.settings.with_label_period`)."""
     check_settings(cfg, stage)
     if tracking:
         from models.tracking import check_tracking_store
@@ -54,6 +55,7 @@ def _prepare(cfg: DictConfig, stage: str, *, tracking: bool = True, demo_data: b
         check_tracking_store(str(cfg.mlflow.tracking_uri))
     if demo_data:
         ensure_demo_data(cfg)
+    return with_label_period(cfg)
 
 
 def load_config(*overrides: str, start: Path | None = None) -> DictConfig:
@@ -84,7 +86,7 @@ def validate(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailability]
     from features.checking import validate as validate_tables
     from features.checking import validate_snapshot
 
-    _prepare(cfg, "validate", tracking=False)
+    cfg = _prepare(cfg, "validate", tracking=False)
     return validate_snapshot(cfg) if is_snapshot(cfg) else validate_tables(cfg)
 
 
@@ -92,7 +94,7 @@ def build_features(cfg: DictConfig) -> FeatureTableResult:
     """`make features`: the point-in-time feature table with its labels, and its manifest."""
     from features.build import build_features as build
 
-    _prepare(cfg, "features", tracking=False)
+    cfg = _prepare(cfg, "features", tracking=False)
     return build(cfg)
 
 
@@ -103,7 +105,7 @@ def train(cfg: DictConfig) -> TrainResult:
     from models.training import summary_table
     from models.training import train as train_model
 
-    _prepare(cfg, "train")
+    cfg = _prepare(cfg, "train")
     trained = train_model(cfg, build(cfg))
     if cfg.promotion.get("auto", True):
         trained = dataclasses.replace(
@@ -119,7 +121,7 @@ def tune(cfg: DictConfig) -> TuneResult:
     from models.tuning import tune as search
     from models.tuning import tuned_config
 
-    _prepare(cfg, "tune")
+    cfg = _prepare(cfg, "tune")
     found = search(cfg, build(cfg))
     return dataclasses.replace(found, trained=train(tuned_config(cfg, found.best_params)))
 
@@ -130,14 +132,15 @@ def promote(cfg: DictConfig, test_rows: Any = None, split_kind: str | None = Non
     better."""
     from models.promotion import promote as gate
 
-    return gate(cfg, test_rows=test_rows, split_kind=split_kind)
+    return gate(with_label_period(cfg), test_rows=test_rows, split_kind=split_kind)
 
 
 def score(cfg: DictConfig) -> ScoreResult:
     """`make score`: score the active customers with the champion and decide what to do about each one."""
     from decisions.scoring import score as score_customers
 
-    _prepare(cfg, "score", demo_data=False)  # no demo data made: a model to score with was trained on data
+    # no demo data made: a model to score with was trained on data
+    cfg = _prepare(cfg, "score", demo_data=False)
     return score_customers(cfg)
 
 
@@ -145,7 +148,7 @@ def report(cfg: DictConfig) -> ReportResult:
     """`make report`: the retention report (HTML, plots, tables) and its MLflow run."""
     from analytics.report import report as build_and_publish
 
-    _prepare(cfg, "report")
+    cfg = _prepare(cfg, "report")
     return build_and_publish(cfg)
 
 

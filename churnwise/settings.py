@@ -13,14 +13,18 @@ import re
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from features.dates import config_date
 from features.errors import ConfigError
 from features.labels import LabelWindow
 from features.observation import ObservationGrid
 from features.postgres import IDENTIFIER as POSTGRES_IDENTIFIER
+from features.snapshot import label_period
 from features.sql import safe_name
+
+# The stages that read a snapshot's label period (data.label.period_months); generating data does not.
+PERIOD_STAGES = ("validate", "features", "train", "tune", "score", "report")
 
 # The packages a config's `_target_` may build objects from: churnwise's own and the estimator libraries.
 # A config string never names other code; to build objects of another package, add it here (a code change).
@@ -92,6 +96,8 @@ def check_settings(cfg: DictConfig, stage: str) -> None:
         raise ConfigError(
             f"data.schema: {cfg.data.schema!r} is not a plain identifier (letters, digits, _; not starting with a digit)"
         )
+    if cfg.data.get("kind") == "snapshot" and stage in PERIOD_STAGES:
+        label_period(cfg.data.get("label") or {})
     if cfg.data.get("chunk_rows") is not None:
         _integer(cfg, "data.chunk_rows", 1)
     for key in ("observation.start", "observation.end", "observation.data_end"):
@@ -117,6 +123,7 @@ def check_settings(cfg: DictConfig, stage: str) -> None:
         _number(cfg, "actions.budget", 0.0)
         _number(cfg, "actions.exact_time_limit_seconds", 0.0, low_open=True)
         _number(cfg, "actions.low_risk_below", 0.0, 1.0)
+        _number(cfg, "score.out_of_range_warn_share", 0.0, 1.0)
     if stage == "report":
         inside_root(cfg, "report.output_dir", "paths.output_dir")
         months = cfg.report.period_months
@@ -131,3 +138,37 @@ def check_settings(cfg: DictConfig, stage: str) -> None:
                 raise ConfigError(f"report.improvements[{i}]: {improvement!r} is not a share between 0 and 1")
     if stage in ("train", "tune"):
         _integer(cfg, "seed", 0)
+
+
+def with_label_period(cfg: DictConfig) -> DictConfig:
+    """The config a stage runs on. For a snapshot table (data=snapshot), a copy whose label carries the period
+    its churn column covers, from `data.label.period_months` (or the default `data.label.assume` accepts):
+    `label.horizon_months` (or `label.horizon_days` for a fraction of a month), `label.period_months` and
+    `label.period_assumed`, so retention,
+    lifetime and lifetime value use it. Any other config is returned as it is."""
+    if cfg.data.get("kind") != "snapshot" or cfg.label.get("population") != "snapshot":
+        return cfg  # (a dated label on a snapshot is refused by the stage, features.build.snapshot_spec)
+    period = label_period(cfg.data.get("label") or {})
+    configured = cfg.label.get("horizon_days")
+    if configured is not None and round(float(configured)) != round(period.days):
+        raise ConfigError(
+            f"label.horizon_days: {configured} days, but data.label.period_months says {period.describe()}: the "
+            f"period of a snapshot's churn column is set by data.label.period_months alone (a period of N days is "
+            f"N / 30.44 months); leave label.horizon_days unset"
+        )
+    months = cfg.label.get("horizon_months")
+    if months is not None and float(months) != float(period.months):
+        raise ConfigError(
+            f"label.horizon_months: {cfg.label.horizon_months}, but the period of a snapshot's churn column is set "
+            f"by data.label.period_months alone ({period.describe()}); leave label.horizon_months unset"
+        )
+    derived = cfg.copy()
+    with open_dict(derived):
+        # The label window (features.labels.LabelWindow): whole months as calendar months (N x 30.44 days
+        # wherever one number of days is needed), a fraction of a month as its nearest number of days.
+        whole = float(period.months).is_integer()
+        derived.label.horizon_months = int(period.months) if whole else None
+        derived.label.horizon_days = None if whole else max(1, round(period.days))
+        derived.label.period_months = period.months
+        derived.label.period_assumed = period.assumed
+    return derived

@@ -7,9 +7,11 @@ import logging
 from datetime import date
 from typing import Any
 
+from decisions.summary import out_of_range_text
 from decisions.value import RevenueRule
 from features.engine import DataWindow, table_last_dates
 from features.errors import ConfigError
+from features.sql import identifier, literal
 from models.registry import RegisteredModel
 
 log = logging.getLogger(__name__)
@@ -126,3 +128,44 @@ def check_model_inputs(
             f"set it to the feature holding monthly revenue (or value.purchase_feature and "
             f"value.include_purchases=true to value purchases)"
         )
+
+
+def out_of_range_shares(features: Any, ranges: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Per numeric feature with a training range, the share of the scored customers (the feature rows, a
+    DuckDB relation) whose value lies below the training minimum or above the training maximum."""
+    checked = [name for name in ranges if name in features.columns]
+    if not checked:
+        return {}
+    outside = ", ".join(
+        f"avg(CASE WHEN TRY_CAST({identifier(name)} AS DOUBLE) < {literal(float(ranges[name]['min']))} "
+        f"OR TRY_CAST({identifier(name)} AS DOUBLE) > {literal(float(ranges[name]['max']))} "
+        f"THEN 1.0 ELSE 0.0 END)"
+        for name in checked
+    )
+    shares = features.query("scored_features", f"SELECT {outside} FROM scored_features").fetchall()[0]
+    return {name: float(share or 0.0) for name, share in zip(checked, shares, strict=True)}
+
+
+def check_training_ranges(
+    features: Any, manifest: dict[str, Any], model_uri: str, warn_share: float
+) -> dict[str, float]:
+    """The share of scored customers outside each numeric feature's training range (recorded by training in
+    the manifest's `training_ranges`), with one warning naming the features where it exceeds `warn_share`.
+    A model trained before the ranges were recorded is not checked (one info line; returns {})."""
+    ranges = manifest.get("training_ranges")
+    if ranges is None:
+        log.info(
+            "model %s records no training ranges of its features (trained before churnwise recorded them): "
+            "scoring values are not checked against them", model_uri,
+        )  # fmt: skip
+        return {}
+    shares = out_of_range_shares(features, ranges)
+    flagged = {name: share for name, share in shares.items() if share > warn_share}
+    if flagged:
+        log.warning(
+            "scoring values outside the training range of %d feature(s) (share of scored customers, above "
+            "score.out_of_range_warn_share %s): %s; the model has not seen such values and extrapolates flat "
+            "beyond them: retrain on recent data, or read these scores with care",
+            len(flagged), f"{warn_share:.0%}", out_of_range_text(flagged, ranges),
+        )  # fmt: skip
+    return shares

@@ -15,6 +15,7 @@ rung and action, the budget used and the expected value saved. See docs/scoring.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 import time
@@ -34,6 +35,7 @@ from decisions.checks import (
     check_inputs_cover,
     check_model_inputs,
     check_model_matches_manifest,
+    check_training_ranges,
 )
 from decisions.plan import ScoringPlan, scoring_plan
 from decisions.policy import DecisionPolicy, decision_policy
@@ -53,6 +55,7 @@ from features.snapshot import TABLE, check_scoring_table, feature_select, read_s
 from features.sql import literal
 from models.registry import RegisteredModel, load_registered_model, registered_model
 from models.tracking import TrackingSettings, tracked_run
+from models.training import population_description
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,8 @@ def score(cfg: DictConfig) -> ScoreResult:
     if rows == 0:
         raise ConfigError(f"no customers are active on score.as_of {as_of}: nothing to score")
     check_feature_types(features, model, registered.uri)
+    warn_share = float(cfg.score.get("out_of_range_warn_share", 0.05))
+    out_of_range = check_training_ranges(features, registered.manifest, registered.uri, warn_share)
     prospects = inputs.prospects()
     clock.lap("features")
     log.info(
@@ -119,6 +124,13 @@ def score(cfg: DictConfig) -> ScoreResult:
         margin_rate=float(cfg.value.margin_rate),
         annual_discount_rate=float(cfg.value.annual_discount_rate),
     )
+    configured_days = LabelWindow.from_config(cfg.label).approx_days if is_snapshot(cfg) else None
+    if configured_days is not None and round(configured_days) != round(value.horizon_days):
+        log.warning(
+            "data.label.period_months says the churn column covers %.0f days, but %s was trained on one covering "
+            "%.0f days: p_churn and lifetime values are over the model's period", configured_days, registered.uri,
+            value.horizon_days,
+        )  # fmt: skip
     spill = process_temp_dir(Path(cfg.engine.temp_directory)) if cfg.engine.get("temp_directory") else None
     with tempfile.TemporaryDirectory(dir=spill) as tmp:  # removed if the job is killed
         scored = score_chunks(
@@ -128,7 +140,11 @@ def score(cfg: DictConfig) -> ScoreResult:
         clock.lap("score_and_decide")
         output = finalise(con, scored, policy)
     customers = int(output.shape[0])
-    summary = summarise(output, policy, prospects, float(policy.budget))
+    summary = dataclasses.replace(
+        summarise(output, policy, prospects, float(policy.budget)),
+        out_of_range=out_of_range, out_of_range_warn_share=warn_share,
+        training_ranges=registered.manifest.get("training_ranges") or {},
+    )  # fmt: skip
     clock.lap("rank_and_select")
 
     database, table = history.database, history.table
@@ -163,7 +179,8 @@ def score(cfg: DictConfig) -> ScoreResult:
     clock.lap("write_and_track")
     header = [
         f"churnwise score as of {as_of}: {registered.uri} (version {registered.version}), "
-        f"{clock.total:.0f} s ({clock.render()}), selection '{policy.selection}'"
+        f"{clock.total:.0f} s ({clock.render()}), selection '{policy.selection}'",
+        f"  who and when    {population_description(OmegaConf.create(registered.manifest['label']))}",
     ]
     log.info(
         "%s\n  output          %s (and .csv), table %s in %s\n  MLflow run      %s",

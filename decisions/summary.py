@@ -3,7 +3,7 @@ budget used and the value expected from it, as tables, MLflow metrics, a printed
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -36,6 +36,11 @@ class ScoringSummary:
     actions: pd.DataFrame  # action, kind, capacity, best_for, selected, cost, expected_saved_value, ...
     reasons: pd.DataFrame  # reason, first (as reason_1), top (among the listed reasons), share_top
     budget_curve: pd.DataFrame  # cumulative cost and expected net value along the priority list
+    # share of scored customers outside each numeric feature's training range (empty: not checked), the share
+    # above which a feature is named (score.out_of_range_warn_share) and the training ranges, for the summary
+    out_of_range: dict[str, float] = field(default_factory=dict)
+    out_of_range_warn_share: float = 1.0  # (1: none named)
+    training_ranges: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
         """Flat metrics for MLflow."""
@@ -52,6 +57,7 @@ class ScoringSummary:
         }
         if self.prospects is not None:
             out["prospects"] = float(self.prospects)
+        out |= {f"out_of_range_share.{name}": share for name, share in self.out_of_range.items()}
         out |= {f"ladder_{r.rung}": float(r.customers) for r in self.ladder.itertuples()}
         out |= {f"valuation_{r.valuation_segment}": float(r.customers) for r in self.valuation.itertuples()}
         for r in self.actions.itertuples():
@@ -99,7 +105,21 @@ class ScoringSummary:
             f"  budget          {self.budget_used:,.0f} of {self.budget:,.0f} on {self.selected:,} customers: "
             f"expected value saved {self.expected_saved_value:,.0f}, net {self.expected_net_value:,.0f}"
         )
+        flagged = {n: s for n, s in self.out_of_range.items() if s > self.out_of_range_warn_share}
+        if flagged:
+            lines.append(
+                f"  out of range    {out_of_range_text(flagged, self.training_ranges)}: share of customers "
+                f"outside the feature's training range"
+            )
         return "\n".join(lines)
+
+
+def out_of_range_text(shares: dict[str, float], ranges: dict[str, dict[str, float]]) -> str:
+    """'tenure_days 100% (trained on 0 .. 2190)', worst first."""
+    return ", ".join(
+        f"{name} {share:.0%} (trained on {ranges[name]['min']:g} .. {ranges[name]['max']:g})"
+        for name, share in sorted(shares.items(), key=lambda item: -item[1])
+    )
 
 
 def summarise(output: Any, policy: DecisionPolicy, prospects: int | None, budget: float) -> ScoringSummary:

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from features.build import load_snapshot
 from features.catalog import FamilyAvailability
 from features.inputs import load_inputs
-from features.snapshot import SnapshotPlan
+from features.snapshot import SnapshotPlan, label_period
 from features.validation import ValidatedTables
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ def validate_snapshot(cfg: DictConfig) -> SnapshotPlan:
     spec, table, planned, with_label = loaded.spec, loaded.table, loaded.planned, loaded.with_label
     lines = [
         f"{spec.path}: {table.rows:,} customers, {len(table.columns)} columns"
-        + ("" if with_label else f" (no label column '{spec.label_column}': a table to score)")
+        + ("" if with_label else f" (no label column '{spec.label_column}': a table to score)"),
+        f"  churn column period: {label_period(cfg.data.label).describe()} (data.label.period_months)",
     ]
     for name, source in planned.sources.items():
         lines.append(f"  {name:<28} {source['kind']:<12} from {', '.join(source['columns'])}")

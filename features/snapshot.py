@@ -54,6 +54,58 @@ KINDS = ("numeric", "binary", "categorical")
 DAYS_PER = {"days": 1.0, "weeks": 7.0, "months": 30.4375, "years": 365.25}
 RESERVED = {*KEYS, "churned", "label_status"}
 EXAMPLES = 5
+DAYS_PER_MONTH = 365.25 / 12
+ASSUMED_PERIOD_MONTHS = 1  # what `data.label.assume: true` accepts: "left within the last month"
+PERIOD_HELP = (
+    "the period the churn column covers, in months: 1 if it means 'left within the last month', 12 if "
+    "'churned within the year'; retention per month, expected lifetime and lifetime value are computed from it"
+)
+
+
+@dataclass(frozen=True)
+class LabelPeriod:
+    """The period a snapshot's churn column covers (`data.label.period_months`), or the stated default
+    accepted with `data.label.assume: true`."""
+
+    months: float
+    assumed: bool = False
+
+    @property
+    def days(self) -> float:
+        """The period in days (30.44 days a month, not rounded: a month's retention is exactly that of
+        one month), the snapshot label's `horizon_days`."""
+        return self.months * DAYS_PER_MONTH
+
+    @property
+    def span(self) -> str:
+        """'12 months (365 days)'."""
+        return f"{self.months:g} month" + ("" if self.months == 1 else "s") + f" ({self.days:.0f} days)"
+
+    def describe(self) -> str:
+        """The span, with ', assumed ...' when taken from `data.label.assume`."""
+        return self.span + (
+            ", assumed (data.label.assume; set data.label.period_months)" if self.assumed else ""
+        )
+
+
+def label_period(label: Mapping[str, Any]) -> LabelPeriod:
+    """The churn column's period from `data.label`: `period_months`, or with `assume: true` the stated default
+    of one month; neither stops the run naming `data.label.period_months`."""
+    months, assume = label.get("period_months"), label.get("assume", False)
+    if not isinstance(assume, bool):
+        raise ConfigError(f"data.label.assume must be true or false, got {assume!r}")
+    if months is None:
+        if assume:
+            return LabelPeriod(float(ASSUMED_PERIOD_MONTHS), assumed=True)
+        raise ConfigError(
+            f"data.label.period_months is not set: {PERIOD_HELP}. Set it (e.g. data.label.period_months=12), "
+            f"or data.label.assume=true to accept {ASSUMED_PERIOD_MONTHS} month (every summary then says 'assumed')"
+        )
+    if isinstance(months, bool) or not isinstance(months, int | float) or not 0 < months <= 120:
+        raise ConfigError(
+            f"data.label.period_months: {months!r} is not a number of months above 0 and at most 120 ({PERIOD_HELP})"
+        )
+    return LabelPeriod(float(months))
 
 
 @dataclass(frozen=True)
@@ -124,8 +176,16 @@ class SnapshotSpec:
                 f"data: unknown setting(s) {unknown} for data=snapshot (known: {sorted(known)})"
             )
         label = data.get("label") or {}
-        if not isinstance(label, Mapping) or set(label) - {"column", "positive", "negative"}:
-            raise ConfigError(f"data.label must be {{column, positive, negative}}, got {label!r}")
+        if not isinstance(label, Mapping) or set(label) - {
+            "column",
+            "positive",
+            "negative",
+            "period_months",
+            "assume",
+        }:
+            raise ConfigError(
+                f"data.label must be {{column, positive, negative, period_months, assume}}, got {label!r}"
+            )
         if label.get("column") is not None and label.get("positive") is None:
             raise ConfigError(
                 "data.label.positive: the value of the label column that means churned is required"

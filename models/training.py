@@ -29,6 +29,7 @@ from features.build import FeatureTableResult
 from features.errors import ConfigError
 from features.labels import LabelWindow
 from features.provenance import resolved_config, resolved_yaml
+from features.snapshot import LabelPeriod
 from models.calibration import NoCalibration, calibration_name
 from models.ceiling import true_window_probability
 from models.churn_model import ChurnModel, fit_churn_model, fit_cross_validated
@@ -44,6 +45,7 @@ from models.evaluation import (
     shap_summary_figure,
     targeting_profit,
 )
+from models.feature_ranges import training_ranges
 from models.registry import register_challenger
 from models.split import SplitSettings, load_snapshots, plan_split, slice_masks, unlabelled_note
 from models.stability import StabilityResult, StabilitySettings, check_stability
@@ -85,6 +87,8 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     manifest = stability.without_dropped(manifest)  # stability.action=drop: unstable features left out
     features = [f["name"] for f in manifest["features"]]
     categorical = manifest["categorical_features"]
+    # each numeric feature's training range, which scoring checks its customers against
+    manifest = manifest | {"training_ranges": training_ranges(snapshots, features, categorical)}
     settings, seed = SplitSettings.from_config(cfg.split, cfg.label), int(cfg.seed)
     note = unlabelled_note(built.manifest)
     min_level_rows = int(cfg.encoding.min_level_rows)
@@ -478,6 +482,8 @@ def population_description(label: Any) -> str:
         activity_lookback_days=label.get("activity_lookback_days", 90)
     )
     window = LabelWindow.from_config(label).describe()
+    if label.get("period_months") is not None:  # a snapshot's churn column (features.snapshot.LabelPeriod)
+        window = LabelPeriod(float(label.period_months), bool(label.get("period_assumed"))).describe()
     return f"{who} (population '{population}'); churned: left within {window}"
 
 

@@ -5,6 +5,7 @@ label scored, the retention report; and a table that does not fit stopping befor
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,9 @@ def snapshot_config(root: Path, path: Path, *more: str):
     )
 
 
-def test_a_telecom_snapshot_trains_with_kfold_scores_and_reports(tmp_path: Path) -> None:
+def test_a_telecom_snapshot_trains_with_kfold_scores_and_reports(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     import mlflow
 
     from churnwise.api import report, score, train
@@ -43,7 +46,10 @@ def test_a_telecom_snapshot_trains_with_kfold_scores_and_reports(tmp_path: Path)
     cfg = snapshot_config(tmp_path / "project", made.path)
     assert cfg.split.kind == "kfold" and cfg.label.name == "snapshot"
 
-    trained = train(cfg)
+    with caplog.at_level(logging.INFO, logger="churnwise.api"):
+        trained = train(cfg)
+    # the run says over what period the churn column was read (data.label.period_months: 12 in data=telco)
+    assert "churned: left within 12 months (365 days)" in caplog.text
     m = trained.metrics
     assert trained.split.startswith("stratified 5-fold")
     for metric in ("roc_auc", "pr_auc", "brier", "ece"):
@@ -67,7 +73,10 @@ def test_a_telecom_snapshot_trains_with_kfold_scores_and_reports(tmp_path: Path)
         kinds
     )
 
-    scored = score(snapshot_config(tmp_path / "project", made.score_path))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="decisions.scoring"):
+        scored = score(snapshot_config(tmp_path / "project", made.score_path))
+    assert "churned: left within 12 months (365 days)" in caplog.text  # the scoring summary says it too
     out = pd.read_parquet(scored.path)
     to_score = pd.read_csv(made.score_path, dtype=str)
     assert "Churn" not in to_score.columns
@@ -95,8 +104,29 @@ def test_a_telecom_snapshot_trains_with_kfold_scores_and_reports(tmp_path: Path)
     r = reported.metrics
     assert r["customers"] == SPEC.n_customers and r["churners"] == (raw["Churn"] == "Yes").sum()
     assert r["period_retention"] == pytest.approx(1 - (raw["Churn"] == "Yes").mean())
+    # a 26% churn over 12 months: ~97.5% a month and ~74% a year, not 74% a month and 2.4% a year
+    assert r["period_months"] == 12 and r["annual_retention"] == pytest.approx(r["period_retention"])
+    assert (
+        r["monthly_retention"] == pytest.approx(r["period_retention"] ** (1 / 12))
+        and r["monthly_retention"] > 0.97
+    )
     page = reported.html_path.read_text()
     assert "Survival over tenure" in page and "Month-to-month" in page and "The corrective plan" in page
+    assert "covers 12 months (365 days) (data.label.period_months)" in page
+
+    # the same customers ten years on: every tenure beyond every training tenure (at most 72 months)
+    assert scored.summary.out_of_range["tenure_days"] == 0.0
+    aged = tmp_path / "aged.csv"
+    plain = pd.read_csv(made.score_path, dtype=str, keep_default_na=False)
+    plain.assign(tenure=(plain["tenure"].astype(int) + 120).astype(str)).to_csv(aged, index=False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="decisions.checks"):
+        later = score(snapshot_config(tmp_path / "project", aged))
+    warned = [r.getMessage() for r in caplog.records if "outside the training range" in r.getMessage()]
+    assert len(warned) == 1 and "tenure_days 100% (trained on 0 .. " in warned[0]
+    assert later.summary.out_of_range["tenure_days"] == 1.0
+    assert "out of range    tenure_days 100%" in later.summary.render([])
+    assert client.get_run(later.run_id).data.metrics["out_of_range_share.tenure_days"] == 1.0
 
 
 def test_a_snapshot_that_does_not_fit_stops_before_any_work(tmp_path: Path) -> None:
@@ -131,10 +161,15 @@ def test_the_generic_snapshot_config_names_what_it_needs_and_reads_any_layout(tm
         {"id": [5, 6, 7, 8], "plan": ["a", "b", "a", "c"], "months": [1, 20, 3, 40], "left": [1, 0, 1, 0]}
     ).to_csv(path, index=False)
     with pytest.raises(MissingMandatoryValue, match="id_column"):
-        build_features(compose_config(tmp_path, "data=snapshot", f"data.path={path}", debug=False))
+        build_features(
+            compose_config(
+                tmp_path, "data=snapshot", f"data.path={path}", "data.label.period_months=1", debug=False
+            )
+        )
     cfg = compose_config(
         tmp_path, "data=snapshot", f"data.path={path}", "data.id_column=id", "data.label.column=left",
-        "data.label.positive=1", "data.label.negative=0", "data.tenure.column=months", debug=False,
+        "data.label.positive=1", "data.label.negative=0", "data.label.period_months=1", "data.tenure.column=months",
+        debug=False,
     )  # fmt: skip
     assert cfg.mlflow.registered_model_name == "churnwise_snapshot"
     table = pd.read_parquet(build_features(cfg).table_path)

@@ -208,10 +208,12 @@ def test_a_table_to_score_must_hold_readable_values_for_the_models_features(tmp_
 
 
 def test_tuning_a_snapshot_holds_out_a_fold_it_never_tunes_on(make_cfg) -> None:
+    from churnwise.settings import with_label_period
     from models.split import SplitSettings
     from models.tuning import validation_pairs
 
-    cfg = make_cfg("data=telco", debug=False)
+    # the label with its period, as a stage has it
+    cfg = with_label_period(make_cfg("data=telco", debug=False))
     rows = pd.DataFrame(
         {"customer_id": [f"c{i}" for i in range(100)], "churned": [i % 4 == 0 for i in range(100)]}
     ).astype({"churned": int})
