@@ -98,12 +98,14 @@ def check_settings(cfg: DictConfig, stage: str) -> None:
         )
     if cfg.data.get("kind") == "snapshot" and stage in PERIOD_STAGES:
         label_period(cfg.data.get("label") or {})
+        LabelWindow.from_config(OmegaConf.to_container(with_label_period(cfg).label, resolve=True))
+    elif cfg.data.get("kind") != "snapshot":  # a snapshot's window is its period (with_label_period)
+        LabelWindow.from_config(OmegaConf.to_container(cfg.label, resolve=True))
     if cfg.data.get("chunk_rows") is not None:
         _integer(cfg, "data.chunk_rows", 1)
     for key in ("observation.start", "observation.end", "observation.data_end"):
         config_date(OmegaConf.select(cfg, key), key)
     ObservationGrid.from_config(OmegaConf.to_container(cfg.observation, resolve=True))
-    LabelWindow.from_config(OmegaConf.to_container(cfg.label, resolve=True))
     _integer(cfg, "engine.dates_per_batch", 1)
     _integer(cfg, "engine.threads", 1, optional=True)
     if stage in ("score", "report"):

@@ -80,7 +80,12 @@ def test_train_from_nothing_generates_validates_and_tracks(tmp_path: Path) -> No
     assert run.data.metrics["train_snapshots"] > 0 and 0.5 < run.data.metrics["test_roc_auc"] <= 1
     assert "churnwise train:" in output and "now champion" in output
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "run_info")}
-    assert artifacts == {"run_info/resolved_config.yaml", "run_info/feature_manifest.json"}
+    assert artifacts == {
+        "run_info/resolved_config.yaml", "run_info/feature_manifest.json", "run_info/feature_importance.csv",
+        "run_info/feature_stability.csv",
+    }  # fmt: skip
+    predictions = {a.path for a in client.list_artifacts(run.info.run_id, "predictions")}
+    assert predictions == {"predictions/test_slice.parquet"}
     assert (tmp_path / "data" / "features" / "demo_debug_contractual" / "features.parquet").is_file()
 
     # A second run reuses the data (same spec) and records the same fingerprint.

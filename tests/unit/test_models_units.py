@@ -161,3 +161,32 @@ def test_auto_calibration_picks_the_curve_the_data_needs() -> None:
     on_logit = 1 / (1 + np.exp(-(4 * scores - 2)))
     assert calibration_name(AutoCalibrator().fit(on_logit, logistic)) == "sigmoid"
     assert calibration_name(AutoCalibrator().fit(scores, stepped)) == "isotonic"
+
+
+def test_the_baseline_fits_a_fold_where_a_feature_is_empty_without_warnings() -> None:
+    """A K-fold fold (or an orders-only export) can hold a feature with no value at all: the baseline keeps
+    its column (so contributions stay one per feature) and says nothing the user cannot act on."""
+    import warnings
+
+    from models.churn_model import fit_churn_model
+    from models.estimators import logistic_regression
+
+    rng = np.random.default_rng(0)
+    rows = pd.DataFrame(
+        {
+            "customer_id": np.arange(400),
+            "spend": rng.normal(size=400),
+            "days_since_last_complaint": np.nan,  # no complaint in this fold
+            "segment": pd.Series(["a", "b"] * 200),
+        }
+    )
+    rows["churned"] = (rows["spend"] + rng.normal(size=400) > 0.5).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = fit_churn_model(
+            logistic_regression(), NoCalibration(), rows, rows,
+            features=["spend", "days_since_last_complaint", "segment"], categorical=["segment"],
+        )  # fmt: skip
+        p = model.predict_proba(rows)
+    assert 0 < p.min() < p.max() < 1
+    assert model.contributions(rows).shape == (400, 4)
