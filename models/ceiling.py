@@ -42,3 +42,28 @@ def true_window_probability(truth_path: Path, snapshots: pd.DataFrame, *, horizo
     month_days = np.array([d for _, _, d in rows], dtype=float)
     hazard = np.where(np.isnan(hazard), np.nanmean(hazard), hazard)
     return 1.0 - (1.0 - hazard) ** (horizon_days / month_days)
+
+
+def true_probability(
+    truth_path: Path | None, snapshots: pd.DataFrame, *, horizon_days: int, lead_days: int = 0
+) -> np.ndarray | None:
+    """The generator's true probability of each snapshot's label, from whichever demo truth `truth_path`
+    holds (None when it holds none): the dated demo's monthly hazards, the exact inactivity probability of
+    the retail and app demos (features.demo.activity), or the telecom table's per-row probability."""
+    from features.demo.activity import is_activity_truth, true_inactivity_probability
+    from features.demo.telco import TELCO_TRUTH_FILE
+
+    if not truth_path:
+        return None
+    folder = Path(truth_path)
+    if (folder / "true_churn_probability.parquet").is_file():
+        return true_window_probability(folder, snapshots, horizon_days=horizon_days)
+    if is_activity_truth(folder):
+        if lead_days:  # exact only for a window that starts at the date (no activity in between to foresee)
+            return None
+        return true_inactivity_probability(folder, snapshots, horizon_days=horizon_days, lead_days=lead_days)
+    if (folder / TELCO_TRUTH_FILE).is_file():
+        truth = pd.read_parquet(folder / TELCO_TRUTH_FILE)
+        by_id = dict(zip(truth["customer_id"].astype(str), truth["p_churn"], strict=True))
+        return np.array([by_id.get(str(c), np.nan) for c in snapshots["customer_id"]], dtype=float)
+    return None

@@ -29,7 +29,7 @@ from features.build import FeatureTableResult
 from features.errors import ConfigError
 from features.provenance import resolved_config, resolved_yaml
 from models.calibration import calibration_name
-from models.ceiling import true_window_probability
+from models.ceiling import true_probability
 from models.churn_model import ChurnModel, fit_churn_model, fit_cross_validated
 from models.errors import SplitError
 from models.evaluation import (
@@ -93,14 +93,11 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     if model.best_iteration:
         metrics["best_iteration"] = float(model.best_iteration)
 
-    truth = None
-    truth_path = cfg.data.get("truth_path")
-    if truth_path and (Path(truth_path) / "true_churn_probability.parquet").is_file():
-        truth = true_window_probability(
-            Path(truth_path),
-            test_rows,
-            horizon_days=int(cfg.label.horizon_days),
-        )
+    truth = true_probability(
+        cfg.data.get("truth_path"), test_rows,
+        horizon_days=int(cfg.label.horizon_days), lead_days=int(cfg.label.get("lead_days", 0)),
+    )  # fmt: skip
+    if truth is not None:
         metrics |= {
             f"ceiling_test_{k}": v for k, v in classification_metrics(y_test, truth).items() if k in HEADLINE
         }
