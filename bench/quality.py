@@ -74,7 +74,7 @@ SHAPES = {
     "app": Shape(
         "app", "a weekly-style app log (data=app, inactivity label; monthly grid, 28-day horizon)",
         ("data=app", "data.generator.n_customers=15000", "data.generator.months=24"),
-        ("days_since_last_event", "events_90d", "event_quantity_30d"),
+        ("days_since_last_event", "events_90d", "quantity_30d"),
     ),
 }  # fmt: skip
 
@@ -187,7 +187,11 @@ def run_shape(shape: Shape, root: Path, extra: list[str]) -> dict[str, Any]:
             "value": model["roc_auc"] / ceiling, "target": GOALS["auc_vs_ceiling"],
             "pass": model["roc_auc"] >= GOALS["auc_vs_ceiling"] * ceiling,
         }  # fmt: skip
-    goals["ECE <= 0.015"] = {"value": model["ece"], "target": GOALS["ece"], "pass": model["ece"] <= GOALS["ece"]}
+    goals["ECE <= 0.015"] = {
+        "value": model["ece"],
+        "target": GOALS["ece"],
+        "pass": model["ece"] <= GOALS["ece"],
+    }
     change = abs(model["roc_auc"] - raw["roc_auc"])
     goals["|calibrated - raw AUC| <= 0.002"] = {
         "value": change, "target": GOALS["calibration_auc_change"], "pass": change <= GOALS["calibration_auc_change"],
@@ -200,8 +204,11 @@ def run_shape(shape: Shape, root: Path, extra: list[str]) -> dict[str, Any]:
         "shape": shape.name,
         "description": shape.description,
         "overrides": [*shape.overrides, *extra],
-        "label": {"name": str(cfg.label.name), "population": str(cfg.label.population),
-                  "horizon_days": int(cfg.label.horizon_days)},  # fmt: skip
+        "label": {
+            "name": str(cfg.label.name),
+            "population": str(cfg.label.population),
+            "horizon_days": int(cfg.label.horizon_days),
+        },  # fmt: skip
         "observation": {k: v for k, v in dict(cfg.observation).items() if v is not None},
         "split": fitted.description,
         "calibration": type(fitted.model.calibrator).__name__,
@@ -212,8 +219,11 @@ def run_shape(shape: Shape, root: Path, extra: list[str]) -> dict[str, Any]:
         "metrics": rows,
         "goals": goals,
         "all_pass": all(g["pass"] for g in goals.values()),
-        "seconds": {"generate": generated - started, "features": featured - generated,
-                    "fit_and_score": time.time() - featured},  # fmt: skip
+        "seconds": {
+            "generate": generated - started,
+            "features": featured - generated,
+            "fit_and_score": time.time() - featured,
+        },  # fmt: skip
     }
 
 
@@ -233,7 +243,9 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                   f"{result['calibration']}; overrides: `{' '.join(result['overrides'])}`.", "",
                   "| | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]  # fmt: skip
         for name, row in result["metrics"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{row.get(k, float('nan')):.4f}" for k in METRICS) + " |")
+            lines.append(
+                f"| {name} | " + " | ".join(f"{row.get(k, float('nan')):.4f}" for k in METRICS) + " |"
+            )
         lines += ["", "| goal | value | target | result |", "|---|---:|---:|---|"]
         for goal, found in result["goals"].items():
             lines.append(f"| {goal} | {found['value']:.4f} | {found['target']:g} | "
@@ -259,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.override:
         name, _, override = item.partition(":")
         if name not in SHAPES or "=" not in override:
-            parser.error(f"--override {item!r}: expected SHAPE:KEY=VALUE with SHAPE one of {', '.join(SHAPES)}")
+            parser.error(
+                f"--override {item!r}: expected SHAPE:KEY=VALUE with SHAPE one of {', '.join(SHAPES)}"
+            )
         extra[name].append(override)
 
     started = time.time()
@@ -280,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         "goals": GOALS,
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / "quality.json").write_text(json.dumps({"meta": meta, "shapes": results}, indent=2) + "\n")
+    (args.results_dir / "quality.json").write_text(
+        json.dumps({"meta": meta, "shapes": results}, indent=2) + "\n"
+    )
     text = markdown(results, meta)
     (args.results_dir / "quality.md").write_text(text + "\n")
     print(text)

@@ -27,7 +27,7 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,9 @@ class ActivitySpec:
         if len(self.month_factors) != 12 or len(self.weekday_factors) != 7:
             raise ValueError("month_factors needs 12 values and weekday_factors 7")
         if min(self.rate_mean, self.rate_shape, self.decay_days_median) <= 0 or self.floor < 0:
-            raise ValueError("rate_mean, rate_shape, decay_days_median must be positive and floor not negative")
+            raise ValueError(
+                "rate_mean, rate_shape, decay_days_median must be positive and floor not negative"
+            )
         for name in ("month_factors", "weekday_factors"):  # Hydra hands lists over
             object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         object.__setattr__(self, "start_date", start.isoformat())
@@ -186,10 +188,16 @@ def generate_activity(
                 shutil.rmtree(temp)
             temp.mkdir(parents=True)
         for name, frame in tables.items():
-            pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), staging[tables_dir] / f"{name}.parquet")
+            pq.write_table(
+                pa.Table.from_pandas(frame, preserve_index=False), staging[tables_dir] / f"{name}.parquet"
+            )
         truth = staging[truth_dir]
-        pq.write_table(pa.Table.from_pandas(rates, preserve_index=False), truth / "true_activity_rates.parquet")
-        pq.write_table(pa.Table.from_pandas(active_days, preserve_index=False), truth / "true_activity_days.parquet")
+        pq.write_table(
+            pa.Table.from_pandas(rates, preserve_index=False), truth / "true_activity_rates.parquet"
+        )
+        pq.write_table(
+            pa.Table.from_pandas(active_days, preserve_index=False), truth / "true_activity_days.parquet"
+        )
         (truth / "true_activity_mechanism.json").write_text(
             json.dumps({"generator": type(spec).__name__, "spec": spec_dict(spec)}, indent=2) + "\n"
         )
@@ -226,7 +234,9 @@ def _simulate(spec: ActivitySpec) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     region = rng.integers(0, len(REGIONS), size=n)
     channel = rng.choice(len(CHANNELS), size=n, p=CHANNEL_SHARES)
     level = rng.normal(size=n)  # spend (retail) or session-length (app) level; longer attention when higher
-    rate = rng.gamma(spec.rate_shape, spec.rate_mean / spec.rate_shape, size=n) * np.asarray(REGION_RATE)[region]
+    rate = (
+        rng.gamma(spec.rate_shape, spec.rate_mean / spec.rate_shape, size=n) * np.asarray(REGION_RATE)[region]
+    )
     decay = (
         spec.decay_days_median
         * np.exp(spec.decay_days_sigma * rng.normal(size=n) + spec.value_decay * level)
@@ -292,13 +302,30 @@ def _activity_table(spec: ActivitySpec, activity: pd.DataFrame, rates: pd.DataFr
     uses = rng.poisson(spec.feature_uses_per_session, size=len(customer))
     bought = rng.random(len(customer)) < spec.purchase_share
     parts = [
-        pd.DataFrame({"customer_id": customer, "event_time": session_time, "event_type": "app_session",
-                      "quantity": np.round(amount, 1)}),  # fmt: skip
-        pd.DataFrame({"customer_id": np.repeat(customer, uses),
-                      "event_time": np.repeat(session_time, uses) + np.timedelta64(60, "s"),
-                      "event_type": "feature_use", "quantity": np.nan}),  # fmt: skip
-        pd.DataFrame({"customer_id": customer[bought], "event_time": session_time[bought] + np.timedelta64(120, "s"),
-                      "event_type": "purchase", "quantity": np.round(rng.uniform(1, 20, int(bought.sum())), 2)}),  # fmt: skip
+        pd.DataFrame(
+            {
+                "customer_id": customer,
+                "event_time": session_time,
+                "event_type": "app_session",
+                "quantity": np.round(amount, 1),
+            }
+        ),  # fmt: skip
+        pd.DataFrame(
+            {
+                "customer_id": np.repeat(customer, uses),
+                "event_time": np.repeat(session_time, uses) + np.timedelta64(60, "s"),
+                "event_type": "feature_use",
+                "quantity": np.nan,
+            }
+        ),  # fmt: skip
+        pd.DataFrame(
+            {
+                "customer_id": customer[bought],
+                "event_time": session_time[bought] + np.timedelta64(120, "s"),
+                "event_type": "purchase",
+                "quantity": np.round(rng.uniform(1, 20, int(bought.sum())), 2),
+            }
+        ),  # fmt: skip
     ]
     events = pd.concat(parts, ignore_index=True)
     # keep the whole log inside the day: a session late in the evening does not spill into the next day
@@ -353,7 +380,9 @@ def true_inactivity_probability(
         rows = slice(begin, begin + 50_000)
         window = observation[rows, None] + offsets[None, :]
         since = (window - np.where(known[rows], last_day[rows], observation[rows])[:, None]).astype(float)
-        intensity = rate[rows, None] * season(spec, window) * (spec.floor + np.exp(-since / decay[rows, None]))
+        intensity = (
+            rate[rows, None] * season(spec, window) * (spec.floor + np.exp(-since / decay[rows, None]))
+        )
         out[rows] = np.exp(-intensity.sum(axis=1))
     out[~known] = np.nan  # a customer with no activity before T is not in any inactivity population
     return out

@@ -11,7 +11,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from features.demo.activity import ActivitySpec, ActivitySummary, generate_activity, spec_dict
+from features.demo.activity import ActivitySpec, ActivitySummary, generate_activity
 from features.demo.dated import DemoSpec, DemoSummary, generate_demo
 from features.demo.telco import TELCO_TRUTH_FILE, TelcoSpec, TelcoSummary, generate_telco, sidecar_path_for
 from features.errors import ConfigError
@@ -60,7 +60,7 @@ def ensure_demo_data(cfg: DictConfig) -> bool:
         return _ensure_telco(spec, Path(cfg.data.path), truth_path_of(cfg))
     folder = Path(cfg.data.path)
     manifest = folder / "_manifest.json"
-    wanted = spec_dict(spec) if isinstance(spec, ActivitySpec) else json.loads(json.dumps(asdict(spec), default=str))
+    wanted = json.loads(json.dumps(asdict(spec), default=str))  # what the manifest records
     if manifest.is_file():
         made = json.loads(manifest.read_text()).get("spec")
         if made == wanted:
@@ -88,7 +88,11 @@ def _ensure_telco(spec: TelcoSpec, path: Path, truth_path: Path | None) -> bool:
     if path.exists() and not sidecar.is_file():
         return False
     truth_missing = truth_path is not None and not (truth_path / TELCO_TRUTH_FILE).is_file()
-    if sidecar.is_file() and json.loads(sidecar.read_text()).get("spec") == asdict(spec) and not truth_missing:
+    if (
+        sidecar.is_file()
+        and json.loads(sidecar.read_text()).get("spec") == asdict(spec)
+        and not truth_missing
+    ):
         return False
     log.info("no synthetic telecom table at %s from this spec; generating it", path)
     generate_telco(spec, path, truth_path)
