@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -254,6 +255,22 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write_results(results: list[dict[str, Any]], folder: Path, commit: str, started: float) -> str:
+    """Write quality.json and quality.md for the shapes run so far; return the Markdown."""
+    meta = {
+        "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "git": commit or "unknown",
+        "seconds": time.time() - started,
+        "goals": GOALS,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "quality.json").write_text(json.dumps({"meta": meta, "shapes": results}, indent=2) + "\n")
+    text = markdown(results, meta)
+    (folder / "quality.md").write_text(text + "\n")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark from the command line."""
     import logging
@@ -277,28 +294,19 @@ def main(argv: list[str] | None = None) -> int:
         extra[name].append(override)
 
     started = time.time()
-    results = []
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip()  # fmt: skip
+    results: list[dict[str, Any]] = []
+    text = ""
     with tempfile.TemporaryDirectory(prefix="churnwise-quality-") as tmp:
         root = args.keep or Path(tmp)
         for name in args.shapes:
             print(f"[quality] {name} ...", file=sys.stderr, flush=True)
             results.append(run_shape(SHAPES[name], root, extra[name]))
             print(f"[quality] {name} done in {sum(results[-1]['seconds'].values()):.0f} s", file=sys.stderr)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip()  # fmt: skip
-    meta = {
-        "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, Python {platform.python_version()}",
-        "git": commit or "unknown",
-        "seconds": time.time() - started,
-        "goals": GOALS,
-    }
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    (args.results_dir / "quality.json").write_text(
-        json.dumps({"meta": meta, "shapes": results}, indent=2) + "\n"
-    )
-    text = markdown(results, meta)
-    (args.results_dir / "quality.md").write_text(text + "\n")
+            text = write_results(
+                results, args.results_dir, commit, started
+            )  # after each shape: a crash keeps them
     print(text)
     return 0
 
