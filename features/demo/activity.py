@@ -179,7 +179,7 @@ def generate_activity(
     check_generated_folder(truth_dir, TRUTH_NAMES, keys[1])
     customers, activity, rates = _simulate(spec)
     tables = {"customers": customers, spec.kind: _activity_table(spec, activity, rates)}
-    active_days = activity[["customer_id", "activity_date"]]
+    active_days = activity[["customer_id", "activity_date", "count"]]
     staging = {d: d.parent / f".{d.name}.tmp-{os.getpid()}" for d in (tables_dir, truth_dir)}
     rows = {name: len(frame) for name, frame in tables.items()}
     try:
@@ -385,4 +385,95 @@ def true_inactivity_probability(
         )
         out[rows] = np.exp(-intensity.sum(axis=1))
     out[~known] = np.nan  # a customer with no activity before T is not in any inactivity population
+    return out
+
+
+def history_inactivity_probability(
+    tables_dir: Path,
+    truth_dir: Path,
+    snapshots: pd.DataFrame,
+    *,
+    horizon_days: int,
+    draws: int = 400,
+    seed: int = 0,
+) -> np.ndarray:
+    """The best prediction from what the tables show (the Bayes posterior given each customer's history before
+    the date, region, channel and amounts), for the same label as `true_inactivity_probability`.
+
+    The truth knows each customer's latent rate and attention span; this averages over them given the history:
+    the rate is integrated exactly (a gamma prior, Poisson counts), the attention span by `draws` draws from its
+    prior (the level z drawn from its posterior given the amounts), weighted by the likelihood of the history.
+    It is what a perfect model of these tables could reach, so the gap between it and the truth is information
+    no feature can recover."""
+    truth_dir, tables_dir = Path(truth_dir), Path(tables_dir)
+    spec = load_spec(truth_dir)
+    customers = pd.read_parquet(tables_dir / "customers.parquet").set_index("customer_id")
+    region_factor = pd.Series(REGION_RATE, index=REGIONS)[customers["region"]].to_numpy()
+    channel_factor = pd.Series(CHANNEL_DECAY, index=CHANNELS)[customers["channel"]].to_numpy()
+    position = pd.Series(np.arange(len(customers)), index=customers.index)
+    days = pd.read_parquet(truth_dir / "true_activity_days.parquet")
+    days["day"] = pd.to_datetime(days["activity_date"]).to_numpy().astype("datetime64[D]")
+    if spec.kind == "orders":
+        amounts = pd.read_parquet(
+            tables_dir / "orders.parquet", columns=["customer_id", "order_date", "amount"]
+        )
+        amounts["day"] = pd.to_datetime(amounts["order_date"]).to_numpy().astype("datetime64[D]")
+        amounts = amounts.rename(columns={"amount": "value"})
+    else:
+        amounts = pd.read_parquet(tables_dir / "events.parquet")
+        amounts = amounts[amounts["event_type"] == "app_session"]
+        amounts = pd.DataFrame({"customer_id": amounts["customer_id"], "value": amounts["quantity"],
+                                "day": amounts["event_time"].to_numpy().astype("datetime64[D]")})  # fmt: skip
+    amounts["y"] = np.log(amounts["value"].clip(lower=1e-3) / spec.amount_median)
+    by_customer = {c: g for c, g in days.groupby("customer_id")}
+    amounts_by = {c: g for c, g in amounts.groupby("customer_id")}
+    rng = np.random.default_rng(seed)
+    noise_decay = rng.normal(size=draws)
+    noise_level = rng.normal(size=draws)
+    alpha = spec.rate_shape
+    start = np.datetime64(date.fromisoformat(spec.start_date), "D")
+    calendar = season(
+        spec, start + np.arange((np.datetime64(spec.end_date, "D") - start).astype(int) + horizon_days)
+    )
+    out = np.full(len(snapshots), np.nan)
+    for row, (customer, observed) in enumerate(
+        zip(snapshots["customer_id"], snapshots["observation_date"], strict=True)
+    ):
+        T = np.datetime64(pd.Timestamp(observed).date(), "D")
+        history = by_customer[customer]
+        history = history[history["day"] < T]
+        if history.empty:
+            continue
+        active = (history["day"].to_numpy().astype("datetime64[D]") - start).astype(int)
+        counts = history["count"].to_numpy()
+        t_end = int((T - start).astype(int))
+        # each day after signup up to T-1: days since the last active day before it
+        t = np.arange(active[0] + 1, t_end)
+        last = active[np.searchsorted(active, t, side="left") - 1]
+        since = (t - last).astype(float)
+        s = calendar[t]
+        later = active[1:]  # active days after signup and their counts (the signup day is forced)
+        later_since = (later - active[np.searchsorted(active, later, side="left") - 1]).astype(float)
+        later_counts = counts[1:]
+        amount = amounts_by.get(customer)
+        y = amount.loc[amount["day"] < T, "y"].to_numpy() if amount is not None else np.empty(0)
+        precision = 1.0 + len(y) * 0.25 / spec.amount_sigma**2
+        level = (0.5 * y.sum() / spec.amount_sigma**2) / precision + noise_level / np.sqrt(precision)
+        decay = (spec.decay_days_median * np.exp(spec.decay_days_sigma * noise_decay + spec.value_decay * level)
+                 * channel_factor[position[customer]])  # fmt: skip
+        beta = alpha / (spec.rate_mean * region_factor[position[customer]])
+        exposure = (s[None, :] * (spec.floor + np.exp(-since[None, :] / decay[:, None]))).sum(axis=1)
+        log_fit = (
+            later_counts[None, :] * np.log(spec.floor + np.exp(-later_since[None, :] / decay[:, None]))
+        ).sum(axis=1)
+        n = float(later_counts.sum())
+        log_weight = log_fit - (alpha + n) * np.log(beta + exposure)
+        weight = np.exp(log_weight - log_weight.max())
+        window = t_end + np.arange(horizon_days)
+        ahead = (
+            calendar[window][None, :]
+            * (spec.floor + np.exp(-(window - active[-1])[None, :] / decay[:, None]))
+        ).sum(axis=1)
+        p = ((beta + exposure) / (beta + exposure + ahead)) ** (alpha + n)
+        out[row] = float((weight * p).sum() / weight.sum())
     return out

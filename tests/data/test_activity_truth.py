@@ -21,6 +21,7 @@ from features.demo.activity import (
     AppSpec,
     RetailSpec,
     generate_activity,
+    history_inactivity_probability,
     season,
     true_inactivity_probability,
 )
@@ -57,6 +58,7 @@ def labelled(
     snapshots = tables.con.execute("SELECT * FROM feature_table WHERE churned IS NOT NULL").df()
     snapshots["churned"] = snapshots["churned"].astype(int)
     snapshots["truth"] = true_inactivity_probability(summary.truth_dir, snapshots, horizon_days=horizon)
+    snapshots.attrs.update(tables_dir=summary.tables_dir, truth_dir=summary.truth_dir, horizon=horizon)
     return snapshots, model_features
 
 
@@ -90,6 +92,15 @@ def test_truth_ranks_better_than_a_model_on_the_features(labelled: tuple[pd.Data
     truth_auc = roc_auc_score(test["churned"], test["truth"])
     assert model_auc > 0.65  # the features carry the signal...
     assert truth_auc >= model_auc  # ...and the truth, which knows each customer's latent rate, more of it
+    # The best prediction from the tables alone (the truth averaged over the latent rate and attention span
+    # given the history) lies between: at least as good as the model, short of the truth, and calibrated.
+    best = history_inactivity_probability(
+        snapshots.attrs["tables_dir"], snapshots.attrs["truth_dir"],
+        test.reset_index(drop=True), horizon_days=snapshots.attrs["horizon"], draws=200,
+    )  # fmt: skip
+    best_auc = roc_auc_score(test["churned"], best)
+    assert model_auc - 0.005 <= best_auc <= truth_auc, (model_auc, best_auc, truth_auc)
+    assert abs(best.mean() - test["churned"].mean()) <= 0.03
 
 
 def test_truth_is_exact_on_a_hand_made_history(tmp_path: Path) -> None:
