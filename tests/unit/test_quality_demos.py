@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from config_helpers import compose_config
 
 from features.demo.activity import AppSpec, RetailSpec
 from features.demo.configured import demo_spec, ensure_demo_data
 from features.demo.telco import TELCO_TRUTH_FILE, TelcoSpec, generate_telco, telco_frame
 from models.ceiling import true_probability
-from tests.config_helpers import compose_config
 
 
 def test_telco_writes_the_true_probability_of_every_training_row(tmp_path: Path) -> None:
