@@ -73,7 +73,7 @@ SHAPES = {
         ("data=telco", "data.generator.n_customers=20000", "data.generator.score_customers=100"),
     ),
     "app": Shape(
-        "app", "a weekly-style app log (data=app, inactivity label; monthly grid, 28-day horizon)",
+        "app", "an app's raw event log (data=app, inactivity label, 28 days; on the monthly grid until a weekly one is configured)",
         ("data=app", "data.generator.n_customers=15000", "data.generator.months=24"),
         ("days_since_last_event", "events_90d", "quantity_30d"),
     ),
