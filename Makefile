@@ -15,7 +15,7 @@ PACKAGES := pipeline churnwise analytics decisions models features
 # PYTEST_WORKERS= for one process, e.g. to use pdb.
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 
-.PHONY: help setup lock data validate features train tune promote score report test test-fast browser postgres bench bench-score lint format ui clean clean-data
+.PHONY: help setup lock data validate features train tune promote score report test test-fast browser postgres bench bench-score bench-quality lint format ui clean clean-data
 
 help: ## List the targets and what they do
 	@echo "churnwise: make <target> [ARGS='hydra overrides']"
@@ -81,6 +81,9 @@ bench: $(STAMP) ## Run the benchmarks in bench/ and write their results to bench
 
 bench-score: $(STAMP) ## Batch-scoring benchmark: customers/s with and without reasons, peak memory (20k, 1M)
 	$(PY) bench/score_bench.py $(ARGS)
+
+bench-quality: $(STAMP) ## Model quality on four demo shapes vs the true probabilities and plain baselines (~15 min)
+	$(PY) bench/quality.py $(ARGS)
 
 lint: $(STAMP) ## Check style with ruff
 	$(VENV)/bin/ruff check $(PACKAGES) tests bench

@@ -46,3 +46,37 @@ def true_window_probability(truth_path: Path, snapshots: pd.DataFrame, *, window
     hazard = np.where(np.isnan(hazard), np.nanmean(hazard), hazard)
     window_days = np.array([window.length_days(d) for d in keys["observation_date"]], dtype=float)
     return 1.0 - (1.0 - hazard) ** (window_days / month_days)
+
+
+def true_probability(
+    truth_path: Path | None, snapshots: pd.DataFrame, *, window: LabelWindow
+) -> np.ndarray | None:
+    """The generator's true probability of each snapshot's label, from whichever demo truth `truth_path`
+    holds (None when it holds none): the dated demo's monthly hazards, the exact inactivity probability of
+    the retail and app demos (features.demo.activity), or the telecom table's per-row probability."""
+    from features.demo.activity import is_activity_truth, true_inactivity_probability
+    from features.demo.telco import TELCO_TRUTH_FILE
+
+    if not truth_path:
+        return None
+    folder = Path(truth_path)
+    if (folder / "true_churn_probability.parquet").is_file():
+        return true_window_probability(folder, snapshots, window=window)
+    if is_activity_truth(folder):
+        if (
+            window.lead_days
+        ):  # exact only for a window that starts at the date (no activity in between to foresee)
+            return None
+        out = np.full(len(snapshots), np.nan)
+        lengths = np.array(
+            [window.length_days(d) for d in pd.to_datetime(snapshots["observation_date"]).dt.date]
+        )
+        for days in np.unique(lengths):  # calendar-month windows differ in length from date to date
+            rows = np.flatnonzero(lengths == days)
+            out[rows] = true_inactivity_probability(folder, snapshots.iloc[rows], horizon_days=int(days))
+        return out
+    if (folder / TELCO_TRUTH_FILE).is_file():
+        truth = pd.read_parquet(folder / TELCO_TRUTH_FILE)
+        by_id = dict(zip(truth["customer_id"].astype(str), truth["p_churn"], strict=True))
+        return np.array([by_id.get(str(c), np.nan) for c in snapshots["customer_id"]], dtype=float)
+    return None

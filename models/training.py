@@ -31,7 +31,7 @@ from features.labels import LabelWindow
 from features.provenance import resolved_config, resolved_yaml
 from features.snapshot import LabelPeriod
 from models.calibration import NoCalibration, calibration_name
-from models.ceiling import true_window_probability
+from models.ceiling import true_probability
 from models.churn_model import ChurnModel, fit_churn_model, fit_cross_validated
 from models.errors import SplitError
 from models.evaluation import (
@@ -81,21 +81,10 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     import mlflow
 
     started = time.time()
-    snapshots = load_snapshots(built.table_path)
-    manifest = without_empty_features(built.manifest, snapshots)
-    stability = feature_stability(cfg, snapshots, manifest)
-    manifest = stability.without_dropped(manifest)  # stability.action=drop: unstable features left out
-    features = [f["name"] for f in manifest["features"]]
-    categorical = manifest["categorical_features"]
-    # each numeric feature's training range, which scoring checks its customers against
-    manifest = manifest | {"training_ranges": training_ranges(snapshots, features, categorical)}
-    settings, seed = SplitSettings.from_config(cfg.split, cfg.label), int(cfg.seed)
-    note = unlabelled_note(built.manifest)
-    min_level_rows = int(cfg.encoding.min_level_rows)
-    fitted = fit_and_evaluate(
-        settings, snapshots, features, categorical, instantiate(cfg.model), instantiate(cfg.calibration), seed,
-        note, min_level_rows=min_level_rows,
-    )  # fmt: skip
+    run = fit_configured(cfg, built)
+    snapshots, manifest, stability, fitted = run.snapshots, run.manifest, run.stability, run.fitted
+    features, categorical, settings, seed = run.features, run.categorical, run.settings, int(cfg.seed)
+    note, min_level_rows = unlabelled_note(built.manifest), int(cfg.encoding.min_level_rows)
     model, test_rows, p_test, split = fitted.model, fitted.test_rows, fitted.p_test, fitted.description
     y_test = test_rows["churned"].to_numpy()
     metrics = {f"test_{k}": v for k, v in mean_metrics(y_test, fitted.repeat_probabilities).items()}
@@ -108,14 +97,8 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     if model.best_iteration:
         metrics["best_iteration"] = float(model.best_iteration)
 
-    truth = None
-    truth_path = cfg.data.get("truth_path")
-    if truth_path and (Path(truth_path) / "true_churn_probability.parquet").is_file():
-        truth = true_window_probability(
-            Path(truth_path),
-            test_rows,
-            window=LabelWindow.from_config(cfg.label),
-        )
+    truth = true_probability(cfg.data.get("truth_path"), test_rows, window=LabelWindow.from_config(cfg.label))
+    if truth is not None:
         metrics |= {
             f"ceiling_test_{k}": v for k, v in classification_metrics(y_test, truth).items() if k in HEADLINE
         }
@@ -220,6 +203,39 @@ def feature_stability(cfg: DictConfig, snapshots: pd.DataFrame, manifest: dict[s
         [f["name"] for f in manifest["features"]],
         list(manifest["categorical_features"]),
     )
+
+
+@dataclass(frozen=True)
+class Configured:
+    """What a training run fits and evaluates, before anything is tracked (`fit_configured`)."""
+
+    snapshots: pd.DataFrame
+    manifest: dict[str, Any]  # the features kept (empty and dropped-as-unstable left out), training ranges
+    stability: StabilityResult
+    fitted: Fitted
+    features: list[str]
+    categorical: list[str]
+    settings: SplitSettings
+
+
+def fit_configured(cfg: DictConfig, built: FeatureTableResult) -> Configured:
+    """The model of `cfg` fitted and evaluated on the feature table `built` as `train` does it, without MLflow
+    (also what bench/quality.py measures): empty features left out, the stability check (and its drops), the
+    split, the fit with calibration, the honest predictions."""
+    snapshots = load_snapshots(built.table_path)
+    manifest = without_empty_features(built.manifest, snapshots)
+    stability = feature_stability(cfg, snapshots, manifest)
+    manifest = stability.without_dropped(manifest)  # stability.action=drop: unstable features left out
+    features = [f["name"] for f in manifest["features"]]
+    categorical = list(manifest["categorical_features"])
+    # each numeric feature's training range, which scoring checks its customers against
+    manifest = manifest | {"training_ranges": training_ranges(snapshots, features, categorical)}
+    settings = SplitSettings.from_config(cfg.split, cfg.label)
+    fitted = fit_and_evaluate(
+        settings, snapshots, features, categorical, instantiate(cfg.model), instantiate(cfg.calibration),
+        int(cfg.seed), unlabelled_note(built.manifest), min_level_rows=int(cfg.encoding.min_level_rows),
+    )  # fmt: skip
+    return Configured(snapshots, manifest, stability, fitted, features, categorical, settings)
 
 
 def without_empty_features(manifest: dict[str, Any], snapshots: pd.DataFrame) -> dict[str, Any]:

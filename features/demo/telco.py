@@ -314,8 +314,14 @@ def telco_frame(spec: TelcoSpec) -> tuple[pd.DataFrame, np.ndarray]:
     return frame, churn_probability
 
 
-def generate_telco(spec: TelcoSpec, path: Path) -> TelcoSummary:
-    """Write the training CSV to ``path``, ``<stem>_to_score.csv`` beside it, and the ownership sidecar.
+TELCO_TRUTH_FILE = "true_snapshot_probability.parquet"
+"""The truth file in ``truth_dir``: customer_id (the customerID) and p_churn, the probability Churn was drawn
+with, for every training row. Only evaluation reads it; features never do."""
+
+
+def generate_telco(spec: TelcoSpec, path: Path, truth_dir: Path | None = None) -> TelcoSummary:
+    """Write the training CSV to ``path``, ``<stem>_to_score.csv`` beside it, and the ownership sidecar; with
+    ``truth_dir``, also the true churn probability of every training row there (:data:`TELCO_TRUTH_FILE`).
 
     The training file holds the first ``n_customers`` customers with Churn; the to-score file the other
     ``score_customers`` without it. Each file is written to a hidden temp file in the same folder and
@@ -331,7 +337,7 @@ def generate_telco(spec: TelcoSpec, path: Path) -> TelcoSummary:
                     f"{existing} exists already and is not generated data (no {sidecar.name} beside it); "
                     "refusing to overwrite it: point data.path at a new file, or move the existing one"
                 )
-    frame, _ = telco_frame(spec)
+    frame, churn_probability = telco_frame(spec)
     training = frame.iloc[: spec.n_customers]
     to_score = frame.iloc[spec.n_customers :].drop(columns="Churn")
     churn_rate = float((training["Churn"] == "Yes").mean())
@@ -341,14 +347,18 @@ def generate_telco(spec: TelcoSpec, path: Path) -> TelcoSummary:
         "score_path": score_path.name,
         "score_rows": len(to_score),
     }
-    publish_files(
-        {  # the sidecar first, so a crash between renames never leaves our data looking foreign
-            sidecar: lambda temp: temp.write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n"),
-            score_path: lambda temp: _write_csv(to_score, temp),
-            path: lambda temp: _write_csv(training, temp),
-        },
-        None,  # guarded by the sidecar: a file without one is not ours, and is refused above
-    )
+    writers = {  # the sidecar first, so a crash between renames never leaves our data looking foreign
+        sidecar: lambda temp: temp.write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n"),
+        score_path: lambda temp: _write_csv(to_score, temp),
+        path: lambda temp: _write_csv(training, temp),
+    }
+    if truth_dir is not None:
+        truth = pd.DataFrame(
+            {"customer_id": training["customerID"], "p_churn": churn_probability[: spec.n_customers]}
+        )
+        Path(truth_dir).mkdir(parents=True, exist_ok=True)
+        writers[Path(truth_dir) / TELCO_TRUTH_FILE] = lambda temp: truth.to_parquet(temp, index=False)
+    publish_files(writers, None)  # guarded by the sidecar: a file without one is not ours, refused above
     logger.info(
         "Wrote %d customers (churn rate %.3f) to %s and %d to score to %s",
         len(training),
