@@ -6,8 +6,7 @@ Shapes (each made by a demo generator with a known mechanism):
 - subscriptions: data=demo as it is (subscriptions, orders, events, complaints, ...; contractual label);
 - orders: data=retail, customers and orders only (inactivity label, 90 days);
 - flat: data=telco, one flat row per customer (the table's own label, stratified K-fold);
-- app: data=app, customers and a raw event log (inactivity label, 28 days; on the monthly grid until a
-  weekly one is configured: pass `--override app:observation...=...` to switch).
+- app: data=app, customers and a raw event log (inactivity label, 28 days, observed weekly on Mondays).
 
 For each shape: the demo data is generated into a temporary root (nothing under ./data, ./outputs or
 ./mlflow.db is touched), the feature table is built and the project's model is fitted, calibrated and
