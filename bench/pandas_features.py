@@ -431,8 +431,9 @@ def _engagement(
     windows: Sequence[int],
     event_types: Sequence[str],
 ) -> pd.DataFrame:
-    """Event amounts (quantity, 1 for a row without one) and active days per window and type over the last
-    year, the 30-against-previous-60-days trends, quantity, days since the last event."""
+    """Events (rows, over every type) and per type their amounts (quantity, 1 for a row without one) and
+    active days per window over the last year, the 30-against-previous-60-days trends, quantity, days since
+    the last event."""
     since = observation - pd.Timedelta(days=EVENT_LOOKBACK_DAYS)
     recent = events[
         (events["event_time"] >= since)
@@ -457,6 +458,9 @@ def _engagement(
     sums = (
         pd.DataFrame({name: amount.where(mask, 0.0) for name, mask in masks.items()}).groupby(customer).sum()
     )
+    # the totals over every type count rows (amounts of different types do not add up)
+    counted = [f"events_{w}d" for w in windows] + ["last_30d", "previous_60d"]
+    sums[counted] = pd.DataFrame({n: masks[n].astype(float) for n in counted}).groupby(customer).sum()
 
     def trend(last: pd.Series, previous: pd.Series) -> pd.Series:
         return (1.0 + last) / (1.0 + previous / 2.0)

@@ -160,13 +160,13 @@ def test_complaint_open_at_the_date_and_resolved_after_it(build) -> None:
 def test_engagement_and_loyalty(build) -> None:
     rows = build()
     c1 = rows[(1, D)]
-    # Amounts: a login (no quantity) counts 1, the usage event its quantity 2.5; the login at 00:00 on D is
-    # not seen.
-    assert (c1["events_30d"], c1["events_90d"]) == (3.5, 4.5)
+    # Per type, amounts: a login (no quantity) counts 1, the usage event its quantity 2.5; over every type,
+    # rows. The login at 00:00 on D is not seen.
+    assert (c1["events_30d"], c1["events_90d"]) == (2, 3)
     assert (c1["events_login_30d"], c1["events_usage_30d"]) == (1, 2.5)
     assert (c1["active_days_30d"], c1["active_days_90d"]) == (2, 3)  # 02-25, 02-29; + 01-20
-    # Last 30 days [01-31, D): 3.5; the 60 before [12-02, 01-31): the login of 01-20.
-    assert c1["events_trend_30d"] == pytest.approx((1 + 3.5) / (1 + 1 / 2))
+    # Last 30 days [01-31, D): 2 events; the 60 before [12-02, 01-31): the login of 01-20.
+    assert c1["events_trend_30d"] == pytest.approx((1 + 2) / (1 + 1 / 2))
     assert c1["events_login_trend"] == pytest.approx((1 + 1) / (1 + 1 / 2))
     assert c1["events_usage_trend"] == pytest.approx((1 + 2.5) / 1)
     assert c1["quantity_30d"] == pytest.approx(2.5)
@@ -263,8 +263,9 @@ DAILY_LOG = {
 def test_event_quantities_are_summed_and_active_days_counted_once(tmp_path: Path) -> None:
     rows, _ = build_tables(tmp_path, DAILY_LOG)
     c1 = rows[(1, D)]
-    # [01-31, D): api_calls 5 + 3, the login counts 1; the 100 calls on D are not seen.
-    assert (c1["events_api_calls_30d"], c1["events_login_30d"], c1["events_30d"]) == (8, 1, 9)
+    # [01-31, D): api_calls 5 + 3, the login counts 1; over every type 3 rows (a call count and a login do
+    # not add up); the 100 calls on D are not seen.
+    assert (c1["events_api_calls_30d"], c1["events_login_30d"], c1["events_30d"]) == (8, 1, 3)
     assert c1["events_api_calls_90d"] == 2 + 4 + 5 + 3
     assert c1["quantity_30d"] == 8  # recorded quantities only
     assert (c1["active_days_30d"], c1["active_days_90d"]) == (2, 4)  # 02-20 (twice) and 02-25; + 12-15, 01-10
@@ -276,7 +277,7 @@ def test_per_type_trend_is_the_last_30_days_against_the_60_before(tmp_path: Path
     # api_calls: 8 in [01-31, D), 4 + 2 in [12-02, 01-31): per 30 days 8 against 3, each plus 1.
     assert c1["events_api_calls_trend"] == pytest.approx((1 + 8) / (1 + 6 / 2))
     assert c1["events_login_trend"] == pytest.approx(2.0)  # one login lately, none before
-    assert c1["events_trend_30d"] == pytest.approx((1 + 9) / (1 + 6 / 2))
+    assert c1["events_trend_30d"] == pytest.approx((1 + 3) / (1 + 2 / 2))  # rows: 3 lately, 2 before
 
 
 def many_types(n: int) -> dict[str, str]:
