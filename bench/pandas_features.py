@@ -56,7 +56,7 @@ def feature_columns(event_types: Sequence[str], windows: Sequence[int] = (30, 90
     """The feature columns, in the order of the engine's feature table."""
     per_window = [f"complaints_{w}d" for w in windows]
     return [
-        "days_since_signup", "tenure_days",
+        "days_since_signup", "tenure_days", "observation_month",
         "active_products", "bundled_products", "distinct_bundles", "products_dropped_90d",
         "categories_held", "categories_ever", "categories_bought_365d", "categories_added_90d",
         *per_window, "open_complaints", "open_severe_complaints", "days_since_last_complaint",
@@ -78,7 +78,7 @@ def feature_columns(event_types: Sequence[str], windows: Sequence[int] = (30, 90
     ]  # fmt: skip
 
 
-CATEGORICAL = ("last_complaint_category", "last_offer_action", "segment", "region", "channel")
+CATEGORICAL = ("observation_month", "last_complaint_category", "last_offer_action", "segment", "region", "channel")
 FLOATING = (
     "mean_resolution_days", "severe_share_365d", "monthly_revenue", "monthly_revenue_90d_ago",
     "price_increase_pct_90d", "mean_order_amount", "month_to_month_share", "events_trend_30d",
@@ -246,7 +246,8 @@ def _holding_customers(subscriptions: pd.DataFrame, observation: pd.Timestamp) -
 def _tenure_and_attributes(
     customers: pd.DataFrame, grid: pd.Index, observation: pd.Timestamp
 ) -> pd.DataFrame:
-    """Signup, first activity, segment, region, channel and partner status of the grid's customers."""
+    """Signup, first activity, the observation's calendar month, segment, region, channel and partner status
+    of the grid's customers."""
     rows = customers.reindex(grid)
     first_activity = _masked(rows["first_activity_date"], rows["first_activity_date"], observation)
     partner_since = _masked(rows["partner_since"], rows["partner_since"], observation)
@@ -254,6 +255,7 @@ def _tenure_and_attributes(
         {
             "days_since_signup": (observation - rows["signup_date"]).dt.days,
             "tenure_days": (observation - first_activity).dt.days,
+            "observation_month": str(observation.month),
             "segment": rows["segment"],
             "region": rows["region"],
             "channel": rows["channel"],

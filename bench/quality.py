@@ -90,6 +90,9 @@ def metrics_of(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     return out
 
 
+WITH_CALIBRATION_DATES = "(info) %s, fitted on the training and calibration dates"
+
+
 def plain_lightgbm(train: pd.DataFrame, held: pd.DataFrame, features: list[str], categorical: list[str],
                    seed: int) -> np.ndarray:  # fmt: skip
     """A default LightGBM (no tuning, no calibration) fitted on `train`, its probabilities for `held`."""
@@ -174,12 +177,21 @@ def run_shape(shape: Shape, root: Path, extra: list[str]) -> dict[str, Any]:
         baselines["plain LightGBM"] = lgbm
         if shape.rfm:
             baselines["RFM logistic"] = rfm
-    else:  # the time split: fitted on every date before the test slice (training and calibration slices)
+    else:
+        # The time split: the baselines are fitted on the model's own training slice (same rows, same split).
+        # For information, also on every date before the test slice: the training and calibration slices,
+        # three more recent dates the model keeps for its calibration.
         masks = slice_masks(snapshots["observation_date"], configured_split(settings, snapshots))
-        before = snapshots[masks["train"] | masks["calibration"]]
-        baselines["plain LightGBM"] = plain_lightgbm(before, test_rows, features, categorical, seed)
+        train, before = snapshots[masks["train"]], snapshots[masks["train"] | masks["calibration"]]
+        baselines["plain LightGBM"] = plain_lightgbm(train, test_rows, features, categorical, seed)
+        predictions[WITH_CALIBRATION_DATES % "plain LightGBM"] = plain_lightgbm(
+            before, test_rows, features, categorical, seed
+        )
         if shape.rfm:
-            baselines["RFM logistic"] = rfm_logistic(before, test_rows, shape.rfm, seed)
+            baselines["RFM logistic"] = rfm_logistic(train, test_rows, shape.rfm, seed)
+            predictions[WITH_CALIBRATION_DATES % "RFM logistic"] = rfm_logistic(
+                before, test_rows, shape.rfm, seed
+            )
     predictions |= baselines
     rows = {name: metrics_of(y, p) for name, p in predictions.items()}
 

@@ -1,6 +1,6 @@
 """The engine-specific bits of the feature and label SQL, in one place.
 
-Feature, source and label SQL is written in portable SQL plus four `cw_*` date functions. Each engine
+Feature, source and label SQL is written in portable SQL plus five `cw_*` date functions. Each engine
 defines them: DuckDB as macros here; a Spark engine defines the same names as SQL functions.
 """
 
@@ -15,6 +15,8 @@ DUCKDB_MACROS = (
     "CREATE OR REPLACE TEMP MACRO cw_add_months(d, n) AS CAST(CAST(d AS DATE) + to_months(CAST(n AS INTEGER)) AS DATE)",
     # cw_days_between(a, b): whole days from a to b (b - a), on dates
     "CREATE OR REPLACE TEMP MACRO cw_days_between(a, b) AS date_diff('day', CAST(a AS DATE), CAST(b AS DATE))",
+    # cw_month_of_year(d): the calendar month of d, 1 (January) to 12
+    "CREATE OR REPLACE TEMP MACRO cw_month_of_year(d) AS CAST(month(CAST(d AS DATE)) AS INTEGER)",
     # cw_seconds_between(a, b): seconds from a to b
     "CREATE OR REPLACE TEMP MACRO cw_seconds_between(a, b) AS "
     "epoch(CAST(b AS TIMESTAMP)) - epoch(CAST(a AS TIMESTAMP))",

@@ -214,6 +214,7 @@ DATE_EXAMPLES = {
     "cw_add_days": "max(cw_add_days(d, 10))",
     "cw_add_months": "max(cw_add_months(d, 1))",
     "cw_days_between": "cw_days_between(min(d), observation_date)",
+    "cw_month_of_year": "max(cw_month_of_year(d))",
     "cw_seconds_between": "sum(cw_seconds_between(d, observation_date))",
 }
 
@@ -235,7 +236,7 @@ def test_allowed_aggregates_mean_the_same_once_regenerated(sql: str) -> None:
 def test_every_allowed_aggregate_and_date_function_has_an_example() -> None:
     assert set(AGGREGATE_EXAMPLES) == set(AGGREGATE_FUNCTIONS)
     assert set(DATE_EXAMPLES) == set(DATE_FUNCTIONS) == {
-        "cw_add_days", "cw_add_months", "cw_days_between", "cw_seconds_between"
+        "cw_add_days", "cw_add_months", "cw_days_between", "cw_month_of_year", "cw_seconds_between"
     }  # fmt: skip
     with pytest.raises(ConfigError, match="the function cw_add_days"):
         checked_expression("cw_add_days(x, 1) > x", "ladder.rules.client")  # rules do not get them

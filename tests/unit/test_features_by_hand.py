@@ -183,6 +183,7 @@ def test_engagement_and_loyalty(build) -> None:
 def test_attributes_and_partner_status(build) -> None:
     rows = build()
     assert rows[(1, D)]["segment"] == "consumer" and rows[(1, D)]["channel"] == "online"
+    assert rows[(1, D)]["observation_month"] == str(D.month)  # the calendar month, a category
     assert rows[(4, D)]["is_partner"] == 1
     assert rows[(5, D)]["is_partner"] == 0  # became a partner on D itself
     assert rows[(5, NEXT)]["is_partner"] == 1

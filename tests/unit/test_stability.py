@@ -104,7 +104,7 @@ def test_kfold_is_skipped_with_the_reason() -> None:
     assert result.metrics() == {} and result.summary().startswith("skipped: a K-fold split")
     too_long = SplitSettings(kind="time", test_dates=20, calibration_dates=3, gap_days=92)
     result = check_stability(StabilitySettings(), too_long, snapshots(), FEATURES, ["segment"])
-    assert result.skipped.startswith("no time split (24 labelled observation dates are too few")
+    assert result.skipped.startswith("no time split (split=time: the calibration slice is short")
 
 
 def test_a_categorical_relation_that_flips_is_flagged() -> None:
