@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date
@@ -36,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.demo.dated import _replace_directory, check_generated_folder
+from features.demo.dated import check_generated_folder, staged_folders
 from features.errors import ConfigError
 from features.publish import record_files
 
@@ -180,13 +178,8 @@ def generate_activity(
     customers, activity, rates = _simulate(spec)
     tables = {"customers": customers, spec.kind: _activity_table(spec, activity, rates)}
     active_days = activity[["customer_id", "activity_date", "count"]]
-    staging = {d: d.parent / f".{d.name}.tmp-{os.getpid()}" for d in (tables_dir, truth_dir)}
     rows = {name: len(frame) for name, frame in tables.items()}
-    try:
-        for temp in staging.values():
-            if temp.exists():
-                shutil.rmtree(temp)
-            temp.mkdir(parents=True)
+    with staged_folders(tables_dir, truth_dir) as staging:
         for name, frame in tables.items():
             pq.write_table(
                 pa.Table.from_pandas(frame, preserve_index=False), staging[tables_dir] / f"{name}.parquet"
@@ -212,12 +205,6 @@ def generate_activity(
         (staging[tables_dir] / "_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         record_files(staging[tables_dir], [*(f"{n}.parquet" for n in table_names), "_manifest.json"])
         record_files(truth, list(TRUTH_FILES))
-        for target, temp in staging.items():
-            _replace_directory(temp, target)
-    finally:
-        for temp in staging.values():
-            if temp.exists():
-                shutil.rmtree(temp, ignore_errors=True)
     seconds = time.perf_counter() - began
     logger.info("%s data written to %s (truth in %s) in %.1f s: %s", type(spec).__name__, tables_dir, truth_dir,
                 seconds, rows)  # fmt: skip

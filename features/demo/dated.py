@@ -421,16 +421,8 @@ def generate_demo(
         n_chunks,
         spec.chunk_size,
     )
-    staging = {
-        tables_dir: tables_dir.parent / f".{tables_dir.name}.tmp-{os.getpid()}",
-        truth_dir: truth_dir.parent / f".{truth_dir.name}.tmp-{os.getpid()}",
-    }
     rows = dict.fromkeys(TABLE_NAMES + TRUTH_NAMES, 0)
-    try:
-        for temp_dir in staging.values():
-            if temp_dir.exists():
-                shutil.rmtree(temp_dir)
-            temp_dir.mkdir(parents=True)
+    with staged_folders(tables_dir, truth_dir) as staging:
         with contextlib.ExitStack() as open_writers:
             writers = {
                 name: open_writers.enter_context(
@@ -472,12 +464,6 @@ def generate_demo(
                 ["_manifest.json"] if directory == tables_dir else []
             )
             record_files(staging[directory], files)
-        for target, temp_dir in staging.items():
-            _replace_directory(temp_dir, target)
-    finally:
-        for temp_dir in staging.values():
-            if temp_dir.exists():
-                shutil.rmtree(temp_dir, ignore_errors=True)
     seconds = time.perf_counter() - began
     logger.info(
         "Demo data written to %s (truth in %s) in %.1f s: %s",
@@ -524,6 +510,26 @@ def check_generated_folder(folder: Path, names: Sequence[str], key: str) -> None
             f"with files of yours in it. Point {key} at a new or empty folder (for your own tables set "
             f"data.generate_if_missing=false and use `make validate`, not `make data`)"
         )
+
+
+@contextlib.contextmanager
+def staged_folders(*targets: Path) -> Iterator[dict[Path, Path]]:
+    """Fresh temporary folders beside `targets` (target -> its temporary folder) to write a data set into:
+    when the block completes, each replaces its target (only once the move works); when it fails, they are
+    removed and the targets are left as they were."""
+    staging = {d: d.parent / f".{d.name}.tmp-{os.getpid()}" for d in targets}
+    try:
+        for temp in staging.values():
+            if temp.exists():
+                shutil.rmtree(temp)
+            temp.mkdir(parents=True)
+        yield staging
+        for target, temp in staging.items():
+            _replace_directory(temp, target)
+    finally:
+        for temp in staging.values():
+            if temp.exists():
+                shutil.rmtree(temp, ignore_errors=True)
 
 
 def _replace_directory(complete_dir: Path, target: Path) -> None:
