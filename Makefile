@@ -82,7 +82,7 @@ bench: $(STAMP) ## Run the benchmarks in bench/ and write their results to bench
 bench-score: $(STAMP) ## Batch-scoring benchmark: customers/s with and without reasons, peak memory (20k, 1M)
 	$(PY) bench/score_bench.py $(ARGS)
 
-bench-quality: $(STAMP) ## Model quality on four demo shapes vs the true probabilities and plain baselines (~15 min)
+bench-quality: $(STAMP) ## Model quality on four demo shapes vs the true probabilities and plain baselines (2-4 min on 2 cores)
 	$(PY) bench/quality.py $(ARGS)
 
 lint: $(STAMP) ## Check style with ruff
