@@ -78,7 +78,14 @@ def feature_columns(event_types: Sequence[str], windows: Sequence[int] = (30, 90
     ]  # fmt: skip
 
 
-CATEGORICAL = ("observation_month", "last_complaint_category", "last_offer_action", "segment", "region", "channel")
+CATEGORICAL = (
+    "observation_month",
+    "last_complaint_category",
+    "last_offer_action",
+    "segment",
+    "region",
+    "channel",
+)
 FLOATING = (
     "mean_resolution_days", "severe_share_365d", "monthly_revenue", "monthly_revenue_90d_ago",
     "price_increase_pct_90d", "mean_order_amount", "month_to_month_share", "events_trend_30d",
