@@ -6,4 +6,9 @@ from features.errors import ConfigError
 
 
 class SplitError(ConfigError):
-    """The data cannot be split as configured (too few labelled dates for the slices and gaps)."""
+    """The data cannot be split as configured (too few labelled dates for the slices and gaps). `reason` is
+    what went wrong without the advice on what to change (split=auto says it when it falls back)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason or message

@@ -67,32 +67,36 @@ def time_split(
     def apart(day: date, first_of_next: date) -> bool:
         return day < first_of_next and day + gap <= first_of_next
 
+    def empty(reason: str, advice: str) -> SplitError:
+        # what split=auto says when it falls back: the reason and the note, not the advice
+        said = f"{reason}.{why}".removesuffix(".") if why else reason
+        return SplitError(f"split=time: {reason}.{why} {advice}, or use split=kfold (or split=auto)", said)
+
     if len(dates) < test_dates:
-        raise SplitError(
-            f"split=time: the test slice needs split.test_dates={test_dates} labelled observation dates and the "
-            f"table has {len(dates)}{shown}.{why} Add dates (observation.start/end), lower split.test_dates, "
-            f"or use split=kfold (or split=auto)"
+        raise empty(
+            f"the test slice needs split.test_dates={test_dates} labelled observation dates and the table has "
+            f"{len(dates)}{shown}",
+            "Add dates (observation.start/end), lower split.test_dates",
         )
     test = dates[-test_dates:]
     before_test = [d for d in dates if apart(d, test[0])]
     calibration = before_test[-calibration_dates:] if calibration_dates else []
     if len(calibration) < calibration_dates:
-        raise SplitError(
-            f"split=time: the calibration slice is {'empty' if not calibration else 'short'}: it needs "
+        raise empty(
+            f"the calibration slice is {'empty' if not calibration else 'short'}: it needs "
             f"split.calibration_dates={calibration_dates} labelled dates at least split.gap_days={gap_days} days "
             f"before the first test date {test[0]}, and {len(before_test)} of the {len(dates)} labelled dates"
-            f"{shown} are.{why} Add earlier dates, lower split.calibration_dates or split.test_dates, or use "
-            f"split=kfold (or split=auto)"
+            f"{shown} are",
+            "Add earlier dates, lower split.calibration_dates or split.test_dates",
         )
     boundary = calibration[0] if calibration else test[0]
     train = [d for d in dates if apart(d, boundary)]
     next_slice = "calibration" if calibration else "test"
     if not train:
-        raise SplitError(
-            f"split=time: the training slice is empty: no labelled date is at least split.gap_days={gap_days} "
-            f"days before the first {next_slice} date {boundary} (labelled dates{shown or ': none'}).{why} Add "
-            f"earlier dates (observation.start), lower split.test_dates / split.calibration_dates, or use "
-            f"split=kfold (or split=auto)"
+        raise empty(
+            f"the training slice is empty: no labelled date is at least split.gap_days={gap_days} days before "
+            f"the first {next_slice} date {boundary} (labelled dates{shown or ': none'})",
+            "Add earlier dates (observation.start), lower split.test_dates / split.calibration_dates",
         )
     if early_stopping_dates and early_stopping_dates >= len(train):
         raise SplitError(
@@ -227,4 +231,4 @@ def plan_split(settings: SplitSettings, snapshots: pd.DataFrame, note: str = "")
     except SplitError as error:
         if settings.kind != "auto":
             raise
-        return SplitPlan("kfold", fallback=str(error).split(". Add ")[0].removeprefix("split=time: "))
+        return SplitPlan("kfold", fallback=error.reason)
