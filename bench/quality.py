@@ -147,9 +147,9 @@ def run_shape(shape: Shape, root: Path, extra: list[str]) -> dict[str, Any]:
     generated = time.time()
     built = build_features(cfg)
     featured = time.time()
-    run = fit_configured(cfg, built)  # what `make train` fits and evaluates, without MLflow
-    fitted, settings, seed, snapshots = run.fitted, run.settings, int(cfg.seed), run.snapshots
-    features, categorical = run.features, run.categorical
+    data, fitted = fit_configured(cfg, built)  # what `make train` fits and evaluates, without MLflow
+    settings, seed, snapshots = data.settings, data.seed, data.snapshots
+    features, categorical = data.features, data.categorical
     window = LabelWindow.from_config(cfg.label)
     test_rows = fitted.test_rows
     y = test_rows["churned"].to_numpy(dtype=int)

@@ -172,21 +172,6 @@ class CrossValidated:
     model: ChurnModel
     repeats: list[OutOfFold]
 
-    @property
-    def oof_probability(self) -> np.ndarray:
-        """The first repeat's out-of-fold calibrated probabilities."""
-        return self.repeats[0].probability
-
-    @property
-    def oof_raw(self) -> np.ndarray:
-        """The first repeat's out-of-fold scores before calibration."""
-        return self.repeats[0].raw
-
-    @property
-    def fold_of_row(self) -> np.ndarray:
-        """The fold each row is held out in, in the first repeat."""
-        return self.repeats[0].fold_of_row
-
 
 def kfold_assignments(
     rows: pd.DataFrame,
@@ -232,6 +217,37 @@ def out_of_fold(
     return OutOfFold(fold_of_row, raw, np.clip(probability, 0.0, 1.0))
 
 
+def repeated_out_of_fold(
+    estimator: Any,
+    calibrator: Any,
+    rows: pd.DataFrame,
+    *,
+    features: list[str],
+    categorical: list[str],
+    n_folds: int,
+    seed: int,
+    n_repeats: int = 1,
+    target: str = "churned",
+    group: str = "customer_id",
+    min_level_rows: int = 0,
+) -> list[OutOfFold]:
+    """`out_of_fold` for every repeat of the stratified K-fold (`kfold_assignments`): what a K-fold run
+    reports, and what the promotion gate scores two models on, fold for fold."""
+    return [
+        out_of_fold(
+            estimator,
+            calibrator,
+            rows,
+            folds,
+            features=features,
+            categorical=categorical,
+            target=target,
+            min_level_rows=min_level_rows,
+        )  # fmt: skip
+        for folds in kfold_assignments(rows, n_folds, seed, n_repeats, target, group)
+    ]
+
+
 def fit_cross_validated(
     estimator: Any,
     calibrator: Any,
@@ -247,22 +263,13 @@ def fit_cross_validated(
     min_level_rows: int = 0,
 ) -> CrossValidated:
     """Stratified K-fold (grouped by customer, repeated `n_repeats` times) for data without a usable time
-    axis: the out-of-fold predictions of every repeat (`out_of_fold`), and the estimator refitted on all
+    axis: the out-of-fold predictions of every repeat (`repeated_out_of_fold`), and the estimator refitted on all
     rows with a calibrator fitted on the out-of-fold scores of every repeat. Each fit folds categories with
     fewer than `min_level_rows` of its own rows (SnapshotEncoder)."""
-    repeats = [
-        out_of_fold(
-            estimator,
-            calibrator,
-            rows,
-            folds,
-            features=features,
-            categorical=categorical,
-            target=target,
-            min_level_rows=min_level_rows,
-        )  # fmt: skip
-        for folds in kfold_assignments(rows, n_folds, seed, n_repeats, target, group)
-    ]
+    repeats = repeated_out_of_fold(
+        estimator, calibrator, rows, features=features, categorical=categorical, n_folds=n_folds, seed=seed,
+        n_repeats=n_repeats, target=target, group=group, min_level_rows=min_level_rows,
+    )  # fmt: skip
     y = rows[target].to_numpy(dtype=int)
     final = _fit_uncalibrated(estimator, rows, y, features, categorical, min_level_rows)
     final.calibrator = clone(calibrator).fit(

@@ -85,6 +85,13 @@ def classification_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
+def mean_metrics(y: np.ndarray, probabilities: list[np.ndarray]) -> dict[str, float]:
+    """`classification_metrics` averaged over several sets of predictions of the same rows (the repeats of a
+    K-fold; one set: its metrics)."""
+    each = [classification_metrics(y, p) for p in probabilities]
+    return {k: float(np.mean([m[k] for m in each])) for k in each[0]}
+
+
 def segment_labels(frame: pd.DataFrame, segments: Mapping[str, Mapping[str, Any]]) -> dict[str, pd.Series]:
     """Segment membership per row: a column as is, or cut into bands by `bins` with `labels`."""
     out = {}

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
 from features.errors import ConfigError
 from features.labels import LabelWindow
-from models.churn_model import ChurnModel, kfold_assignments, out_of_fold
-from models.evaluation import classification_metrics
+from models.churn_model import ChurnModel, repeated_out_of_fold
+from models.evaluation import classification_metrics, mean_metrics
 from models.registry import load_registered_model
 from models.split import SplitSettings, load_snapshots, plan_split, slice_masks
 from models.tracking import TrackingSettings, tracked_run
@@ -92,23 +91,12 @@ def out_of_fold_metrics(
     """Metrics of a model's estimator and calibrator refitted fold by fold on `rows` and scored on the rows
     each fold held out (the K-fold of `settings` and `seed`, every repeat; averaged over repeats). Two models
     scored this way are compared on the same folds, never on rows they were fitted on."""
-    y = rows["churned"].to_numpy(dtype=int)
-    each = [
-        classification_metrics(
-            y,
-            out_of_fold(
-                model.estimator,
-                model.calibrator,
-                rows,
-                folds,
-                features=model.features,
-                categorical=model.categorical,
-                min_level_rows=int(getattr(model.encoder, "min_level_rows", 0)),
-            ).probability,
-        )
-        for folds in kfold_assignments(rows, settings.n_folds, seed, settings.n_repeats)
-    ]
-    return {k: float(np.mean([m[k] for m in each])) for k in each[0]}
+    repeats = repeated_out_of_fold(
+        model.estimator, model.calibrator, rows, features=model.features, categorical=model.categorical,
+        n_folds=settings.n_folds, seed=seed, n_repeats=settings.n_repeats,
+        min_level_rows=int(getattr(model.encoder, "min_level_rows", 0)),
+    )  # fmt: skip
+    return mean_metrics(rows["churned"].to_numpy(dtype=int), [r.probability for r in repeats])
 
 
 def promote(

@@ -38,6 +38,7 @@ from models.evaluation import (
     classification_metrics,
     gains_figure,
     importance_figure,
+    mean_metrics,
     reliability_figure,
     roc_pr_figures,
     segment_labels,
@@ -81,10 +82,8 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     import mlflow
 
     started = time.time()
-    run = fit_configured(cfg, built)
-    snapshots, manifest, stability, fitted = run.snapshots, run.manifest, run.stability, run.fitted
-    features, categorical, settings, seed = run.features, run.categorical, run.settings, int(cfg.seed)
-    note, min_level_rows = unlabelled_note(built.manifest), int(cfg.encoding.min_level_rows)
+    data, fitted = fit_configured(cfg, built)
+    manifest, stability, features = data.manifest, data.stability, data.features
     model, test_rows, p_test, split = fitted.model, fitted.test_rows, fitted.p_test, fitted.description
     y_test = test_rows["churned"].to_numpy()
     metrics = {f"test_{k}": v for k, v in mean_metrics(y_test, fitted.repeat_probabilities).items()}
@@ -104,10 +103,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
         }
 
     if cfg.evaluation.get("baseline"):
-        base = fit_and_evaluate(
-            settings, snapshots, features, categorical, instantiate(cfg.evaluation.baseline),
-            instantiate(cfg.calibration), seed, note, min_level_rows=min_level_rows,
-        )  # fmt: skip
+        base = data.fit(instantiate(cfg.evaluation.baseline), instantiate(cfg.calibration))
         metrics |= {
             f"baseline_test_{k}": v
             for k, v in mean_metrics(y_test, base.repeat_probabilities).items()
@@ -184,8 +180,6 @@ def _log_predictions(fitted: Fitted) -> None:
     (with repeat and fold), the test slice for a time split."""
     import mlflow
 
-    if fitted.predictions is None:
-        return
     name = "out_of_fold.parquet" if fitted.kind == "kfold" else "test_slice.parquet"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
@@ -206,22 +200,31 @@ def feature_stability(cfg: DictConfig, snapshots: pd.DataFrame, manifest: dict[s
 
 
 @dataclass(frozen=True)
-class Configured:
-    """What a training run fits and evaluates, before anything is tracked (`fit_configured`)."""
+class TrainingData:
+    """The rows, features and split a training run fits its models on (`fit_configured`)."""
 
     snapshots: pd.DataFrame
     manifest: dict[str, Any]  # the features kept (empty and dropped-as-unstable left out), training ranges
     stability: StabilityResult
-    fitted: Fitted
     features: list[str]
     categorical: list[str]
     settings: SplitSettings
+    seed: int
+    note: str  # why the latest dates have no label (for split errors)
+    min_level_rows: int
+
+    def fit(self, estimator: Any, calibrator: Any) -> Fitted:
+        """A model fitted and evaluated on these rows, features and split (the configured one, the baseline)."""
+        return fit_and_evaluate(
+            self.settings, self.snapshots, self.features, self.categorical, estimator, calibrator, self.seed,
+            self.note, min_level_rows=self.min_level_rows,
+        )  # fmt: skip
 
 
-def fit_configured(cfg: DictConfig, built: FeatureTableResult) -> Configured:
+def fit_configured(cfg: DictConfig, built: FeatureTableResult) -> tuple[TrainingData, Fitted]:
     """The model of `cfg` fitted and evaluated on the feature table `built` as `train` does it, without MLflow
     (also what bench/quality.py measures): empty features left out, the stability check (and its drops), the
-    split, the fit with calibration, the honest predictions."""
+    split, the fit with calibration, the honest predictions; and the data, to fit other models on."""
     snapshots = load_snapshots(built.table_path)
     manifest = without_empty_features(built.manifest, snapshots)
     stability = feature_stability(cfg, snapshots, manifest)
@@ -230,12 +233,11 @@ def fit_configured(cfg: DictConfig, built: FeatureTableResult) -> Configured:
     categorical = list(manifest["categorical_features"])
     # each numeric feature's training range, which scoring checks its customers against
     manifest = manifest | {"training_ranges": training_ranges(snapshots, features, categorical)}
-    settings = SplitSettings.from_config(cfg.split, cfg.label)
-    fitted = fit_and_evaluate(
-        settings, snapshots, features, categorical, instantiate(cfg.model), instantiate(cfg.calibration),
-        int(cfg.seed), unlabelled_note(built.manifest), min_level_rows=int(cfg.encoding.min_level_rows),
+    data = TrainingData(
+        snapshots, manifest, stability, features, categorical, SplitSettings.from_config(cfg.split, cfg.label),
+        int(cfg.seed), unlabelled_note(built.manifest), int(cfg.encoding.min_level_rows),
     )  # fmt: skip
-    return Configured(snapshots, manifest, stability, fitted, features, categorical, settings)
+    return data, data.fit(instantiate(cfg.model), instantiate(cfg.calibration))
 
 
 def without_empty_features(manifest: dict[str, Any], snapshots: pd.DataFrame) -> dict[str, Any]:
@@ -266,17 +268,25 @@ class Fitted:
 
     model: ChurnModel
     test_rows: pd.DataFrame
-    p_test: np.ndarray
     description: str
     extra_metrics: dict[str, float]
-    raw_test: np.ndarray  # the same predictions before calibration
-    kind: str = "time"  # the split used: "time" or "kfold"
+    kind: str  # the split used: "time" or "kfold"
+    # The calibrated probabilities of test_rows per repeat of a K-fold (out-of-fold), or the one set of a time
+    # split: the headline test_* metrics are their mean over repeats. The same before calibration.
+    repeat_probabilities: list[np.ndarray]
+    repeat_raw: list[np.ndarray]
+    predictions: pd.DataFrame  # per customer and date: the honest predictions (an artifact)
     fallback: str = ""  # why split=auto fell back to K-fold
-    # Per repeat of a K-fold, the out-of-fold probabilities (one entry, p_test, for a time split): the
-    # headline test_* metrics are their mean over repeats.
-    repeat_probabilities: list[np.ndarray] = field(default_factory=list)
-    predictions: pd.DataFrame | None = None  # per customer and date: the honest predictions (an artifact)
-    repeat_raw: list[np.ndarray] = field(default_factory=list)  # the same per repeat, before calibration
+
+    @property
+    def p_test(self) -> np.ndarray:
+        """The (first repeat's) calibrated probabilities of test_rows."""
+        return self.repeat_probabilities[0]
+
+    @property
+    def raw_test(self) -> np.ndarray:
+        """The same before calibration."""
+        return self.repeat_raw[0]
 
 
 def fit_and_evaluate(
@@ -322,10 +332,7 @@ def fit_and_evaluate(
         }
         p_test, raw_test = model.predict_proba(test_rows), model.raw_scores(test_rows)
         predictions = prediction_table(test_rows, {"p_churn_raw": raw_test, "p_churn": p_test})
-        return Fitted(
-            model, test_rows, p_test, split.describe(), extra, raw_test, "time", "", [p_test], predictions,
-            [raw_test],
-        )  # fmt: skip
+        return Fitted(model, test_rows, split.describe(), extra, "time", [p_test], [raw_test], predictions)
     folds, repeats = settings.n_folds, settings.n_repeats
     if plan.fallback:
         log.warning("split=auto: %s; using stratified %d-fold cross-validation instead", plan.fallback, folds)
@@ -353,8 +360,8 @@ def fit_and_evaluate(
         ignore_index=True,
     )
     return Fitted(
-        result.model, snapshots, result.oof_probability, description, extra, result.oof_raw, "kfold",
-        plan.fallback, [r.probability for r in result.repeats], predictions, [r.raw for r in result.repeats],
+        result.model, snapshots, description, extra, "kfold", [r.probability for r in result.repeats],
+        [r.raw for r in result.repeats], predictions, plan.fallback,
     )  # fmt: skip
 
 
@@ -372,12 +379,6 @@ def cv_metrics(y: np.ndarray, repeats: list[Any]) -> dict[str, float]:
         out[f"cv_{metric}_mean"] = float(np.mean(values))
         out[f"cv_{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
     return out
-
-
-def mean_metrics(y: np.ndarray, probabilities: list[np.ndarray]) -> dict[str, float]:
-    """Classification metrics averaged over repeats (one repeat: its metrics)."""
-    each = [classification_metrics(y, p) for p in probabilities]
-    return {k: float(np.mean([m[k] for m in each])) for k in each[0]}
 
 
 def prediction_table(rows: pd.DataFrame, columns: dict[str, np.ndarray], **extra: Any) -> pd.DataFrame:
