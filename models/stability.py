@@ -267,14 +267,12 @@ def _level_rates(levels: pd.Series, y: np.ndarray, prior_rows: float) -> pd.Seri
 
 
 def _auc(score: np.ndarray, y: np.ndarray) -> float:
-    """ROC AUC of a score with few distinct values (ties count half); nan without both classes."""
-    positives, negatives = int(y.sum()), int(len(y) - y.sum())
-    if not positives or not negatives:
+    """ROC AUC of a score (ties count half); nan without both classes."""
+    from sklearn.metrics import roc_auc_score
+
+    if not len(y) or y.min() == y.max():
         return float("nan")
-    frame = pd.DataFrame({"score": score, "positive": y, "negative": 1 - y}).groupby("score").sum()
-    below = frame["negative"].cumsum() - frame["negative"]
-    wins = (frame["positive"] * (below + 0.5 * frame["negative"])).sum()
-    return float(wins / (positives * negatives))
+    return float(roc_auc_score(y, score))
 
 
 def _rows_per_customer(rows: pd.DataFrame) -> float:
