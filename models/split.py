@@ -38,6 +38,12 @@ class TimeSplit:
         )
 
 
+def apart(day: date, first_of_next: date, gap_days: int) -> bool:
+    """Whether a snapshot at `day` may sit in the slice before one starting at `first_of_next`: strictly
+    before it, and at least `gap_days` before it, so its label window does not reach the next slice."""
+    return day < first_of_next and day + timedelta(days=gap_days) <= first_of_next
+
+
 def time_split(
     labelled_dates: Sequence[date],
     *,
@@ -60,12 +66,8 @@ def time_split(
         if value < least:
             raise SplitError(f"split.{key}={value}: must be at least {least}")
     dates = sorted(set(labelled_dates))
-    gap = timedelta(days=gap_days)
     why = f" {unlabelled_note}" if unlabelled_note else ""
     shown = f" ({dates[0]}..{dates[-1]})" if dates else ""
-
-    def apart(day: date, first_of_next: date) -> bool:
-        return day < first_of_next and day + gap <= first_of_next
 
     def empty(reason: str, advice: str) -> SplitError:
         # what split=auto says when it falls back: the reason and the note, not the advice
@@ -79,7 +81,7 @@ def time_split(
             "Add dates (observation.start/end), lower split.test_dates",
         )
     test = dates[-test_dates:]
-    before_test = [d for d in dates if apart(d, test[0])]
+    before_test = [d for d in dates if apart(d, test[0], gap_days)]
     calibration = before_test[-calibration_dates:] if calibration_dates else []
     if len(calibration) < calibration_dates:
         raise empty(
@@ -90,7 +92,7 @@ def time_split(
             "Add earlier dates, lower split.calibration_dates or split.test_dates",
         )
     boundary = calibration[0] if calibration else test[0]
-    train = [d for d in dates if apart(d, boundary)]
+    train = [d for d in dates if apart(d, boundary, gap_days)]
     next_slice = "calibration" if calibration else "test"
     if not train:
         raise empty(

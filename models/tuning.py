@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from models.churn_model import fit_churn_model
 from models.evaluation import classification_metrics
 from models.split import (
     SplitSettings,
+    apart,
     load_snapshots,
     plan_split,
     slice_masks,
@@ -95,11 +95,7 @@ def validation_pairs(
         split = plan.time
         train_rows = snapshots[slice_masks(snapshots["observation_date"], split)["train"]]
         held_dates = sorted(split.train)[-validation_dates:]
-        fit_dates = [
-            d
-            for d in split.train
-            if d < held_dates[0] and d + timedelta(days=settings.gap_days) <= held_dates[0]
-        ]
+        fit_dates = [d for d in split.train if apart(d, held_dates[0], settings.gap_days)]
         if not fit_dates:
             raise ConfigError(
                 f"tune.validation_dates={validation_dates}: the training slice ({len(split.train)} date(s), "
