@@ -41,9 +41,8 @@ from features.engine import (
     plan_features,
 )
 from features.errors import ConfigError
+from features.labels import DAYS_PER_MONTH
 from features.sql import identifier, literal
-
-DAYS_PER_MONTH = 365.25 / 12
 
 
 def period_starts(window: DataWindow, months: int) -> list[date]:

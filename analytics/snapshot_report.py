@@ -26,10 +26,10 @@ from analytics.sections import Report, add_latest_scoring, model_reasons_of_chur
 from features.build import load_snapshot, snapshot_data_end
 from features.dates import as_of_date
 from features.io import TableFile
+from features.labels import DAYS_PER_MONTH
 from features.snapshot import RAW, feature_select, label_expression, label_period
 from features.sql import identifier
 
-DAYS_PER_YEAR = 365.25
 MAX_LEVELS = 12  # columns with more values are not broken down
 
 
@@ -141,7 +141,7 @@ def build_snapshot_report(cfg: DictConfig) -> tuple[Report, dict[str, TableFile]
     if "tenure_days" in frame:
         spells = pd.DataFrame(
             {
-                "duration": frame["tenure_days"].to_numpy(dtype=float) / (DAYS_PER_YEAR / 12),
+                "duration": frame["tenure_days"].to_numpy(dtype=float) / DAYS_PER_MONTH,
                 "event": frame["churned"].to_numpy(dtype=int),
                 "group": frame[f"by {spec.contract.column}"] if spec.contract else "all customers",
             }

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-DAYS_PER_MONTH = 365.25 / 12
+from features.labels import DAYS_PER_MONTH
 
 
 def monthly_retention(p_churn: np.ndarray, horizon_days: float) -> np.ndarray:

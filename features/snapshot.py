@@ -44,6 +44,7 @@ from features.io import (
     undecodable_line,
     utf8_copies,
 )
+from features.labels import DAYS_PER_MONTH
 from features.sql import identifier, literal, literal_list
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,6 @@ KINDS = ("numeric", "binary", "categorical")
 DAYS_PER = {"days": 1.0, "weeks": 7.0, "months": 30.4375, "years": 365.25}
 RESERVED = {*KEYS, "churned", "label_status"}
 EXAMPLES = 5
-DAYS_PER_MONTH = 365.25 / 12
 ASSUMED_PERIOD_MONTHS = 1  # what `data.label.assume: true` accepts: "left within the last month"
 PERIOD_HELP = (
     "the period the churn column covers, in months: 1 if it means 'left within the last month', 12 if "
