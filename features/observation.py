@@ -118,12 +118,3 @@ class ObservationGrid:
         unit = self.unit[:-1] if self.every == 1 else self.unit
         text = f"every {unit}" if self.every == 1 else f"every {self.every} {unit}"
         return text + (f" on {WEEKDAYS[self.weekday].title()}" if self.unit == "weeks" else "")
-
-
-def observation_dates(start: date, end: date, every: int = 1, unit: str = "months") -> list[date]:
-    """Observation dates from `start` to `end` inclusive, every `every` `unit`s (months: the day clamped to
-    the month; weeks: on start's weekday)."""
-    grid = ObservationGrid.from_config({"every": every, "unit": unit})
-    if unit == "weeks":
-        grid = ObservationGrid(grid.every, unit, start.weekday())
-    return grid.dates(start, end)

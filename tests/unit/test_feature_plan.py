@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from features.engine import build_feature_table, event_type_name, plan_features
-from features.observation import observation_dates
+from features.observation import ObservationGrid
 from features.validation import load_tables
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -43,11 +43,11 @@ def test_a_bad_feature_name_is_refused() -> None:
 
 
 def test_observation_dates_step_by_months_and_clamp_the_day() -> None:
-    assert observation_dates(date(2024, 1, 1), date(2024, 4, 1), 1) == [
+    assert ObservationGrid(1, "months").dates(date(2024, 1, 1), date(2024, 4, 1)) == [
         date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1), date(2024, 4, 1)
     ]  # fmt: skip
-    assert observation_dates(date(2024, 1, 31), date(2024, 3, 31), 1)[1] == date(2024, 2, 29)
-    assert observation_dates(date(2024, 1, 1), date(2024, 12, 1), 3)[-1] == date(2024, 10, 1)
+    assert ObservationGrid(1, "months").dates(date(2024, 1, 31), date(2024, 3, 31))[1] == date(2024, 2, 29)
+    assert ObservationGrid(3, "months").dates(date(2024, 1, 1), date(2024, 12, 1))[-1] == date(2024, 10, 1)
 
 
 def test_families_whose_tables_are_absent_are_skipped_and_the_rest_built(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from features.dialect import install_duckdb_functions
 from features.engine import DataWindow, default_observation_dates
 from features.errors import ConfigError
 from features.labels import LabelWindow, label_sql
-from features.observation import ObservationGrid, observation_dates
+from features.observation import ObservationGrid
 from models.ceiling import true_window_probability
 from models.split import SplitSettings
 from models.training import population_description
@@ -54,7 +54,7 @@ def test_a_daily_grid_and_the_monthly_default_keep_their_own_anchors() -> None:
     assert daily[0] == date(2023, 4, 4) and daily[-1] == date(2023, 12, 20) and len(daily) == 261
     monthly = default_observation_dates(WINDOW, observation("monthly"))
     assert monthly[0] == date(2023, 5, 1) and monthly[-1] == date(2023, 12, 1) and len(monthly) == 8
-    assert observation_dates(date(2024, 1, 31), date(2024, 4, 30), 1, "months") == [
+    assert ObservationGrid(1, "months").dates(date(2024, 1, 31), date(2024, 4, 30)) == [
         date(2024, 1, 31), date(2024, 2, 29), date(2024, 3, 31), date(2024, 4, 30)
     ]  # fmt: skip
 
