@@ -98,19 +98,12 @@ def plain_lightgbm(train: pd.DataFrame, held: pd.DataFrame, features: list[str],
     """A default LightGBM (no tuning, no calibration) fitted on `train`, its probabilities for `held`."""
     import lightgbm
 
-    def frame(rows: pd.DataFrame) -> pd.DataFrame:
-        X = rows[features].copy()
-        for column in features:
-            if column in categorical:
-                X[column] = pd.Categorical(X[column].astype("string"), categories=categories[column])
-            else:
-                X[column] = pd.to_numeric(X[column], errors="coerce").astype(float)
-        return X
+    from models.preprocessing import SnapshotEncoder
 
-    categories = {c: sorted(train[c].dropna().astype(str).unique()) for c in categorical}
+    encoder = SnapshotEncoder(categorical=categorical).fit(train[features])  # every level kept: plain
     model = lightgbm.LGBMClassifier(random_state=seed, n_jobs=2, verbose=-1)
-    model.fit(frame(train), train["churned"].to_numpy())
-    return model.predict_proba(frame(held))[:, 1]
+    model.fit(encoder.transform(train[features]), train["churned"].to_numpy())
+    return model.predict_proba(encoder.transform(held[features]))[:, 1]
 
 
 def rfm_logistic(train: pd.DataFrame, held: pd.DataFrame, rfm: tuple[str, str, str], seed: int) -> np.ndarray:
