@@ -1,4 +1,4 @@
-"""The person-period rows behind the hazard model, and the hazard model itself."""
+"""Survival lifetime value, the person-period rows behind the hazard model, and the hazard model itself."""
 
 from __future__ import annotations
 
@@ -9,12 +9,57 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from decisions.value import (
+    ValueParameters,
+    lifetime_value,
+    scaled_hazard,
+    survival_lifetime_value,
+)
 from features.dialect import install_duckdb_functions
 from features.labels import churn_dates_sql, person_period_sql
 from models.survival import LEAD_COLUMN, ConstantHazard, DiscreteHazard
 
 CONTRACTUAL = {"name": "contractual", "lead_days": 0, "horizon_days": 90, "grace_days": 14}
 INACTIVITY = {"name": "inactivity", "lead_days": 0, "horizon_days": 30, "grace_days": 0}
+
+
+def test_survival_clv_never_exceeds_margin_over_discount() -> None:
+    rng = np.random.default_rng(3)
+    curves = np.cumprod(1 - rng.uniform(0, 0.1, size=(200, 600)), axis=1)
+    curves[0] = 1.0  # never leaves: the perpetuity is the bound, reached only in the limit
+    margin = rng.uniform(0, 100, size=200)
+    d = (1.10) ** (1 / 12) - 1
+    value = survival_lifetime_value(curves, margin, 0.10)
+    assert (value <= margin / d + 1e-9).all()
+    assert value[0] == pytest.approx(margin[0] / d * (1 - (1 + d) ** -600))
+    # an impossible curve above 1 is clipped, so still below the perpetuity
+    assert (survival_lifetime_value(np.full((1, 5000), 1.5), 10.0, 0.10) <= 10.0 / d + 1e-9).all()
+
+
+def test_constant_hazard_reproduces_lifetime_value() -> None:
+    p, revenue = np.array([0.05, 0.3, 0.0, 0.9]), np.array([100.0, 40.0, 10.0, 250.0])
+    before = lifetime_value(p, revenue, horizon_days=90, margin_rate=0.35, annual_discount_rate=0.10)
+    value = ValueParameters(90, 0.35, 0.10, horizon_months=120, survival=ConstantHazard(90))
+    assert value.curves(pd.DataFrame(index=range(4))) is None  # the closed form, exactly
+    assert np.array_equal(value.lifetime_value(p, revenue, None), before)
+    # and its curve r ** t summed over (practically) every month is that closed form
+    curves = ConstantHazard(90).survival(pd.DataFrame(index=range(4)), 3000, p)
+    assert survival_lifetime_value(curves, 0.35 * revenue, 0.10) == pytest.approx(before, rel=1e-9)
+    # the ladder's CLV after a move keeps today's rule: churn probability times the multiplier
+    moved = value.moved_lifetime_value(p, revenue + 5, None, 0.5)
+    expected = lifetime_value(
+        np.clip(p * 0.5, 0, 1), revenue + 5, horizon_days=90, margin_rate=0.35, annual_discount_rate=0.10
+    )
+    assert np.array_equal(moved, expected)
+
+
+def test_scaled_hazard_multiplies_each_months_hazard() -> None:
+    hazard = np.array([[0.1, 0.2, 0.05, 0.5]])
+    curve = np.cumprod(1 - hazard, axis=1)
+    assert scaled_hazard(curve, 1.0) == pytest.approx(curve)
+    assert scaled_hazard(curve, 0.5) == pytest.approx(np.cumprod(1 - hazard / 2, axis=1))
+    assert scaled_hazard(curve, 0.0) == pytest.approx(np.ones_like(curve))
+    assert scaled_hazard(curve, 3.0)[0, -1] == 0.0  # a hazard above 1 is 1: gone
 
 
 def _connection(tables: dict[str, pd.DataFrame]) -> duckdb.DuckDBPyConnection:
