@@ -189,9 +189,14 @@ def person_period_rows(
 
 
 def every_nth_date(snapshots: pd.DataFrame, months: int, before: date | None = None) -> pd.DataFrame:
-    """The snapshots of every `months`-th observation date, counted back from the latest (before `before`)."""
-    dates = sorted(d for d in snapshots["observation_date"].unique() if before is None or d <= before)
-    kept = set(dates[::-1][:: max(1, int(months))])
+    """The snapshots of observation dates at least `months` calendar months apart, counted back from the
+    latest (on or before `before`): every third of a monthly grid with 3, about every 13th of a weekly one."""
+    kept: list[date] = []
+    for day in sorted(snapshots["observation_date"].unique(), reverse=True):
+        if (before is None or day <= before) and (
+            not kept or add_months(day, max(1, int(months))) <= kept[-1]
+        ):
+            kept.append(day)
     return snapshots[snapshots["observation_date"].isin(kept)]
 
 

@@ -167,3 +167,17 @@ def test_the_survival_config_group_builds_both_models(make_cfg) -> None:
     assert isinstance(instantiate(make_cfg("survival=constant").survival), ConstantHazard)
     hazard = instantiate(make_cfg().survival)
     assert list(hazard.leads) == [0, 1, 2, 3, 5, 8, 12, 18, 24] and isinstance(hazard.params, dict)
+
+
+def test_data_without_dates_falls_back_to_constant_retention_with_one_note(caplog) -> None:
+    from models.survival import SurvivalData, fit_survival
+
+    rows = pd.DataFrame({"customer_id": [1], "observation_date": [date(2024, 1, 1)], "x": [1.0]})
+    data = SurvivalData(
+        None, set(), {"name": "snapshot"}, date(2024, 6, 1), rows, ["x"], [], 0, 365.25, lambda r: 0.1, rows
+    )
+    with caplog.at_level("INFO", logger="models.survival"):
+        fitted = fit_survival(DiscreteHazard(), data)
+    assert isinstance(fitted.model, ConstantHazard) and fitted.model.horizon_days == 365.25
+    assert fitted.metrics == {} and "falls back to survival=constant" in fitted.note
+    assert caplog.text.count("falls back") == 1
