@@ -66,8 +66,8 @@ class DiscreteHazard:
     def __init__(
         self,
         leads: Sequence[int] = (0, 1, 2, 3, 5, 8, 12, 18, 24),
-        snapshot_every_months: int = 3,
-        max_rows: int = 250_000,
+        snapshot_every_months: int = 1,
+        max_rows: int = 200_000,
         params: dict[str, Any] | None = None,
         seed: int = 0,
         seasonal: bool = True,
