@@ -41,6 +41,11 @@ VALID = {
     "offers": """customer_id,offered_at,action,accepted,cost
 2,2023-07-01 10:00:00,discount,false,10.0
 """,
+    "campaigns": """campaign_id,customer_id,action,assigned_at,treated,propensity,cost
+C2023-07,1,discount,2023-07-01,false,0.5,
+C2023-07,2,discount,2023-07-01,true,0.5,10.0
+C2023-07,3,price_lock,2023-07-03,true,,0.0
+""",
 }
 
 
@@ -140,6 +145,20 @@ CASES = [
     ("unreadable_file", garbage_parquet, "orders", None, "readable", ["cannot be read as PARQUET"]),
     ("orphan_referral", replace("referrals", "1,3,", "1,99,"), "referrals", "referred_customer_id",
      "references customers.customer_id", ["not in the customers table"]),
+    ("propensity_zero", replace("campaigns", ",false,0.5,", ",false,0,"), "campaigns", "propensity", "(0, 1]",
+     ["1 of 3 rows have values outside (0, 1]", "line 2: customer_id='1', propensity='0'", "must be above 0"]),
+    ("propensity_above_one", replace("campaigns", ",true,0.5,", ",true,1.5,"), "campaigns", "propensity",
+     "(0, 1]", ["values outside (0, 1]", "line 3: customer_id='2', propensity='1.5'"]),
+    ("treated_and_control_in_one_campaign", replace("campaigns", "C2023-07,3,price_lock,2023-07-03,true",
+     "C2023-07,1,discount,2023-07-01,true"), "campaigns", "treated", "single_valued",
+     ["1 value(s) of campaign_id, customer_id hold more than one treated (2 of 3 rows)",
+      "both treated and control in one campaign", "campaign_id='C2023-07', customer_id='1' holds "
+      "treated=false and true, at line 2, line 4"]),
+    ("campaign_assignment_twice", replace("campaigns", "C2023-07,3,price_lock,2023-07-03", "C2023-07,2,discount,2023-07-01"),
+     "campaigns", "campaign_id,customer_id", "unique",
+     ["campaign_id, customer_id=C2023-07, 2 appears 2 times, at line 3, line 4"]),
+    ("campaign_of_an_unknown_customer", replace("campaigns", "C2023-07,3,", "C2023-07,7,"), "campaigns",
+     "customer_id", "references customers.customer_id", ["line 4: customer_id='7'"]),
 ]  # fmt: skip
 
 
