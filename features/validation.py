@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_EXAMPLES = 5
+CAMPAIGNS = "campaigns"
 DEFAULT_SETTINGS = ContractSettings()
 # A UTC offset or 'Z' after a time of day, e.g. 2024-03-01T10:00:00+02:00, 2024-03-01 10:00Z, 10:00 +0200.
 TZ_SUFFIX = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}(:?\d{2})?)$"
@@ -317,6 +318,44 @@ def example_rows(
         )
         out.append(f"{table_file.where(row[0], row[1])}: {values}")
     return tuple(out)
+
+
+def check_campaign_actions(tables: ValidatedTables, catalogue: Collection[str]) -> None:
+    """Refuse campaign rows whose action is not in `catalogue` (the names of actions.catalogue), naming the
+    actions, their counts and lines: the rule `known_action` of campaigns.action, which needs the config."""
+    if not tables.has(CAMPAIGNS):
+        return
+
+    def outside(column: str) -> str:
+        return f"{column} NOT IN {literal_list(sorted(catalogue))}" if catalogue else "TRUE"
+
+    unknown = tables.con.execute(
+        f"SELECT action, count(*) FROM campaigns WHERE {outside('action')} GROUP BY action "
+        f"ORDER BY count(*) DESC, action"
+    ).fetchall()
+    if not unknown:
+        return
+    total = sum(n for _, n in unknown)
+    # The raw input, as the contract checks read it: text trimmed, blank as NULL.
+    raw = f"NULLIF(trim(CAST({identifier('action')} AS VARCHAR)), '')"
+    examples = example_rows(
+        tables.con, tables.files[CAMPAIGNS], outside(raw), ["campaign_id", "customer_id", "action"]
+    )
+    listed = ", ".join(f"{action} ({n:,})" for action, n in unknown)
+    raise DataContractError(
+        [
+            Violation(
+                CAMPAIGNS,
+                "action",
+                "known_action",
+                f"{total:,} row(s) name actions not in actions.catalogue: {listed}",
+                f"Name each campaign's action as actions.catalogue does ({', '.join(sorted(catalogue))}), "
+                f"or add the action to the catalogue.",
+                examples,
+                str(tables.files[CAMPAIGNS].path),
+            )
+        ]
+    )
 
 
 def _name_event_types(con: duckdb.DuckDBPyConnection) -> str:

@@ -34,8 +34,8 @@ import pandas as pd
 
 from features.dialect import install_duckdb_functions
 from features.labels import label_sql
-from features.sql import identifier, literal, literal_list
-from features.validation import DataContractError, ValidatedTables, Violation, example_rows
+from features.sql import literal
+from features.validation import ValidatedTables, check_campaign_actions
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def campaign_data(
         raise ValueError(f"window_months must be at least 1, not {window_months}")
     con = tables.con
     install_duckdb_functions(con)
-    check_known_actions(tables, catalogue)
+    check_campaign_actions(tables, catalogue)
     notes = []
     known = "TRUE" if as_of is None else f"assigned_at < {literal(as_of)}"
     if as_of is not None:
@@ -110,41 +110,6 @@ def campaign_data(
     for note in notes:
         log.info("%s", note)
     return CampaignData(rows[list(ROW_COLUMNS)].reset_index(drop=True), matched, tuple(notes))
-
-
-def check_known_actions(tables: ValidatedTables, catalogue: Collection[str]) -> None:
-    """Refuse campaign rows whose action is not in the catalogue, naming the actions and their lines."""
-
-    def outside(column: str) -> str:
-        return f"{column} NOT IN {literal_list(sorted(catalogue))}" if catalogue else "TRUE"
-
-    unknown = tables.con.execute(
-        f"SELECT action, count(*) FROM campaigns WHERE {outside('action')} GROUP BY action "
-        f"ORDER BY count(*) DESC, action"
-    ).fetchall()
-    if not unknown:
-        return
-    total = sum(n for _, n in unknown)
-    # The raw input, as the contract checks read it: text trimmed, blank as NULL.
-    raw = f"NULLIF(trim(CAST({identifier('action')} AS VARCHAR)), '')"
-    examples = example_rows(
-        tables.con, tables.files[TABLE], outside(raw), ["campaign_id", "customer_id", "action"]
-    )
-    listed = ", ".join(f"{action} ({n:,})" for action, n in unknown)
-    raise DataContractError(
-        [
-            Violation(
-                TABLE,
-                "action",
-                "known_action",
-                f"{total:,} row(s) name actions not in actions.catalogue: {listed}",
-                f"Name each campaign's action as actions.catalogue does ({', '.join(sorted(catalogue))}), "
-                f"or add the action to the catalogue.",
-                examples,
-                str(tables.files[TABLE].path),
-            )
-        ]
-    )
 
 
 def _with_snapshots(
