@@ -143,7 +143,8 @@ class Contract:
 
     @property
     def log_dates(self) -> dict[str, str]:
-        """The tables that log events (every row dated, none open-ended), with the column dating a row."""
+        """The tables that log events (every row dated, none open-ended), with the column dating a row: what
+        places the data window (not customers, subscriptions, nor tables outside it: `Table.in_data_window`)."""
         window = {t.name for t in self.tables if t.in_data_window}
         return {
             name: column

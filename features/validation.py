@@ -1016,7 +1016,7 @@ class _Checker:
                        f"values below {low:g}", show,
                        f"'{column.name}' must be at least {low:g}: {column.description}")
             )  # fmt: skip
-        if high is not None and not column.exclusive_min:
+        if high is not None and not (column.exclusive_min and low is not None):  # else in the interval
             checks.append(
                 _Check(column.name, f"<= {column.max_value:g}", f"({expr.typed}) > {column.max_value}",
                        f"values above {column.max_value:g}", show,

@@ -314,3 +314,26 @@ def test_example_rows_name_the_input_lines_of_a_validated_table(tmp_path: Path) 
         tables.con, tables.files["campaigns"], "trim(action) = 'upsell'", ["customer_id", "action"]
     )
     assert found == ("line 3: customer_id='2', action=' upsell '",)
+
+
+def test_an_exclusive_lower_bound_without_an_upper_one_is_its_own_rule(tmp_path: Path) -> None:
+    """The generic piece behind '(0, 1]': a column bounded only below, the bound itself excluded."""
+    from dataclasses import replace
+
+    from features.contract import CUSTOMERS, ORDERS, Contract
+
+    amount = replace(ORDERS.column("amount"), exclusive_min=True)
+    orders = replace(ORDERS, columns=tuple(amount if c.name == "amount" else c for c in ORDERS.columns))
+    write_csv(tmp_path, "customers", "customer_id,signup_date\n1,2023-01-01\n2,2023-01-02\n")
+    write_csv(
+        tmp_path,
+        "orders",
+        "customer_id,order_date,product_category,amount\n1,2023-02-01,a,0\n2,2023-02-01,a,0.01\n",
+    )
+    with pytest.raises(DataContractError) as caught:
+        load_tables(tmp_path, contract=Contract(tables=(CUSTOMERS, orders)))
+    [violation] = caught.value.violations
+    assert (violation.column, violation.rule) == ("amount", "> 0")
+    assert "1 of 2 rows have values of 0 or below" in violation.message
+    assert violation.examples == ("line 2: customer_id='1', amount='0'",)
+    assert load_tables(tmp_path).report.tables["orders"].rows == 2  # the contract's own bound: >= 0
