@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from campaign_helpers import add_campaigns
 from omegaconf import OmegaConf
 
 from features.contract import ContractSettings
@@ -31,6 +32,7 @@ DATE_COLUMNS = {
     "events": ["event_time"],
     "referrals": ["referral_date"],
     "offers": ["offered_at"],
+    "campaigns": ["assigned_at"],  # a campaign is known after its assignment day; no feature reads it
 }
 LATER_KNOWN = {"subscriptions": ["end_date"], "complaints": ["resolved_at"], "customers": ["partner_since"]}
 
@@ -41,6 +43,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     summary = generate_demo(
         DemoSpec(n_customers=700, months=24, seed=8, chunk_size=700), root / "t", root / "truth"
     )
+    add_campaigns(summary.tables_dir)  # until the generator writes its own
     return {name: pd.read_parquet(summary.tables_dir / f"{name}.parquet") for name in DATE_COLUMNS}
 
 
@@ -96,6 +99,8 @@ def future_rows(
             extra["referred_customer_id"] = None
         else:
             extra["customer_id"] = rng.choice(customers, size=len(extra))
+        if name == "campaigns":  # later campaigns of their own: one row per campaign and customer
+            extra["campaign_id"] = [f"future-{i}" for i in range(len(extra))]
         if name == "subscriptions":
             extra["end_date"] = None
         if name == "complaints":
