@@ -30,6 +30,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -201,7 +202,14 @@ def history_runs(con: Any, database: Path, table: str) -> pd.DataFrame:
         raise ConfigError(
             f"readout: no scoring history at {database} (score.database): run `make score` first"
         )
-    con.execute(f"ATTACH {literal(database)} AS {identifier(ALIAS)} (READ_ONLY)")
+    try:
+        con.execute(f"ATTACH {literal(database)} AS {identifier(ALIAS)} (READ_ONLY)")
+    except duckdb.Error as error:
+        first = str(error).strip().splitlines()[0]
+        raise ConfigError(
+            f"readout: score.database {database} cannot be read (a scoring job still running, or not a DuckDB "
+            f"database: {first})"
+        ) from None
     found = con.execute(
         "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND table_name = ?", [ALIAS, table]
     ).fetchall()

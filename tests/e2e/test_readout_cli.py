@@ -57,6 +57,11 @@ def test_readout_without_history_or_without_a_due_run_exits_with_one_line(projec
     line = one_error_line(run("readout", project))
     assert "no scoring run in scores" in line and "has passed by readout.as_of 2024-01-01" in line
     assert "runs: 2024-01-01" in line
+    line = one_error_line(run("readout", project, "readout.as_of=2030-01-01"))
+    assert "readout.as_of: 2030-01-01 is after the end of the input data (2024-01-01)" in line
+    (project / "outputs" / "not_a_database.duckdb").write_text("scores")
+    line = one_error_line(run("readout", project, f"score.database={project}/outputs/not_a_database.duckdb"))
+    assert "readout: score.database" in line and "cannot be read" in line
     assert not (project / "outputs" / "readout").exists()
 
 
