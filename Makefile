@@ -15,7 +15,7 @@ PACKAGES := pipeline churnwise analytics decisions models features
 # PYTEST_WORKERS= for one process, e.g. to use pdb.
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 
-.PHONY: help setup lock data validate features train tune promote score report test test-fast browser postgres bench bench-score bench-quality lint format ui clean clean-data
+.PHONY: help setup lock data validate features train tune promote score readout report test test-fast browser postgres bench bench-score bench-quality lint format ui clean clean-data
 
 help: ## List the targets and what they do
 	@echo "churnwise: make <target> [ARGS='hydra overrides']"
@@ -57,6 +57,9 @@ promote: $(STAMP) ## Compare challenger and champion on the latest test slice; m
 
 score: $(STAMP) ## Score active customers with the champion; value, ladder, reasons, actions within budget (outputs/scores)
 	$(PY) -m pipeline.score $(ARGS)
+
+readout: $(STAMP) ## Did the last campaigns work? Treated vs control per action of past scoring runs whose horizon has passed
+	$(PY) -m pipeline.readout $(ARGS)
 
 report: $(STAMP) ## Retention report: rates, lifetime, survival, defection reasons, the plan (outputs/report/report.html)
 	$(PY) -m pipeline.report $(ARGS)
