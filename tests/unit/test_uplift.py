@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import DictConfig
 
 from features.errors import ConfigError
 from models.uplift import (
@@ -265,3 +267,16 @@ def test_fit_uplift_refuses_bad_campaign_rows(bundle_and_data: tuple) -> None:
         fit_uplift(rows, features, settings(test_campaigns=10))
     with pytest.raises(ConfigError, match="uplift.n_bags must be an integer >= 1"):
         settings(n_bags=0)
+
+
+@pytest.mark.parametrize(
+    ("option", "learner"), [("t_learner", TLearner), ("x_learner", XLearner), ("dr_learner", DRLearner)]
+)
+def test_each_uplift_config_builds_its_learner(
+    make_cfg: Callable[..., DictConfig], option: str, learner: type
+) -> None:
+    cfg = make_cfg(f"uplift={option}", debug=False)
+    built = UpliftSettings.from_config(cfg.uplift)
+    assert type(built.learner) is learner and built.learner.params["num_leaves"] == 15
+    assert built.seed == cfg.seed and built.min_level_rows == cfg.encoding.min_level_rows
+    assert dict(built.outcomes) == {"churn_h": "lower", "margin_w": "higher"} and built.n_bags == 10
