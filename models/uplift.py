@@ -21,7 +21,8 @@ benefit use score = -effect for churn (models/uplift_eval.py reads curves that w
 
 Intervals: `n_bags` bootstrap fits, resampled within the treated and within the control; per customer the
 bag mean and the 5-95% quantiles (`EffectEstimate`). `fit_uplift` fits every action with enough evidence
-on all but the latest `test_campaigns` campaigns, evaluates on those (Qini, AUUC, predicted against
+on all but the latest `test_campaigns` campaigns (per outcome: the latest where it is known), evaluates
+on those (Qini, AUUC, predicted against
 observed by decile) and scales each outcome's effects by the observed/predicted slope found there (at
 most 1: effects are never inflated), so the totals a plan claims are no larger than the held-out
 campaigns support. The train fit is kept (not refitted on all campaigns): the model that is used is the
@@ -110,6 +111,13 @@ class _OutcomeModel:
             self.model_.fit(X, y.astype(int) if self.binary else y, sample_weight=weight)
         return self
 
+    def uses(self, column: str) -> bool:
+        """Whether any tree splits on `column`."""
+        if self.model_ is None:
+            return False
+        names = list(self.model_.booster_.feature_name())
+        return bool(self.model_.booster_.feature_importance("split")[names.index(column)] > 0)
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         if self.model_ is None:
             return np.full(len(X), self.constant_)
@@ -197,6 +205,8 @@ class TLearner(_Learner):
         self.treated_model_ = self._model(1).fit(Xp[t], y[t], w[t])
         self.control_model_ = self._model(2).fit(Xp[~t], y[~t], w[~t])
         self.levels_, self.level_shares_ = propensity_levels(p, w)
+        if not (self.treated_model_.uses(PROPENSITY) or self.control_model_.uses(PROPENSITY)):
+            self.levels_, self.level_shares_ = self.levels_[:1], np.ones(1)  # the same at every level
         return self
 
     def effect(self, X: pd.DataFrame) -> np.ndarray:
@@ -389,7 +399,7 @@ class ActionUplift:
     features: list[str]
     encoder: SnapshotEncoder
     outcomes: dict[str, list[UpliftLearner]]
-    n_treated: int
+    n_treated: int  # the action's campaign rows (held-out ones included)
     n_control: int
     metrics: dict[str, float]
     scale: dict[str, float]  # per outcome, from the held-out campaigns (1 = the learners at face value)
@@ -412,8 +422,8 @@ class UpliftBundle:
     """Every learned action, and the actions that stay assumed with the reason."""
 
     actions: dict[str, ActionUplift]
-    assumed: dict[str, str]
-    test_campaigns: tuple[str, ...]
+    assumed: dict[str, str]  # action -> why it stays assumed ("0 controls", "41 churn_h outcomes < 300")
+    test_campaigns: dict[str, tuple[str, ...]]  # per outcome, the held-out campaigns
 
     def assumed_message(self) -> str | None:
         """One line naming every action left to its assumed effect, or None."""
@@ -498,29 +508,31 @@ def _checked_rows(rows: pd.DataFrame, features: pd.DataFrame, outcomes: Sequence
     return rows.assign(treated=treated, propensity=propensity)
 
 
-def held_out_campaigns(rows: pd.DataFrame, n: int) -> tuple[str, ...]:
-    """The `n` latest campaigns (by their latest assigned_at, ties by id)."""
+def held_out_campaigns(rows: pd.DataFrame, n: int, outcome: str) -> tuple[str, ...]:
+    """The `n` latest campaigns with a known `outcome` (by their latest assigned_at, ties by id)."""
     if n == 0:
         return ()
-    latest = rows.groupby("campaign_id")["assigned_at"].max().reset_index()
+    known = rows[rows[outcome].notna()]
+    latest = known.groupby("campaign_id")["assigned_at"].max().reset_index()
     latest = latest.sort_values(["assigned_at", "campaign_id"])
     if len(latest) <= n:
         raise ConfigError(
-            f"uplift.test_campaigns = {n} holds out every one of the {len(latest)} campaigns: lower it"
+            f"uplift.test_campaigns = {n} holds out every one of the {len(latest)} campaigns with a known "
+            f"{outcome}: lower it"
         )
     return tuple(latest["campaign_id"].iloc[-n:].tolist())
 
 
-def _shortfall(train: pd.DataFrame, outcomes: Sequence[str], settings: UpliftSettings) -> str | None:
-    """Why an action's training campaigns are not enough evidence, or None."""
-    n_control = int((~train["treated"]).sum())
+def _shortfall(rows: pd.DataFrame, training: Mapping[str, pd.Series], settings: UpliftSettings) -> str | None:
+    """Why an action's campaign rows are not enough evidence, or None: too few controls among them, or
+    too few labelled rows in an arm of an outcome's training campaigns."""
+    n_control = int((~rows["treated"]).sum())
     if n_control == 0:
         return "0 controls"
     if n_control < settings.min_control:
         return f"{n_control} controls < {settings.min_control}"
-    for outcome in outcomes:
-        labelled = train[outcome].notna()
-        fewest = min(int((labelled & train["treated"]).sum()), int((labelled & ~train["treated"]).sum()))
+    for outcome, train in training.items():
+        fewest = min(int((train & rows["treated"]).sum()), int((train & ~rows["treated"]).sum()))
         if fewest < settings.min_outcomes:
             return f"{fewest} {outcome} outcomes < {settings.min_outcomes}"
     return None
@@ -529,24 +541,22 @@ def _shortfall(train: pd.DataFrame, outcomes: Sequence[str], settings: UpliftSet
 def _evaluate(
     bags: list[UpliftLearner], X: pd.DataFrame, test: pd.DataFrame, outcome: str, settings: UpliftSettings
 ) -> tuple[dict[str, float], float, OutcomeEvaluation | None]:
-    """Held-out metrics, the effect scale and the curves of one outcome."""
-    labelled = test[outcome].notna().to_numpy()
-    t = test["treated"].to_numpy()[labelled]
+    """Held-out metrics, the effect scale and the curves of one outcome (`test`: its labelled rows)."""
+    t = test["treated"].to_numpy()
     if min(int(t.sum()), int((~t).sum())) < 2:
-        return {f"{outcome}_n_test": float(labelled.sum())}, 1.0, None
-    y, p = test[outcome].to_numpy(dtype=float)[labelled], test["propensity"].to_numpy()[labelled]
-    effect = bagged_effect(bags, X[labelled], settings.level).mean
+        return {f"{outcome}_n_test": float(len(test))}, 1.0, None
+    y, p = test[outcome].to_numpy(dtype=float), test["propensity"].to_numpy()
+    effect = bagged_effect(bags, X, settings.level).mean
     sign = -1.0 if settings.outcomes[outcome] == "lower" else 1.0  # rank and read the curve by benefit
     deciles = uplift_by_decile(y, t, effect, p, confidence=settings.level)
     scale = calibration_scale(deciles, settings.level)
-    observed = observed_uplift(y, t, p, settings.level)[0]
     metrics = {
         f"{outcome}_qini": qini_auc(sign * y, t, sign * effect, p),
         f"{outcome}_auuc": auuc(sign * y, t, sign * effect, p),
         f"{outcome}_effect_scale": scale,
         f"{outcome}_predicted_effect": float(effect.mean()),
-        f"{outcome}_observed_effect": observed,
-        f"{outcome}_n_test": float(labelled.sum()),
+        f"{outcome}_observed_effect": observed_uplift(y, t, p, settings.level)[0],
+        f"{outcome}_n_test": float(len(test)),
     }
     return metrics, scale, OutcomeEvaluation(qini_curve(sign * y, t, sign * effect, p), deciles)
 
@@ -562,43 +572,46 @@ def fit_uplift(
     `rows`: campaign_id, customer_id, action, assigned_at, treated (bool), propensity (in (0, 1]; NaN ->
     the campaign-action's treated share) and the outcome columns of `settings.outcomes` (NaN = unknown);
     `features`: the model's feature columns, one row per campaign row (same index); `categorical`: its
-    categorical columns (default: every non-numeric column). Actions whose training campaigns (all but the
-    held-out latest ones) lack controls or labelled outcomes stay assumed (`bundle.assumed`, one message).
+    categorical columns (default: every non-numeric column).
+    Per outcome, the latest `test_campaigns` campaigns where it is known are held out (a margin window that
+    runs past the data end leaves the latest campaigns unlabelled; churn's are held out regardless) and
+    the learners fit on the rest. Actions with fewer than `min_control` controls, or fewer than
+    `min_outcomes` labelled training rows in an arm of an outcome, stay assumed (`bundle.assumed`).
     """
     outcomes = list(settings.outcomes)
     rows = _checked_rows(rows, features, outcomes)
     if categorical is None:
         categorical = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    held_out = held_out_campaigns(rows, settings.test_campaigns)
-    is_test = rows["campaign_id"].isin(held_out)
+    held_out = {o: held_out_campaigns(rows, settings.test_campaigns, o) for o in outcomes}
+    is_test = {o: rows["campaign_id"].isin(held_out[o]) & rows[o].notna() for o in outcomes}
+    is_train = {o: ~rows["campaign_id"].isin(held_out[o]) & rows[o].notna() for o in outcomes}
     learned, assumed = {}, {}
     for action in sorted(rows["action"].unique()):
-        train = rows[(rows["action"] == action) & ~is_test]
-        test = rows[(rows["action"] == action) & is_test]
-        reason = _shortfall(train, outcomes, settings)
+        mine = rows["action"] == action
+        reason = _shortfall(rows[mine], {o: is_train[o][mine] for o in outcomes}, settings)
         if reason:
             assumed[action] = reason
             continue
         encoder = SnapshotEncoder(categorical=list(categorical), min_level_rows=settings.min_level_rows)
-        X_train = encoder.fit(features.loc[train.index]).transform(features.loc[train.index])
-        X_test = encoder.transform(features.loc[test.index])
+        encoder.fit(features.loc[mine])
         bags, metrics, scale, evaluation = {}, {}, {}, {}
         for index, outcome in enumerate(outcomes):
-            labelled = train[outcome].notna().to_numpy()
+            train, test = rows[mine & is_train[outcome]], rows[mine & is_test[outcome]]
             bags[outcome] = fit_bags(
                 settings.learner,
-                X_train[labelled],
-                train["treated"].to_numpy()[labelled],
-                train[outcome].to_numpy(dtype=float)[labelled],
-                train["propensity"].to_numpy()[labelled],
+                encoder.transform(features.loc[train.index]),
+                train["treated"].to_numpy(),
+                train[outcome].to_numpy(dtype=float),
+                train["propensity"].to_numpy(),
                 settings.n_bags,
                 (settings.seed, zlib.crc32(action.encode()), index),
             )
+            X_test = encoder.transform(features.loc[test.index])
             found, scale[outcome], curves = _evaluate(bags[outcome], X_test, test, outcome, settings)
-            metrics |= found
+            metrics |= found | {f"{outcome}_n_train": float(len(train))}
             if curves is not None:
                 evaluation[outcome] = curves
-        n_treated, n_control = int(train["treated"].sum()), int((~train["treated"]).sum())
+        n_treated, n_control = int(rows.loc[mine, "treated"].sum()), int((~rows.loc[mine, "treated"]).sum())
         learned[action] = ActionUplift(
             action,
             list(features.columns),
