@@ -3,7 +3,8 @@
 Each action's campaigns assign customers at random to treated or control, with a logged propensity (the
 probability of being treated). Per action and outcome a learner on LightGBM estimates the effect
     effect(x) = E[y | treated, x] - E[y | control, x]
-- `TLearner`: one outcome model per arm, effect = the difference of their predictions.
+- `TLearner`: one outcome model per arm, effect = the difference of their predictions (averaged over the
+  training campaigns' propensity levels when the models split on it).
 - `XLearner`: the T-learner's models impute each customer's effect (treated: y - m0(x); control:
   m1(x) - y), one model per arm learns those, combined as p * tau0(x) + (1 - p) * tau1(x) with p the mean
   LOGGED propensity (assignment is random given the campaign, so the propensity does not depend on x).
@@ -22,8 +23,7 @@ benefit use score = -effect for churn (models/uplift_eval.py reads curves that w
 Intervals: `n_bags` bootstrap fits, resampled within the treated and within the control; per customer the
 bag mean and the 5-95% quantiles (`EffectEstimate`). `fit_uplift` fits every action with enough evidence
 on all but the latest `test_campaigns` campaigns (per outcome: the latest where it is known), evaluates
-on those (Qini, AUUC, predicted against
-observed by decile) and scales each outcome's effects by the observed/predicted slope found there (at
+on those (Qini, AUUC, predicted against observed by decile) and scales each outcome's effects by the observed/predicted slope found there (at
 most 1: effects are never inflated), so the totals a plan claims are no larger than the held-out
 campaigns support. The train fit is kept (not refitted on all campaigns): the model that is used is the
 one that was evaluated and calibrated, at half the cost.
