@@ -21,7 +21,7 @@ has a NEGATIVE effect; an effect on margin is a change in margin (positive = goo
 benefit use score = -effect for churn (models/uplift_eval.py reads curves that way).
 
 Intervals: `n_bags` bootstrap fits, resampled within the treated and within the control; per customer the
-bag mean and the 5-95% quantiles (`EffectEstimate`). `fit_uplift` fits every action with enough evidence
+bag mean and a 90% interval from the bags' spread (`EffectEstimate`). `fit_uplift` fits every action with enough evidence
 on all but the latest `test_campaigns` campaigns (per outcome: the latest where it is known), evaluates
 on those (Qini, AUUC, predicted against observed by decile) and scales each outcome's effects by the observed/predicted slope found there (at
 most 1: effects are never inflated), so the totals a plan claims are no larger than the held-out
@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from features.errors import ConfigError
 from models.preprocessing import SnapshotEncoder
@@ -287,7 +288,7 @@ class DRLearner(_Learner):
 
 @dataclass(frozen=True)
 class EffectEstimate:
-    """Per customer: the mean effect over the bags and the `level` interval of the bags' effects."""
+    """Per customer: the mean effect over the bags and its `level` interval."""
 
     mean: np.ndarray
     low: np.ndarray
@@ -295,10 +296,14 @@ class EffectEstimate:
 
     @classmethod
     def from_draws(cls, draws: np.ndarray, level: float = 0.90) -> EffectEstimate:
-        """From an array (bags, customers) of effects."""
-        tail = (1.0 - level) / 2.0
-        low, high = np.quantile(draws, [tail, 1.0 - tail], axis=0)
-        return cls(draws.mean(axis=0), low, high)
+        """From an array (bags, customers) of effects: mean +- t(level, bags - 1) x the bags' standard
+        deviation (one bag: no interval). The 5-95% quantiles of 10 bags covered the true effect for 71% of
+        synthetic customers, this interval for 85% (20 bags: 77% and 87%; tests/unit/test_uplift.py)."""
+        mean = draws.mean(axis=0)
+        if len(draws) < 2:
+            return cls(mean, mean.copy(), mean.copy())
+        half = float(student_t.ppf(0.5 + level / 2.0, len(draws) - 1)) * draws.std(axis=0, ddof=1)
+        return cls(mean, mean - half, mean + half)
 
     def scaled(self, factor: float) -> EffectEstimate:
         """Every effect times `factor` (>= 0)."""
@@ -355,7 +360,7 @@ class UpliftSettings:
     min_control: int = 100  # control rows in the training campaigns
     test_campaigns: int = 6  # the latest campaigns, held out for evaluation and calibration
     min_level_rows: int = 0  # categorical levels rarer than this fold into "(other)" (encoding)
-    level: float = 0.90  # interval of the bags and of the observed uplift by decile
+    level: float = 0.90  # interval of the bagged effects and of the observed uplift by decile
     seed: int = 0
 
     def __post_init__(self) -> None:

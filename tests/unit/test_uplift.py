@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from features.errors import ConfigError
 from models.uplift import (
     DRLearner,
+    EffectEstimate,
     TLearner,
     UpliftSettings,
     XLearner,
@@ -114,11 +115,21 @@ def test_bagged_intervals_cover_the_true_effect_for_most_customers(
     learner: type, training: tuple, fresh: tuple
 ) -> None:
     X, treated, y, propensity, _ = training
-    bags = fit_bags(learner(params=FAST), X, treated, y, propensity, n_bags=20, seed=0)
+    bags = fit_bags(learner(params=FAST), X, treated, y, propensity, n_bags=10, seed=0)  # the default
     estimate = bagged_effect(bags, fresh[0], level=0.90)
     assert np.all(estimate.low <= estimate.mean) and np.all(estimate.mean <= estimate.high)
     covered = np.mean((estimate.low <= fresh[4]) & (fresh[4] <= estimate.high))
     assert 0.75 <= covered <= 0.99
+
+
+def test_the_bag_interval_is_the_mean_plus_minus_t_times_the_bags_spread() -> None:
+    estimate = EffectEstimate.from_draws(np.array([[0.0, -1.0], [1.0, -1.0], [2.0, -1.0]]), level=0.90)
+    assert np.allclose(estimate.mean, [1.0, -1.0])
+    assert np.allclose(estimate.high - estimate.mean, [2.919986, 0.0])  # t(0.95, 2 df) x sd 1; no spread
+    assert np.allclose(estimate.mean - estimate.low, [2.919986, 0.0])
+    single = EffectEstimate.from_draws(np.array([[0.3, -0.2]]))
+    assert np.array_equal(single.low, single.high) and np.array_equal(single.low, [0.3, -0.2])
+    assert np.allclose(estimate.scaled(0.5).low, estimate.low * 0.5)
 
 
 def test_a_continuous_outcome_is_learned_with_a_regressor(training: tuple, fresh: tuple) -> None:
