@@ -252,6 +252,8 @@ def test_fit_uplift_evaluates_on_the_latest_campaigns_and_calibrates(bundle_and_
     assert (frame["discount__churn_h"] <= frame["discount__churn_h__high"]).all()
     by_segment = frame.groupby(features.loc[mine, "segment"])["discount__churn_h"].mean()
     assert by_segment["a"] < -0.03 and by_segment["c"] > 0.01
+    odd = features.head(3).assign(segment=["never seen", None, "a"])  # unseen and missing levels: no error
+    assert np.isfinite(bundle.effect_frame(odd).to_numpy()).all()
     raw = discount.effects(features.loc[mine], calibrated=False)["churn_h"].mean
     assert np.allclose(frame["discount__churn_h"], raw * discount.scale["churn_h"])
     assert sorted(bundle.figures()) == [
