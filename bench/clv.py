@@ -7,7 +7,9 @@ their orders before T0) and written to a folder the project sees as its whole hi
 on it (`make train`'s stages, inactivity label) and scores at T0 with margin 1 and no discount over a 12-month
 horizon, so its CLV is the spend it expects from each customer over the next 12 months. The baseline fits
 BG/NBD (purchase frequency and dropout) and Gamma-Gamma (spend per order) on the same orders before T0 and
-predicts the same 12 months. A naive "the last 12 months repeat" is shown for scale.
+predicts the same 12 months. A naive "the last 12 months repeat" is shown for scale, and the ceiling: the
+expected spend given the generator's hidden truth (each customer's purchase rate, attention span and spend
+level), which no model of the tables can beat on average.
 
 The customers compared are those with an order before T0 (both methods can score them). Realised spend is
 the sum of their orders in [T0, T0 + 12 months) in the full data. Metrics: mean absolute error, RMSE,
@@ -56,7 +58,9 @@ def cut_at(tables_dir: Path, out_dir: Path, t0: date) -> None:
     customers = customers[pd.to_datetime(customers["signup_date"]) < before]
     orders = orders[pd.to_datetime(orders["order_date"]) < before]
     customers.to_parquet(out_dir / "customers.parquet", index=False)
-    orders[orders["customer_id"].isin(customers["customer_id"])].to_parquet(out_dir / "orders.parquet", index=False)
+    orders[orders["customer_id"].isin(customers["customer_id"])].to_parquet(
+        out_dir / "orders.parquet", index=False
+    )
 
 
 def bgnbd_spend(orders: pd.DataFrame, t0: date, months: int, penalizer: float) -> pd.Series:
@@ -80,7 +84,41 @@ def bgnbd_spend(orders: pd.DataFrame, t0: date, months: int, penalizer: float) -
     return (expected_orders * per_order).rename("bgnbd")
 
 
-def project_spend(root: Path, calibration_dir: Path, n_customers: int, extra: list[str]) -> tuple[pd.Series, dict]:
+def true_expected_spend(
+    truth_dir: Path, buyers: pd.Index, t0: date, end: date, paths: int, seed: int
+) -> pd.Series:
+    """The ceiling: each customer's expected spend in [t0, end) given the generator's hidden truth (purchase
+    rate, attention span, spend level and last active day before t0), by `paths` forward simulations of the
+    mechanism (features/demo/activity.py) times the mean order amount of the customer's level."""
+    from features.demo.activity import load_spec, season
+
+    spec = load_spec(truth_dir)
+    rates = (
+        pd.read_parquet(truth_dir / "true_activity_rates.parquet").set_index("customer_id").reindex(buyers)
+    )
+    days = pd.read_parquet(truth_dir / "true_activity_days.parquet")
+    days["day"] = pd.to_datetime(days["activity_date"]).to_numpy().astype("datetime64[D]")
+    start = np.datetime64(t0, "D")
+    last_seen = days[days["day"] < start].groupby("customer_id")["day"].max().reindex(buyers)
+    last_seen = last_seen.to_numpy().astype("datetime64[D]")
+    rate, decay = rates["rate"].to_numpy()[:, None], rates["decay_days"].to_numpy()[:, None]
+    rng = np.random.default_rng(seed)
+    since = np.repeat(
+        (start - last_seen).astype(int).astype(float)[:, None], paths, axis=1
+    )  # days since active
+    orders = np.zeros((len(buyers), paths))
+    calendar = season(spec, start + np.arange((np.datetime64(end, "D") - start).astype(int)))
+    for factor in calendar:
+        counts = rng.poisson(rate * factor * (spec.floor + np.exp(-since / decay)))
+        orders += counts
+        since = np.where(counts > 0, 1.0, since + 1.0)
+    per_order = spec.amount_median * np.exp(0.5 * rates["level"].to_numpy() + spec.amount_sigma**2 / 2)
+    return pd.Series(orders.mean(axis=1) * per_order, index=buyers, name="truth")
+
+
+def project_spend(
+    root: Path, calibration_dir: Path, n_customers: int, extra: list[str]
+) -> tuple[pd.Series, dict]:
     """The project's CLV at T0 (the end of the calibration data): train and score with `make train`'s and
     `make score`'s stages, margin 1, no discount, a 12-month horizon."""
     from churnwise.api import load_config, score, train
@@ -121,7 +159,7 @@ def by_decile(predicted: pd.Series, realised: pd.Series) -> pd.DataFrame:
 
 
 def run(n_customers: int, months: int, seed: int, penalizer: float, extra: list[str],
-        project_variants: dict[str, list[str]]) -> dict[str, Any]:  # fmt: skip
+        project_variants: dict[str, list[str]], paths: int = 64) -> dict[str, Any]:  # fmt: skip
     """Generate, cut, fit both methods and compare them on the holdout year."""
     from churnwise.api import ensure_demo_data, load_config
 
@@ -140,14 +178,23 @@ def run(n_customers: int, months: int, seed: int, penalizer: float, extra: list[
         orders = pd.read_parquet(tables / "orders.parquet")
         orders["order_date"] = pd.to_datetime(orders["order_date"])
         before = orders[orders["order_date"] < pd.Timestamp(t0)]
-        after = orders[(orders["order_date"] >= pd.Timestamp(t0)) & (orders["order_date"] < pd.Timestamp(end))]
+        after = orders[
+            (orders["order_date"] >= pd.Timestamp(t0)) & (orders["order_date"] < pd.Timestamp(end))
+        ]
         buyers = pd.Index(sorted(before["customer_id"].unique()), name="customer_id")
         realised = after.groupby("customer_id")["amount"].sum().reindex(buyers, fill_value=0.0)
 
         predictions: dict[str, pd.Series] = {}
         info: dict[str, Any] = {}
         began = time.perf_counter()
-        predictions["BG/NBD + Gamma-Gamma"] = bgnbd_spend(before, t0, HOLDOUT_MONTHS, penalizer).reindex(buyers)
+        predictions["truth (ceiling)"] = true_expected_spend(
+            Path(cfg.data.truth_path), buyers, t0, end, paths, seed
+        )
+        info["truth (ceiling)"] = {"seconds": round(time.perf_counter() - began, 1)}
+        began = time.perf_counter()
+        predictions["BG/NBD + Gamma-Gamma"] = bgnbd_spend(before, t0, HOLDOUT_MONTHS, penalizer).reindex(
+            buyers
+        )
         info["BG/NBD + Gamma-Gamma"] = {"seconds": round(time.perf_counter() - began, 1)}
         last_year = before[before["order_date"] >= pd.Timestamp(months_before(t0, HOLDOUT_MONTHS))]
         predictions["last 12 months repeat"] = (
@@ -203,7 +250,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines.append("|---" * (len(names) + 1) + "|")
     for i in range(10):
         cells = [
-            f"{result['deciles'][n]['predicted'][i]:.1f} / {result['deciles'][n]['realised'][i]:.1f}" for n in names
+            f"{result['deciles'][n]['predicted'][i]:.1f} / {result['deciles'][n]['realised'][i]:.1f}"
+            for n in names
         ]
         lines.append(f"| {i + 1} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
