@@ -741,6 +741,7 @@ class _ChunkSimulation:
     """Simulates one chunk of customers over the data window and returns its output tables."""
 
     ACCESSORIES = ORDER_CATEGORIES.index("accessories")
+    NEVER = _NEVER
 
     def __init__(self, spec: DemoSpec, calendar: _Calendar, chunk_index: int, first_id: int, size: int):
         self.mech = spec.mechanism
@@ -1242,6 +1243,24 @@ class _ChunkSimulation:
         action = rng.integers(0, n_actions, size=who.size)
         propensity = treated_share[action]
         treated = rng.random(who.size) < propensity
+        return self._contact(month, who, contact_time, until, action, treated, propensity)
+
+    def _contact(
+        self,
+        month: int,
+        who: np.ndarray,
+        contact_time: np.ndarray,
+        until: np.ndarray,
+        action: np.ndarray,
+        treated: np.ndarray,
+        propensity: np.ndarray,
+    ) -> np.ndarray:
+        """Record campaign rows (customers ``who``, action indices, treated or control) assigned at
+        ``contact_time`` (us) in ``month``, with their truth, and apply the effects to the treated: a hazard
+        multiplier from next month, or a move (``until``: the customer's last day live this month).
+        Return who made a move."""
+        rng, mech = self.rng, self.mech
+        day = contact_time // _US_PER_DAY
         targeted = np.zeros(who.size, dtype=bool)
         for index, truth in enumerate(mech.actions):
             mine = action == index

@@ -21,8 +21,6 @@ import numpy as np
 if TYPE_CHECKING:
     from features.demo.dated import _ChunkSimulation
 
-_NEVER = np.int64(2**40)  # as in dated.py: "no such date"
-
 
 @dataclass(frozen=True)
 class ActionTruth:
@@ -103,7 +101,7 @@ TARGETS: dict[str, Callable[[_ChunkSimulation, np.ndarray], np.ndarray]] = {
         (_tenure_days(sim, who) >= sim.mech.target_established_days) | (sim.held[who].sum(axis=1) >= 2)
     ),
     # segment IN ('small_business', 'enterprise') AND is_partner = 0
-    "business": lambda sim, who: (sim.segment[who] > 0) & (sim.partner_since[who] == _NEVER),
+    "business": lambda sim, who: (sim.segment[who] > 0) & (sim.partner_since[who] == sim.NEVER),
     "everyone": lambda sim, who: np.ones(who.size, dtype=bool),
     "nobody": lambda sim, who: np.zeros(who.size, dtype=bool),
 }
@@ -130,7 +128,7 @@ def _referral(sim: _ChunkSimulation, who: np.ndarray, day: np.ndarray, until: np
 
 
 def _partner_move(sim: _ChunkSimulation, who: np.ndarray, day: np.ndarray, until: np.ndarray) -> np.ndarray:
-    new = sim.partner_since[who] == _NEVER
+    new = sim.partner_since[who] == sim.NEVER
     sim.partner_since[who[new]] = day[new]
     return who[new]
 
