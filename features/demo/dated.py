@@ -3,8 +3,10 @@
 The generator simulates a subscription business month by month. Every active customer has a monthly
 churn hazard computed from their state at the start of the month (tenure, products and bundles,
 complaints, price increases, contract, engagement, advocacy, partnership and past retention offers).
-The observable tables go to ``tables_dir``; the true hazards and offer effects, which features must
-never read, go to ``truth_dir``. Every coefficient lives in :class:`Mechanism` and is mirrored in
+Each month one past retention campaign draws customers, gives each a random action of the catalogue
+(features/demo/demo_actions.py: its true, targeted effect) and treats a logged share of them, holding out the
+rest as controls. The observable tables go to ``tables_dir``; the true hazards and offer effects, which
+features must never read, go to ``truth_dir``. Every coefficient lives in :class:`Mechanism` and is mirrored in
 ``docs/demo_data.md``.
 
 Customers are simulated in chunks of ``DemoSpec.chunk_size``; each chunk has its own random stream
