@@ -193,7 +193,7 @@ def test_each_action_works_only_on_its_target(db: duckdb.DuckDBPyConnection) -> 
     )
 
 
-def test_sleeping_dogs_are_about_ten_percent_and_every_contact_hurts_them() -> None:
+def test_sleeping_dogs_are_about_ten_percent_of_active_customers() -> None:
     spec = DemoSpec(n_customers=4_000, months=18, seed=5, chunk_size=4_000)
     simulation = demo._ChunkSimulation(spec, demo._Calendar.from_spec(spec), 0, 1, spec.n_customers)
     shares = []
