@@ -73,13 +73,3 @@ def write_campaigns(frame: pd.DataFrame, folder: Path) -> Path:
     path = folder / "campaigns.parquet"
     pq.write_table(pa.Table.from_pandas(frame, schema=CAMPAIGNS_SCHEMA, preserve_index=False), path)
     return path
-
-
-def add_campaigns(folder: Path, **options: object) -> pd.DataFrame:
-    """Give a demo table folder a synthetic campaigns table (unless the generator wrote one); return it."""
-    path = folder / "campaigns.parquet"
-    if path.exists():
-        return pd.read_parquet(path)
-    frame = synthetic_campaigns(pd.read_parquet(folder / "subscriptions.parquet"), **options)  # type: ignore[arg-type]
-    write_campaigns(frame, folder)
-    return frame

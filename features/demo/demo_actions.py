@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from features.demo.dated import _ChunkSimulation
+# The simulation state a target or move reads: features.demo.dated._ChunkSimulation, which imports this module
+# (so it is not imported here, not even for type checking: no import circle).
+_ChunkSimulation = Any
 
 
 @dataclass(frozen=True)

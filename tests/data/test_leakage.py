@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from campaign_helpers import add_campaigns
 from omegaconf import OmegaConf
 
 from features.contract import ContractSettings
@@ -43,7 +42,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pd.DataFrame]:
     summary = generate_demo(
         DemoSpec(n_customers=700, months=24, seed=8, chunk_size=700), root / "t", root / "truth"
     )
-    add_campaigns(summary.tables_dir)  # until the generator writes its own
     return {name: pd.read_parquet(summary.tables_dir / f"{name}.parquet") for name in DATE_COLUMNS}
 
 
