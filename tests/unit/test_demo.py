@@ -100,6 +100,17 @@ EXPECTED_TRUTH_SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("effect_months", pa.int32()),
         ("moved", pa.bool_()),
     ],
+    "true_action_values": [
+        ("customer_id", pa.int64()),
+        ("as_of", pa.date32()),
+        ("action", pa.string()),
+        ("p_churn_horizon", pa.float64()),
+        ("p_churn_12m", pa.float64()),
+        ("expected_margin", pa.float64()),
+        ("expected_cost", pa.float64()),
+        ("targeted", pa.bool_()),
+        ("sleeping_dog", pa.bool_()),
+    ],
 }
 SMALL_SPEC = DemoSpec(n_customers=600, start_date="2022-01-01", months=18, seed=7, chunk_size=250)
 
