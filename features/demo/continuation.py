@@ -131,9 +131,10 @@ def continued_steps(
     campaigns: bool,
     plan: Callable[..., np.ndarray] | None,
 ) -> Iterator[Callable[[], object]]:
-    """The months of a continuation as steps for ``_ChunkSimulation.run``: the history as generated, then (the
-    window extended to ``total`` months, the stream switched) the continued months, ``plan`` on the first."""
-    for month in range(from_month):
+    """The months of a continuation as steps for ``_ChunkSimulation.run``: the history as generated (from the
+    month ``sim`` is at), then (the window extended to ``total`` months, the stream switched) the continued
+    months, ``plan`` on the first."""
+    for month in range(sim.next_month, from_month):
         yield functools.partial(sim._step, month)
     spec_seed, chunk_index = sim.seed_key
     design = np.random.SeedSequence(spec_seed, spawn_key=(_CAMPAIGN_DESIGN, _CONTINUATION + seed))
