@@ -71,7 +71,7 @@ def continue_demo(
         sim = _ChunkSimulation(spec, calendar, chunk_index, first_id, size)
         sim.extra_campaigns = campaign_ids
         mine = planned[(planned["customer_id"] >= first_id) & (planned["customer_id"] < first_id + size)]
-        contacts = _plan_contacts(mine, first_id, campaign_ids)
+        contacts = plan_contacts(mine, first_id, campaign_ids)
         steps = continued_steps(sim, from_month, total, seed=seed, campaigns=campaigns, plan=contacts)
         yield from sim.run(steps)
 
@@ -244,7 +244,7 @@ def checked_plan(plan: pd.DataFrame | None, spec: DemoSpec, from_date: date) -> 
     )
 
 
-def _plan_contacts(plan: pd.DataFrame, first_id: int, campaign_ids: list[str]) -> Callable[..., np.ndarray]:
+def plan_contacts(plan: pd.DataFrame, first_id: int, campaign_ids: list[str]) -> Callable[..., np.ndarray]:
     """The planned step of a chunk: contact its planned customers on the month's first day (``_contact``)."""
     who = plan["customer_id"].to_numpy(dtype=np.int64) - first_id
     order = np.argsort(who, kind="stable")

@@ -15,7 +15,7 @@ import pytest
 
 import features.demo.dated as demo
 from features.demo.continuation import (
-    _plan_contacts,
+    plan_contacts,
     chunks,
     continue_demo,
     continued_steps,
@@ -178,7 +178,7 @@ def test_true_values_match_the_realised_outcomes_of_continuations() -> None:
         plan = plan[plan["action"] != "none"].assign(action_index=lambda d: d["action"].map({n: i for i, n in enumerate(ACTIONS)}), propensity=1.0, campaign_id="p")  # fmt: skip
         run = copy.deepcopy(sim)
         run.extra_campaigns = ["p"]
-        steps = continued_steps(run, SPEC.months, SPEC.months + 3, seed=seed, campaigns=False, plan=_plan_contacts(plan, first_id, ["p"]))  # fmt: skip
+        steps = continued_steps(run, SPEC.months, SPEC.months + 3, seed=seed, campaigns=False, plan=plan_contacts(plan, first_id, ["p"]))  # fmt: skip
         for step in steps:
             step()
         realised.append(

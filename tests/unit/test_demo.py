@@ -481,3 +481,13 @@ def test_state_only_steps_keep_everyone_and_write_no_usage_logs() -> None:
     assert simulation.truth.rows - truth_rows == (simulation.status == demo._ACTIVE).sum() > active.sum()
     simulation._step(7)
     assert simulation.events.rows > events and simulation.contacts.rows > contacts
+
+
+def test_the_truth_block_of_the_spec_is_built_from_a_mapping_and_checked() -> None:
+    spec = DemoSpec(truth={"paths": 4, "value_months": 24})
+    assert (spec.truth.paths, spec.truth.value_months, spec.truth.horizon_months) == (4, 24, 3)
+    assert spec.to_dict()["truth"]["paths"] == 4
+    with pytest.raises(ValueError, match="truth.paths"):
+        DemoSpec(truth={"paths": 0})
+    with pytest.raises(ValueError, match="truth.margin_rate"):
+        DemoSpec(truth={"margin_rate": 1.5})
