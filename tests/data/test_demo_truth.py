@@ -15,10 +15,10 @@ import pytest
 
 import features.demo.dated as demo
 from features.demo.continuation import (
-    plan_contacts,
     chunks,
     continue_demo,
     continued_steps,
+    plan_contacts,
     true_action_values,
 )
 from features.demo.dated import DemoSpec, TruthSpec, generate_demo
