@@ -307,7 +307,8 @@ class Mechanism:
 
 @dataclass(frozen=True)
 class DemoSpec:
-    """What demo data to generate: how many customers, which window, which seed, which mechanism."""
+    """What demo data to generate: how many customers, which window, which seed, which mechanism, and how the
+    true action values at the data end are computed (``truth``)."""
 
     n_customers: int = 20_000
     start_date: date | str = "2022-01-01"

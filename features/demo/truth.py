@@ -142,7 +142,13 @@ def action_values(
         if truth.move is None or truth.move in _LOGIT_MOVES:
             arms[name] = accepted_arm(truth)
         else:
-            key = (truth.move, truth.targeted_multiplier, truth.untargeted_multiplier, truth.effect_months)
+            key = (
+                truth.move,
+                truth.target,
+                truth.targeted_multiplier,
+                truth.untargeted_multiplier,
+                truth.effect_months,
+            )
             own_paths.setdefault(key, []).append(name)
     base = _Path(sim, active, spec, month, months, action=None, arms=arms)
     at, values = base.at_contact, base.values
