@@ -30,7 +30,8 @@ import pyarrow as pa
 from features.demo.demo_actions import TARGETS
 
 _ChunkSimulation = Any
-_TRUTH_STREAM = 7  # third seed word of the truth's state paths: SeedSequence([seed, chunk, 7, truth seed])
+_TRUTH_STREAM = 7  # the truth's state paths: SeedSequence([seed, chunk, 7, truth seed, first path of batch])
+_BATCH_ROWS = 400_000  # copies of a customer simulated at a time (a batch of paths; bounds the memory)
 _EFFECT_KEYS = ("p_churn_horizon", "p_churn_12m", "expected_margin")
 
 ACTION_VALUES_SCHEMA = pa.schema(
@@ -150,16 +151,68 @@ def action_values(
                 truth.effect_months,
             )
             own_paths.setdefault(key, []).append(name)
-    base = _Path(sim, active, spec, month, months, action=None, arms=arms)
+    # a batch of paths at a time, so that memory stays within about _BATCH_ROWS copies of a customer
+    per_batch = max(1, min(spec.paths, _BATCH_ROWS // active.size))
+    batches = [
+        _batch(
+            sim,
+            active,
+            spec,
+            (first, min(per_batch, spec.paths - first)),
+            month,
+            months,
+            arms,
+            own_paths,
+            chosen,
+        )
+        for first in range(0, spec.paths, per_batch)
+    ]
+    values = {
+        arm: {key: np.concatenate([b[0][arm][key] for b in batches]) for key in _EFFECT_KEYS}
+        for arm in ("none", *chosen)
+    }
+    costs = {arm: np.concatenate([b[1][arm] for b in batches]) for arm in ("none", *chosen)}
+    at = {
+        "targeted": [
+            np.concatenate(parts) for parts in zip(*(b[2]["targeted"] for b in batches), strict=True)
+        ],
+        "sleeping_dog": np.concatenate([b[2]["sleeping_dog"] for b in batches]),
+    }
+    return _table(sim, active, as_of, values, costs, at, spec.paths, standard_errors)
+
+
+def _batch(
+    sim: _ChunkSimulation,
+    active: np.ndarray,
+    spec: TruthSpec,
+    paths: tuple[int, int],
+    month: int,
+    months: int,
+    arms: dict[str, Callable[[dict[str, Any]], _Arm]],
+    own_paths: dict[tuple[Any, ...], list[str]],
+    chosen: list[str],
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray], dict[str, Any]]:
+    """The values and costs per copy of ``paths`` (first path, count) of every arm, and the state at the
+    contact: arms that are factors or hazard terms on the no-action path, then one path per kind of move."""
+    mech = sim.mech
+    names = [a.name for a in mech.actions]
+    base = _Path(sim, active, spec, paths, month, months, action=None, arms=arms)
     at, values = base.at_contact, base.values
     for group in own_paths.values():
         moved = _Path(
-            sim, active, spec, month, months, action=names.index(group[0]), arms={"moved": arms["none"]}
+            sim,
+            active,
+            spec,
+            paths,
+            month,
+            months,
+            action=names.index(group[0]),
+            arms={"moved": arms["none"]},
         )
         for name in group:
             values[name] = moved.values["moved"]
     sleeping = values.pop("sleeping_dog")
-    costs = {"none": np.zeros(active.size * spec.paths)}
+    costs = {"none": np.zeros(active.size * paths[1])}
     for name in chosen:
         index = names.index(name)
         truth = mech.actions[index]
@@ -174,8 +227,7 @@ def action_values(
         }
         action_cost = truth.cost + truth.discount_share * truth.discount_months * at["revenue"]
         costs[name] = mech.contact_cost + acceptance * action_cost
-    values = {arm: values[arm] for arm in ("none", *chosen)}
-    return _table(sim, active, as_of, values, costs, at, spec.paths, standard_errors)
+    return values, costs, at
 
 
 def _table(
@@ -222,7 +274,8 @@ def _table(
 
 
 class _Path:
-    """The customers ``active`` of ``sim`` copied ``spec.paths`` times and simulated ``months`` months from
+    """The customers ``active`` of ``sim`` copied once per path of ``batch`` (first path, count) and simulated
+    ``months`` months from
     ``month`` with churn switched off (contacted with the action of index ``action`` on the first day,
     accepted, or not contacted); ``values`` holds each of ``arms``' values per copy (built from the state at
     the contact, ``at_contact``), accumulated month by month."""
@@ -232,6 +285,7 @@ class _Path:
         sim: _ChunkSimulation,
         active: np.ndarray,
         spec: TruthSpec,
+        batch: tuple[int, int],
         month: int,
         months: int,
         *,
@@ -240,7 +294,7 @@ class _Path:
     ) -> None:
         mech = sim.mech
         self.at_contact: dict[str, Any] = {}
-        paths = _stacked(sim, active, spec, month + months)
+        paths = _stacked(sim, active, spec, batch, month + months)
         size = paths.size
         discount = (1.0 + spec.annual_discount_rate) ** (-1.0 / 12.0)
         survival = {arm: np.ones(size) for arm in arms}
@@ -335,10 +389,12 @@ def _revenue(sim: _ChunkSimulation) -> np.ndarray:
     return (sim.price * sim.held).sum(axis=1)
 
 
-def _stacked(sim: _ChunkSimulation, active: np.ndarray, spec: TruthSpec, months: int) -> _ChunkSimulation:
-    """A copy of ``sim`` holding only ``active``, each ``spec.paths`` times (row path * n + i), with the truth's
-    streams and a window of ``months`` months; ``sim`` is not changed."""
-    n, paths = active.size, spec.paths
+def _stacked(
+    sim: _ChunkSimulation, active: np.ndarray, spec: TruthSpec, batch: tuple[int, int], months: int
+) -> _ChunkSimulation:
+    """A copy of ``sim`` holding only ``active``, once per path of ``batch`` (first path, count; row path * n +
+    i), with the truth's streams of that batch and a window of ``months`` months; ``sim`` is not changed."""
+    n, paths = active.size, batch[1]
     rows = np.tile(active, paths)
     stacked = copy.copy(sim)
     for name, value in vars(sim).items():
@@ -361,7 +417,7 @@ def _stacked(sim: _ChunkSimulation, active: np.ndarray, spec: TruthSpec, months:
         getattr(stacked, name).add(**copies)
     stacked.size = rows.size
     stacked.extra_campaigns = list(sim.extra_campaigns)
-    stream = np.random.SeedSequence([*sim.seed_key, _TRUTH_STREAM, spec.seed])
+    stream = np.random.SeedSequence([*sim.seed_key, _TRUTH_STREAM, spec.seed, batch[0]])
     main, moves = stream.spawn(2)
     stacked.rng, stacked.move_rng = np.random.default_rng(main), np.random.default_rng(moves)
     stacked.extend_calendar(months, np.random.default_rng(0))  # no campaigns run in truth paths
