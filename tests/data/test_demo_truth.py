@@ -272,3 +272,17 @@ def test_expected_cost_is_what_the_business_pays(truth: pd.DataFrame) -> None:
         expected = SPEC.mechanism.contact_cost + acceptance * action.cost
         assert np.allclose(cost[action.name], expected), action.name
     assert (cost["discount"] > SPEC.mechanism.contact_cost).all()
+
+
+@pytest.mark.parametrize("campaigns", [False, True])
+def test_the_demos_own_campaigns_stop_at_from_date_unless_asked(campaigns: bool, tmp_path: Path) -> None:
+    summary = continue_demo(
+        SPEC, END, 3, tables_dir=tmp_path / "t", truth_dir=tmp_path / "tt", seed=2, campaigns=campaigns
+    )
+    rows = pd.read_parquet(summary.tables_dir / "campaigns.parquet")
+    after = rows[pd.to_datetime(rows["assigned_at"]) >= pd.Timestamp(END)]
+    expected = (
+        {"C2024-07", "C2024-08"} if campaigns else set()
+    )  # none in the month of the plan (END: 2024-06)
+    assert set(after["campaign_id"]) == expected
+    assert summary.end_date == date(2024, 9, 1)
