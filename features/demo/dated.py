@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -37,6 +38,7 @@ from tqdm.auto import tqdm
 
 from features.demo.demo_actions import DEFAULT_ACTIONS, MOVES, TARGETS, ActionTruth
 from features.demo.demo_actions import RetentionAction as RetentionAction
+from features.demo.truth import ACTION_VALUES_SCHEMA, TruthSpec, action_values
 from features.errors import ConfigError
 from features.publish import LEFTOVER, RECORD, owned_files, record_files
 
@@ -87,7 +89,7 @@ TABLE_NAMES: tuple[str, ...] = (
     "offers",
     "campaigns",
 )
-TRUTH_NAMES: tuple[str, ...] = ("true_churn_probability", "true_offer_effects")
+TRUTH_NAMES: tuple[str, ...] = ("true_churn_probability", "true_offer_effects", "true_action_values")
 
 # --------------------------------------------------------------------------------------------------
 # The mechanism: every coefficient in one place (mirrored in docs/demo_data.md)
@@ -305,7 +307,8 @@ class Mechanism:
 
 @dataclass(frozen=True)
 class DemoSpec:
-    """What demo data to generate: how many customers, which window, which seed, which mechanism."""
+    """What demo data to generate: how many customers, which window, which seed, which mechanism, and how the
+    true action values at the data end are computed (``truth``)."""
 
     n_customers: int = 20_000
     start_date: date | str = "2022-01-01"
@@ -313,6 +316,7 @@ class DemoSpec:
     seed: int = 42
     chunk_size: int = 50_000
     mechanism: Mechanism = field(default_factory=Mechanism)
+    truth: TruthSpec = field(default_factory=TruthSpec)
 
     def __post_init__(self) -> None:
         """Normalise ``start_date`` to a date and the mechanism to :class:`Mechanism`; validate."""
@@ -333,6 +337,10 @@ class DemoSpec:
             object.__setattr__(self, "mechanism", Mechanism.from_mapping(self.mechanism))
         elif not isinstance(self.mechanism, Mechanism):
             raise ValueError("mechanism must be a Mechanism or a mapping of its fields")
+        if isinstance(self.truth, Mapping):
+            object.__setattr__(self, "truth", TruthSpec(**dict(self.truth)))
+        elif not isinstance(self.truth, TruthSpec):
+            raise ValueError("truth must be a TruthSpec or a mapping of its fields")
         for name in ("n_customers", "months", "seed", "chunk_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -387,6 +395,32 @@ def generate_demo(
     or one this generator wrote and nobody added to, is ever replaced: any other raises ConfigError naming
     `keys` (the settings that chose the two folders) before anything is written.
     """
+    calendar = _Calendar.from_spec(spec)
+    return write_demo(
+        spec,
+        tables_dir,
+        truth_dir,
+        lambda chunk_index, first_id, size: _simulate_chunk(spec, calendar, chunk_index, first_id, size),
+        end_date=spec.end_date,
+        progress=progress,
+        keys=keys,
+    )
+
+
+def write_demo(
+    spec: DemoSpec,
+    tables_dir: Path,
+    truth_dir: Path,
+    chunk_tables: Callable[[int, int, int], Iterable[tuple[str, pa.Table]]],
+    *,
+    end_date: date,
+    manifest: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    keys: tuple[str, str] = ("data.path", "data.truth_path"),
+) -> DemoSummary:
+    """Write the tables ``chunk_tables(chunk_index, first_id, size)`` yields for every chunk of ``spec`` into
+    ``tables_dir`` and ``truth_dir`` (staged, replaced atomically, see :func:`generate_demo`); ``end_date``
+    is the window end and ``manifest`` adds entries to the manifest (a continuation's)."""
     began = time.perf_counter()
     tables_dir = Path(tables_dir).absolute()
     truth_dir = Path(truth_dir).absolute()
@@ -397,13 +431,12 @@ def generate_demo(
         )
     check_generated_folder(tables_dir, TABLE_NAMES, keys[0])
     check_generated_folder(truth_dir, TRUTH_NAMES, keys[1])
-    calendar = _Calendar.from_spec(spec)
     n_chunks = -(-spec.n_customers // spec.chunk_size)
     logger.info(
         "Generating demo data: %d customers, %s to %s, seed %d, %d chunk(s) of up to %d",
         spec.n_customers,
         spec.start_date,
-        spec.end_date,
+        end_date,
         spec.seed,
         n_chunks,
         spec.chunk_size,
@@ -424,7 +457,7 @@ def generate_demo(
                 for chunk_index in range(n_chunks):
                     first_id = chunk_index * spec.chunk_size + 1
                     size = min(spec.chunk_size, spec.n_customers - first_id + 1)
-                    for name, table in _simulate_chunk(spec, calendar, chunk_index, first_id, size):
+                    for name, table in chunk_tables(chunk_index, first_id, size):
                         if table.num_rows:
                             writers[name].write_table(table)
                         rows[name] += table.num_rows
@@ -437,15 +470,17 @@ def generate_demo(
                         first_id + size - 1,
                     )
                     bar.update(1)
-        manifest = {
+        written = {
             "generator_version": GENERATOR_VERSION,
             "spec": spec.to_dict(),
             "start_date": spec.start_date.isoformat(),  # type: ignore[union-attr]
-            "end_date": spec.end_date.isoformat(),
+            "end_date": end_date.isoformat(),
             "rows": {name: rows[name] for name in TABLE_NAMES},
             "truth_rows": {name: rows[name] for name in TRUTH_NAMES},
+            "true_action_values": {"as_of": end_date.isoformat(), **dataclasses.asdict(spec.truth)},
+            **(manifest or {}),
         }
-        (staging[tables_dir] / "_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (staging[tables_dir] / "_manifest.json").write_text(json.dumps(written, indent=2) + "\n")
         for directory, names in ((tables_dir, TABLE_NAMES), (truth_dir, TRUTH_NAMES)):
             files = [f"{name}.parquet" for name in names] + (
                 ["_manifest.json"] if directory == tables_dir else []
@@ -465,7 +500,7 @@ def generate_demo(
         rows=rows,
         n_customers=spec.n_customers,
         start_date=spec.start_date,  # type: ignore[arg-type]
-        end_date=spec.end_date,
+        end_date=end_date,
         seconds=seconds,
     )
 
@@ -623,6 +658,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("cost", pa.float64()),
         ]
     ),
+    "true_action_values": ACTION_VALUES_SCHEMA,
     "true_offer_effects": pa.schema(
         [
             ("customer_id", pa.int64()),
@@ -651,6 +687,7 @@ _NEVER_US = np.int64(2**62)  # the same idea in microseconds
 _PENDING, _ACTIVE, _CHURNED = 0, 1, 2
 _DAYS_PER_MONTH = 30.4375
 _CAMPAIGN_DESIGN = 1  # spawn key of the random stream of the campaigns' treated shares
+_REFERRAL_MATCHING = 2  # third seed word of a chunk's referral matching stream
 _FLUSH_ROWS = 1_000_000  # events and truth rows buffered before they are written as a row group
 
 
@@ -744,11 +781,21 @@ class _ChunkSimulation:
 
     ACCESSORIES = ORDER_CATEGORIES.index("accessories")
     NEVER = _NEVER
+    PENDING, ACTIVE = _PENDING, _ACTIVE
+    US_PER_DAY = _US_PER_DAY
+    DAYS_PER_MONTH = _DAYS_PER_MONTH
 
     def __init__(self, spec: DemoSpec, calendar: _Calendar, chunk_index: int, first_id: int, size: int):
         self.mech = spec.mechanism
         self.cal = calendar
         self.rng = np.random.default_rng(np.random.SeedSequence([spec.seed, chunk_index]))
+        self.move_rng = self.rng  # the draws of ladder moves (their own stream only in truth paths)
+        self.seed_key = (spec.seed, chunk_index)
+        self.truth_spec = spec.truth
+        self.next_month = 0  # the month the next step simulates
+        self.extra_campaigns: list[
+            str
+        ] = []  # campaign ids of planned contacts (continue_demo), codes -1, -2, ..
         # the campaigns' design (a treated share per month and action) is one for all chunks: its own stream
         design = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(_CAMPAIGN_DESIGN,)))
         self.treated_shares = design.choice(
@@ -771,6 +818,7 @@ class _ChunkSimulation:
         self.contacts = _Buffer(
             cust=i32,
             month=i32,
+            campaign=i32,
             time=i64,
             action=np.int8,
             treated=bool,
@@ -881,21 +929,24 @@ class _ChunkSimulation:
         self.row_start = np.broadcast_to(self.first_start[:, None], (n, n_slots)).copy()
         self.term_end = np.where(self.term > 0, _add_months(self.first_start, self.term), _NEVER)
 
-    def _draw_products(self, slot: np.ndarray) -> np.ndarray:
+    def _draw_products(self, slot: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """A product index for each category slot (basic or premium variant where there are two)."""
         first_of_category = np.asarray(
             [next(i for i, p in enumerate(PRODUCTS) if p.category == c) for c in PRODUCT_CATEGORIES]
         )
         variants = np.asarray([sum(p.category == c for p in PRODUCTS) for c in PRODUCT_CATEGORIES])
-        premium = (self.rng.random(slot.shape) < self.mech.premium_variant_share) & (variants[slot] > 1)
+        rng = self.rng if rng is None else rng
+        premium = (rng.random(slot.shape) < self.mech.premium_variant_share) & (variants[slot] > 1)
         return first_of_category[slot] + premium.astype(np.int64)
 
-    def _list_price(self, product: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    def _list_price(
+        self, product: np.ndarray, segment: np.ndarray, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
         """A monthly list price for each product, scaled by the segment's price factor."""
         low = np.asarray([p.price_low for p in PRODUCTS])[product]
         high = np.asarray([p.price_high for p in PRODUCTS])[product]
         factor = np.asarray(self.mech.segment_price_factor)[segment]
-        return np.round(self.rng.uniform(low, high) * factor, 2)
+        return np.round((self.rng if rng is None else rng).uniform(low, high) * factor, 2)
 
     def _prospect_events(self) -> None:
         """A few events (browsing) in the days after signup (or window start) for customers who never buy."""
@@ -908,15 +959,37 @@ class _ChunkSimulation:
         self._add_events(who, begin, finish, counts, np.asarray(mech.prospect_event_type_shares))
 
     # ---------------------------------------------------------------- monthly step
-    def run(self) -> Iterator[tuple[str, pa.Table]]:
-        """Simulate every month of the window, yielding tables as they are ready (large logs in batches)."""
-        for month in range(len(self.cal.calendar_month)):
-            self._step(month)
+    def run(self, steps: Iterable[Callable[[], object]] | None = None) -> Iterator[tuple[str, pa.Table]]:
+        """Simulate every month of the window (or run ``steps``, one month each), yielding tables as they are
+        ready (large logs in batches), then the final tables and the true action values at the end."""
+        if steps is None:
+            steps = (functools.partial(self._step, month) for month in range(len(self.cal.calendar_month)))
+        for step in steps:
+            step()
             if self.events.rows >= _FLUSH_ROWS:
                 yield "events", self._events_table()
             if self.truth.rows >= _FLUSH_ROWS:
                 yield "true_churn_probability", self._truth_table()
+        values = action_values(self, self.truth_spec)  # before the final tables drain the contacts
         yield from self._final_tables()
+        yield "true_action_values", values
+
+    def extend_calendar(self, months: int, design: np.random.Generator) -> None:
+        """Extend the window to ``months`` months from its start (a continuation past the data end); the
+        campaigns' treated shares of the new months are drawn from ``design``."""
+        have = len(self.cal.calendar_month)
+        if months <= have:
+            return
+        first = self.cal.month_start[:1].astype("datetime64[D]").astype("datetime64[M]")[0]
+        starts = np.arange(first, first + months + 1)
+        self.cal = _Calendar(
+            month_start=starts.astype("datetime64[D]").astype(np.int64),
+            calendar_month=(starts[:-1].astype(np.int64) % 12 + 1).astype(np.int64),
+        )
+        extra = design.choice(
+            np.asarray(self.mech.campaign_treated_shares), size=(months - have, len(self.mech.actions))
+        )
+        self.treated_shares = np.concatenate([self.treated_shares, extra])
 
     def _complaint_counts(self, month_start: np.int64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per customer at a month start: recent complaints, open (unresolved) ones, and severe recent ones."""
@@ -955,7 +1028,25 @@ class _ChunkSimulation:
         still_open: np.ndarray,
         severe: np.ndarray,
     ) -> np.ndarray:
-        """The monthly churn probability of customers ``who`` from their state at the month start."""
+        """The monthly churn probability of customers ``who`` from their state at the month start: the logistic
+        hazard times the multipliers of offers in effect, capped at ``max_hazard`` (both parts are kept in
+        ``hazard_parts`` for the truth's state paths)."""
+        base = self._base_hazard(who, month, month_start, month_end, recent, still_open, severe)
+        multiplier = self._offer_multiplier(month)[who]
+        self.hazard_parts = (who, base, multiplier)
+        return np.minimum(base * multiplier, self.mech.max_hazard)
+
+    def _base_hazard(
+        self,
+        who: np.ndarray,
+        month: int,
+        month_start: np.int64,
+        month_end: np.int64,
+        recent: np.ndarray,
+        still_open: np.ndarray,
+        severe: np.ndarray,
+    ) -> np.ndarray:
+        """The logistic monthly hazard of customers ``who`` from their state at the month start."""
         mech = self.mech
         held = self.held[who]
         n_held = held.sum(axis=1)
@@ -996,15 +1087,24 @@ class _ChunkSimulation:
             + mech.partner * (self.partner_since[who] < month_start)
             + mech.programme_member * (self.member_since[who] < month_start)
         )
-        hazard = 1.0 / (1.0 + np.exp(-logit))
-        return np.minimum(hazard * self._offer_multiplier(month)[who], mech.max_hazard)
+        return 1.0 / (1.0 + np.exp(-logit))
 
-    def _step(self, month: int, *, churn: bool = True, logs: bool = True, campaigns: bool = True) -> None:
+    def _step(
+        self,
+        month: int,
+        *,
+        churn: bool = True,
+        logs: bool = True,
+        campaigns: bool = True,
+        plan: Callable[..., np.ndarray] | None = None,
+    ) -> None:
         """One month: hazards, churn, the month's campaign, logs, then contract and product changes of survivors.
 
         ``churn=False`` keeps every customer (hazards are still computed and recorded); ``logs=False`` emits
         no events or orders (neither feeds the hazard; complaints and referrals, which do, still happen);
-        ``campaigns=False`` runs no campaign this month. A continuation (S3) runs state-only steps with them.
+        ``campaigns=False`` runs no campaign this month. ``plan(simulation, month, active, month_start,
+        month_end, churns, churn_day)`` makes planned contacts after the campaign (through ``_contact``) and
+        returns who made a move (features/demo/continuation.py, features/demo/truth.py).
         """
         rng, mech = self.rng, self.mech
         month_start = self.cal.month_start[month]
@@ -1039,6 +1139,8 @@ class _ChunkSimulation:
             if campaigns
             else np.empty(0, dtype=np.int64)
         )
+        if plan is not None:
+            moved = np.union1d(moved, plan(self, month, active, month_start, month_end, churns, churn_day))
 
         churners = active[churns]
         self._close_rows(churners, self.held[churners], churn_day[churns])
@@ -1067,6 +1169,7 @@ class _ChunkSimulation:
         self._drop_products(remaining, month_start, n_days)
         self._make_partners(survivors, month_start, n_days)
         self.engagement = engagement_now
+        self.next_month = month + 1
 
     # ---------------------------------------------------------------- subscription rows
     def _latest_row_start(self, who: np.ndarray) -> np.ndarray:
@@ -1142,10 +1245,18 @@ class _ChunkSimulation:
         day = month_start + rng.integers(0, n_days, size=who.size)
         return self.add_products(who, day, bundle_it=rng.random(who.size) < mech.cross_sell_bundle_share)
 
-    def add_products(self, who: np.ndarray, day: np.ndarray, *, bundle_it: np.ndarray) -> np.ndarray:
+    def add_products(
+        self,
+        who: np.ndarray,
+        day: np.ndarray,
+        *,
+        bundle_it: np.ndarray,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
         """Add a product in a category not held yet on ``day`` (or the latest row start, if later), into the
-        customer's bundle or forming one where ``bundle_it``; return who bought one (those with room)."""
-        rng, mech = self.rng, self.mech
+        customer's bundle or forming one where ``bundle_it``; return who bought one (those with room). Draws
+        from ``rng`` (default: the simulation's stream)."""
+        rng, mech = self.rng if rng is None else rng, self.mech
         has_room = self.held[who].sum(axis=1) < self.held.shape[1]
         who, day, bundle_it = who[has_room], np.asarray(day)[has_room], bundle_it[has_room]
         if who.size == 0:
@@ -1169,8 +1280,8 @@ class _ChunkSimulation:
         row, slot = np.nonzero(new_slot)
         cust = who[row]
         self.held[cust, slot] = True
-        self.product[cust, slot] = self._draw_products(slot)
-        self.price[cust, slot] = self._list_price(self.product[cust, slot], self.segment[cust])
+        self.product[cust, slot] = self._draw_products(slot, rng)
+        self.price[cust, slot] = self._list_price(self.product[cust, slot], self.segment[cust], rng)
         self.row_start[cust, slot] = day[row]
         self.in_bundle[cust, slot] = (join_bundle | form_bundle)[row]
         return who
@@ -1256,11 +1367,15 @@ class _ChunkSimulation:
         action: np.ndarray,
         treated: np.ndarray,
         propensity: np.ndarray,
+        *,
+        campaign: np.ndarray | None = None,
+        accepted: np.ndarray | None = None,
     ) -> np.ndarray:
         """Record campaign rows (customers ``who``, action indices, treated or control) assigned at
         ``contact_time`` (us) in ``month``, with their truth, and apply the effects to the treated: a hazard
         multiplier from next month, or a move (``until``: the customer's last day live this month).
-        Return who made a move."""
+        ``campaign``: campaign codes (default: the month's campaign; -1, -2, ..: ``extra_campaigns``);
+        ``accepted``: given acceptance instead of drawn (the truth's accepted branch). Return who made a move."""
         rng, mech = self.rng, self.mech
         day = contact_time // _US_PER_DAY
         targeted = np.zeros(who.size, dtype=bool)
@@ -1272,7 +1387,8 @@ class _ChunkSimulation:
             np.asarray([a.acceptance for a in mech.actions])[action],
             np.asarray([a.off_target_acceptance for a in mech.actions])[action],
         )
-        accepted = rng.random(who.size) < acceptance  # for controls: would have accepted, had they been asked
+        if accepted is None:  # for controls: would have accepted, had they been asked
+            accepted = rng.random(who.size) < acceptance
         sleeping_dog = self.engagement[who] < mech.sleeping_dog_engagement
         multiplier = np.where(
             targeted,
@@ -1297,6 +1413,7 @@ class _ChunkSimulation:
         self.contacts.add(
             cust=who,
             month=np.full(who.size, month),
+            campaign=np.full(who.size, month) if campaign is None else campaign,
             time=contact_time,
             action=action,
             treated=treated,
@@ -1493,11 +1610,14 @@ class _ChunkSimulation:
         buys = starters[self.rng.random(starters.size) < self.mech.first_device_order_share]
         self.add_orders(buys, self.first_start[buys], np.zeros(buys.size, dtype=np.int64))
 
-    def add_orders(self, cust: np.ndarray, day: np.ndarray, category: np.ndarray) -> None:
-        """Emit orders with amounts drawn per order category (a few are free)."""
+    def add_orders(
+        self, cust: np.ndarray, day: np.ndarray, category: np.ndarray, rng: np.random.Generator | None = None
+    ) -> None:
+        """Emit orders with amounts drawn per order category (a few are free), from ``rng`` (default: the
+        simulation's stream)."""
         if cust.size == 0:
             return
-        rng, mech = self.rng, self.mech
+        rng, mech = self.rng if rng is None else rng, self.mech
         median = np.asarray(mech.order_amount_median)[category]
         amount = np.round(rng.lognormal(np.log(median), mech.order_amount_sigma), 2)
         amount = np.where(rng.random(cust.size) < mech.free_order_share, 0.0, amount)
@@ -1511,7 +1631,9 @@ class _ChunkSimulation:
         candidates = candidates[np.argsort(self.signup[candidates], kind="stable")]
         candidate_day = self.signup[candidates]
         referred = np.full(referrer.size, -1, dtype=np.int64)
-        converts = self.rng.random(referrer.size) < mech.referral_conversion
+        # its own stream, so that the referrals before a date match alike in a continuation (continue_demo)
+        matching = np.random.default_rng(np.random.SeedSequence([*self.seed_key, _REFERRAL_MATCHING]))
+        converts = matching.random(referrer.size) < mech.referral_conversion
         next_free = np.arange(candidates.size + 1)  # union-find over taken candidates
 
         def find(position: int) -> int:
@@ -1673,7 +1795,9 @@ class _ChunkSimulation:
         action = _labels(tuple(a.name for a in self.mech.actions), rows["action"])
         accepted = pa.array(rows["accepted"], type=pa.bool_())
         months = self.cal.month_start[:-1].astype("datetime64[D]").astype("datetime64[M]")
-        campaign_id = _labels(tuple(f"C{m}" for m in months.astype(str)), rows["month"])
+        names = tuple(f"C{m}" for m in months.astype(str)) + tuple(self.extra_campaigns)
+        code = rows["campaign"].astype(np.int64)
+        campaign_id = _labels(names, np.where(code >= 0, code, len(months) - 1 - code))
         keep = pa.array(treated)
         yield (
             "offers",

@@ -109,15 +109,15 @@ TARGETS: dict[str, Callable[[_ChunkSimulation, np.ndarray], np.ndarray]] = {
 
 
 def _add_product(sim: _ChunkSimulation, who: np.ndarray, day: np.ndarray, until: np.ndarray) -> np.ndarray:
-    return sim.add_products(who, day, bundle_it=np.ones(who.size, dtype=bool))
+    return sim.add_products(who, day, bundle_it=np.ones(who.size, dtype=bool), rng=sim.move_rng)
 
 
 def _repeat_orders(sim: _ChunkSimulation, who: np.ndarray, day: np.ndarray, until: np.ndarray) -> np.ndarray:
     count = sim.mech.programme_orders
     row = np.repeat(np.arange(who.size), count)
     span = (until - day + 1)[row]
-    order_day = day[row] + np.floor(sim.rng.random(row.size) * span).astype(np.int64)
-    sim.add_orders(who[row], order_day, np.full(row.size, sim.ACCESSORIES, dtype=np.int64))
+    order_day = day[row] + np.floor(sim.move_rng.random(row.size) * span).astype(np.int64)
+    sim.add_orders(who[row], order_day, np.full(row.size, sim.ACCESSORIES, dtype=np.int64), sim.move_rng)
     sim.member_since[who] = np.minimum(sim.member_since[who], day)
     return who
 
@@ -135,7 +135,9 @@ def _partner_move(sim: _ChunkSimulation, who: np.ndarray, day: np.ndarray, until
 
 
 # The observable state change of an accepted move, on the contact day: (simulation, customers, contact day,
-# last day live this month) -> the customers whose state changed.
+# last day live this month) -> the customers whose state changed. A move draws only from `sim.move_rng` (the
+# simulation's stream in the generator; its own in the truth's state paths, so that the arms of
+# features.demo.truth consume the main stream alike).
 MOVES: dict[str, Callable[[_ChunkSimulation, np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
     # a new subscription row in a category not held, sold as a bundle with what they hold (categories_held,
     # bundled_products, monthly_revenue rise; hazard: cross_sell_depth, bundle_held)

@@ -100,6 +100,17 @@ EXPECTED_TRUTH_SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("effect_months", pa.int32()),
         ("moved", pa.bool_()),
     ],
+    "true_action_values": [
+        ("customer_id", pa.int64()),
+        ("as_of", pa.date32()),
+        ("action", pa.string()),
+        ("p_churn_horizon", pa.float64()),
+        ("p_churn_12m", pa.float64()),
+        ("expected_margin", pa.float64()),
+        ("expected_cost", pa.float64()),
+        ("targeted", pa.bool_()),
+        ("sleeping_dog", pa.bool_()),
+    ],
 }
 SMALL_SPEC = DemoSpec(n_customers=600, start_date="2022-01-01", months=18, seed=7, chunk_size=250)
 
@@ -470,3 +481,13 @@ def test_state_only_steps_keep_everyone_and_write_no_usage_logs() -> None:
     assert simulation.truth.rows - truth_rows == (simulation.status == demo._ACTIVE).sum() > active.sum()
     simulation._step(7)
     assert simulation.events.rows > events and simulation.contacts.rows > contacts
+
+
+def test_the_truth_block_of_the_spec_is_built_from_a_mapping_and_checked() -> None:
+    spec = DemoSpec(truth={"paths": 4, "value_months": 24})
+    assert (spec.truth.paths, spec.truth.value_months, spec.truth.horizon_months) == (4, 24, 3)
+    assert spec.to_dict()["truth"]["paths"] == 4
+    with pytest.raises(ValueError, match="truth.paths"):
+        DemoSpec(truth={"paths": 0})
+    with pytest.raises(ValueError, match="truth.margin_rate"):
+        DemoSpec(truth={"margin_rate": 1.5})
