@@ -15,7 +15,7 @@ PACKAGES := pipeline churnwise analytics decisions models features
 # PYTEST_WORKERS= for one process, e.g. to use pdb.
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 
-.PHONY: help setup lock data validate features train tune promote score report test test-fast browser postgres bench bench-score bench-quality lint format ui clean clean-data
+.PHONY: help setup lock data validate features train tune promote score readout report test test-fast browser postgres bench bench-score bench-quality bench-clv lint format ui clean clean-data
 
 help: ## List the targets and what they do
 	@echo "churnwise: make <target> [ARGS='hydra overrides']"
@@ -58,6 +58,9 @@ promote: $(STAMP) ## Compare challenger and champion on the latest test slice; m
 score: $(STAMP) ## Score active customers with the champion; value, ladder, reasons, actions within budget (outputs/scores)
 	$(PY) -m pipeline.score $(ARGS)
 
+readout: $(STAMP) ## Did the last campaigns work? Treated vs control per action of past scoring runs whose horizon has passed
+	$(PY) -m pipeline.readout $(ARGS)
+
 report: $(STAMP) ## Retention report: rates, lifetime, survival, defection reasons, the plan (outputs/report/report.html)
 	$(PY) -m pipeline.report $(ARGS)
 
@@ -84,6 +87,9 @@ bench-score: $(STAMP) ## Batch-scoring benchmark: customers/s with and without r
 
 bench-quality: $(STAMP) ## Model quality on four demo shapes vs the true probabilities and plain baselines (2-4 min on 2 cores)
 	$(PY) bench/quality.py $(ARGS)
+
+bench-clv: $(STAMP) ## Lifetime value: the project's CLV vs BG/NBD + Gamma-Gamma on next year's real spend (retail demo)
+	$(PY) bench/clv.py $(ARGS)
 
 lint: $(STAMP) ## Check style with ruff
 	$(VENV)/bin/ruff check $(PACKAGES) tests bench

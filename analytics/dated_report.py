@@ -27,7 +27,13 @@ from analytics.retention import (
     survival_by_group,
     survival_figure,
 )
-from analytics.sections import Report, add_latest_scoring, model_reasons_of_churners, reason_inputs
+from analytics.sections import (
+    Report,
+    add_latest_readout,
+    add_latest_scoring,
+    model_reasons_of_churners,
+    reason_inputs,
+)
 from decisions.ladder import LoyaltyLadder
 from decisions.rules import referenced_names
 from decisions.value import RevenueRule
@@ -368,4 +374,5 @@ def build_report(cfg: DictConfig, con: Any, present: set[str]) -> Report:
     if "segment" in _columns(con, "customers"):  # the customer segment, beside the valuation segment
         segments = con.execute("SELECT customer_id, segment AS customer_segment FROM customers").df()
     add_latest_scoring(report, Path(cfg.score.output_dir), segments)
+    add_latest_readout(report, Path(cfg.readout.output_dir))
     return report

@@ -109,6 +109,7 @@ def add_scoring_sections(report: Report, scores: pd.DataFrame, path: Path) -> No
                 {
                     "best_for": len(rows),
                     "selected": int(rows["selected"].sum()),
+                    "control": int((rows["assignment"] == "control").sum()) if "assignment" in rows else 0,
                     "cost": rows.loc[rows["selected"], "action_cost"].sum(),
                     "value_at_risk_covered": rows.loc[rows["selected"], "value_at_risk"].sum(),
                     "expected_saved": (rows["expected_net_value"] + rows["action_cost"])[
@@ -133,6 +134,50 @@ def add_scoring_sections(report: Report, scores: pd.DataFrame, path: Path) -> No
         f"saved {(selected['expected_net_value'] + selected['action_cost']).sum():,.0f}.",
         {"actions": plan},
     )
+
+
+def add_readout_sections(report: Report, by_action: pd.DataFrame, path: Path) -> None:
+    """ "Did the last campaigns work?": treated against control per run and action, and the value delivered
+    against the value claimed, from a readout (decisions.readout)."""
+    from decisions.readout import readout_figure
+
+    effects = by_action[
+        ["as_of", "action", "n_treated", "n_control", "churn_treated", "churn_control", "effect", "low", "high",
+         "note"]
+    ]  # fmt: skip
+    value = by_action[
+        ["as_of", "action", "n_treated", "margin_effect", "cost", "value_delivered", "value_delivered_low",
+         "value_delivered_high", "value_claimed"]
+    ]  # fmt: skip
+    read = by_action[by_action["low"].notna()]
+    worked = read[read["high"] < 0]
+    harmed = read[read["low"] > 0]
+    report.metrics |= {
+        "readout_actions": float(len(by_action)),
+        "readout_value_delivered": float(by_action["value_delivered"].sum(min_count=1)),
+        "readout_value_claimed": float(by_action["value_claimed"].sum()),
+    }
+    runs = ", ".join(sorted({str(d) for d in by_action["as_of"]}))
+    report.add(
+        "Did the last campaigns work?",
+        f"From the readout at {path}: scoring runs of {runs}, each action's treated customers against its random "
+        f"control group (held out, not contacted). Effect = churn rate of the treated minus that of the controls "
+        f"over the horizon (negative: fewer churned), with its interval; {len(read)} of {len(by_action)} groups "
+        f"are large enough for one. Lowered churn clearly: {', '.join(worked['action']) or 'none'}; raised it "
+        f"clearly: {', '.join(harmed['action']) or 'none'}. Value delivered = treated x (margin of the treated "
+        f"minus that of the controls, within the horizon) - cost: {value['value_delivered'].sum(min_count=1):,.0f}"
+        f" against {value['value_claimed'].sum():,.0f} claimed by the runs (expected net value over the treated, "
+        f"a lifetime value: an effect lasting past the horizon is worth more than the margin delivered within it).",
+        {"treated_vs_control": effects, "delivered_vs_claimed": value},
+        {"readout_effects.png": readout_figure(by_action)},
+    )
+
+
+def add_latest_readout(report: Report, output_dir: Path) -> None:
+    """The readout section from the latest readout in `output_dir`, when there is one (`make readout`)."""
+    path = Path(output_dir) / "readout_by_action.parquet"
+    if path.is_file():
+        add_readout_sections(report, pd.read_parquet(path), path)
 
 
 def add_latest_scoring(report: Report, output_dir: Path, segments: pd.DataFrame | None = None) -> None:

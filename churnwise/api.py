@@ -25,6 +25,7 @@ from churnwise.stage import project_config
 
 if TYPE_CHECKING:  # the libraries load when a stage runs, not when the API is imported
     from analytics.report import ReportResult
+    from decisions.readout import ReadoutResult
     from decisions.scoring import ScoreResult
     from features.build import FeatureTableResult
     from features.catalog import FamilyAvailability
@@ -39,8 +40,8 @@ if TYPE_CHECKING:  # the libraries load when a stage runs, not when the API is i
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "build_features", "clean_data", "ensure_demo_data", "generate", "load_config", "promote", "report", "score",
-    "train", "tune", "validate",
+    "build_features", "clean_data", "ensure_demo_data", "generate", "load_config", "promote", "readout", "report",
+    "score", "train", "tune", "validate",
 ]  # fmt: skip
 
 
@@ -142,6 +143,18 @@ def score(cfg: DictConfig) -> ScoreResult:
     # no demo data made: a model to score with was trained on data
     cfg = _prepare(cfg, "score", demo_data=False)
     return score_customers(cfg)
+
+
+def readout(cfg: DictConfig) -> ReadoutResult:
+    """`make readout`: for each past scoring run whose horizon has passed, treated against control per action
+    (realised churn and margin, with intervals), value delivered against value claimed; files and MLflow run."""
+    from churnwise.settings import inside_root
+    from decisions.readout import readout as read_out
+
+    # no demo data made: there is nothing to read out without scoring runs on data
+    cfg = _prepare(cfg, "readout", demo_data=False)
+    inside_root(cfg, "readout.output_dir", "paths.output_dir")
+    return read_out(cfg)
 
 
 def report(cfg: DictConfig) -> ReportResult:

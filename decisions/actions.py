@@ -275,12 +275,12 @@ def undominated(
         if capacity.get(int(a)) is not None:
             limit = min(limit, int(capacity[int(a)]))
         if len(items) > limit:
-            items = items[_fewer_betters_than(c, v, limit)]
+            items = items[fewer_betters_than(c, v, limit)]
         kept.append(items)
     return np.sort(np.concatenate(kept))
 
 
-def _fewer_betters_than(cost: np.ndarray, value: np.ndarray, limit: int) -> np.ndarray:
+def fewer_betters_than(cost: np.ndarray, value: np.ndarray, limit: int) -> np.ndarray:
     """For each item, whether fewer than `limit` items come before it (higher value, then lower cost) and cost
     no more than it."""
     order = np.lexsort((np.arange(len(cost)), cost, -value))

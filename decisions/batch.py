@@ -12,18 +12,28 @@ import numpy as np
 import pandas as pd
 
 from decisions.actions import ValueParameters, select_within_budget
+from decisions.control import TREATED, ControlSettings, hold_out, within_budget
 from decisions.plan import ScoringPlan
 from decisions.policy import DecisionPolicy, action_index
 from decisions.reasons import top_reasons
 from features.sql import identifier, literal
 
+# Columns added to the scoring output since histories were first written: a history table without them is
+# migrated (nullable columns added) when a run writes to it; any other difference is refused.
+ADDED_COLUMNS = ("assignment", "assignment_probability")
+
 
 def output_columns(top_reasons: int = 3) -> list[str]:
-    """The columns of the scoring output, in order (`reason_1 .. reason_<top_reasons>`)."""
+    """The columns of the scoring output, in order (`reason_1 .. reason_<top_reasons>`).
+
+    `selected` says whom to contact (the treated); `assignment` is 'treated' or 'control' for every customer
+    the selection chose (controls are held out and not contacted), empty otherwise, and
+    `assignment_probability` the probability of being treated once chosen for that action."""
     return [
         "customer_id", "as_of", "p_churn", "clv", "value_at_risk", "strategic_value", "valuation_segment",
         "ladder_rung", *(f"reason_{i + 1}" for i in range(top_reasons)), "action", "action_kind",
-        "action_cost", "expected_net_value", "selected", "priority", "model_version",
+        "action_cost", "expected_net_value", "selected", "assignment", "assignment_probability", "priority",
+        "model_version",
     ]  # fmt: skip
 
 
@@ -106,10 +116,16 @@ def score_chunks(
 
 
 def finalise(
-    con: duckdb.DuckDBPyConnection, scored_file: Path, policy: DecisionPolicy
+    con: duckdb.DuckDBPyConnection,
+    scored_file: Path,
+    policy: DecisionPolicy,
+    control: ControlSettings,
+    as_of: date,
 ) -> duckdb.DuckDBPyRelation:
-    """Valuation segments, priority and the budgeted selection over all customers scored into `scored_file`;
-    returns the scoring output in priority order (a table on `con`)."""
+    """Valuation segments, priority, the budgeted selection over all customers scored into `scored_file` and
+    its control groups (decisions.control); returns the scoring output in priority order (a table on `con`).
+
+    Priority is the rank by expected net value; `selected` marks the treated, whom the team contacts."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE scored AS SELECT * FROM read_parquet({literal(scored_file)})")
     valuation = policy.valuation
     if valuation.high_clv_min is not None:
@@ -124,20 +140,39 @@ def finalise(
                    row_number() OVER (ORDER BY expected_net_value DESC NULLS LAST, customer_id) AS priority
             FROM scored"""
     )
-    ordered = con.execute("SELECT action, action_cost, expected_net_value FROM ranked ORDER BY priority").df()
-    selected = select_within_budget(
-        action_index(ordered["action"].to_numpy(dtype=object), policy.action_names),
-        ordered["action_cost"].to_numpy(dtype=float, na_value=np.nan),
+    ordered = con.execute(
+        "SELECT customer_id, action, action_cost, expected_net_value FROM ranked ORDER BY priority"
+    ).df()
+    action = action_index(ordered["action"].to_numpy(dtype=object), policy.action_names)
+    cost = ordered["action_cost"].to_numpy(dtype=float, na_value=np.nan)
+    chosen = select_within_budget(
+        action,
+        cost,
         ordered["expected_net_value"].to_numpy(dtype=float, na_value=np.nan),
-        policy.budget,
-        policy.capacities(),
+        control.selection_budget(policy.budget),
+        control.selection_capacities(policy.capacities()),
         method=policy.selection,
         time_limit_seconds=policy.exact_time_limit_seconds,
     )
-    selection = pd.DataFrame({"priority": np.arange(1, len(selected) + 1), "selected": selected})
+    assignment, probability = hold_out(
+        chosen, action, ordered["customer_id"].to_numpy(), control.share, control.seed, as_of
+    )
+    if control.scale > 1.0:
+        assignment = within_budget(assignment, action, cost, policy.budget, policy.capacities())
+        probability = np.where(pd.isna(assignment), np.nan, probability)
+    selection = pd.DataFrame(
+        {
+            "priority": np.arange(1, len(chosen) + 1),
+            "selected": assignment == TREATED,
+            "assignment": pd.array(assignment, dtype="string"),
+            "assignment_probability": probability,
+        }
+    )
     con.register("selection", selection)
+    from_selection = {"selected", *ADDED_COLUMNS}
     select = ", ".join(
-        "s.selected" if c == "selected" else f"r.{identifier(c)}" for c in output_columns(policy.top_reasons)
+        f"s.{identifier(c)}" if c in from_selection else f"r.{identifier(c)}"
+        for c in output_columns(policy.top_reasons)
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE scoring_output AS

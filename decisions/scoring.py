@@ -29,7 +29,7 @@ import duckdb
 from omegaconf import DictConfig, OmegaConf
 
 from decisions.actions import ValueParameters
-from decisions.batch import finalise, score_chunks
+from decisions.batch import ADDED_COLUMNS, finalise, score_chunks
 from decisions.checks import (
     check_feature_types,
     check_inputs_cover,
@@ -37,6 +37,7 @@ from decisions.checks import (
     check_model_matches_manifest,
     check_training_ranges,
 )
+from decisions.control import ControlSettings
 from decisions.plan import ScoringPlan, scoring_plan
 from decisions.policy import DecisionPolicy, decision_policy
 from decisions.publishing import log_scoring_run, publish_to_postgres, scoring_tags
@@ -87,6 +88,7 @@ def score(cfg: DictConfig) -> ScoreResult:
     are then published together, or not at all."""
     clock = Phases()
     policy = decision_policy(cfg)
+    control = ControlSettings.from_config(cfg.actions.get("control"))
     postgres = cfg.score.postgres
     if postgres.get("table") and not postgres.get("uri"):
         raise ConfigError(
@@ -101,7 +103,7 @@ def score(cfg: DictConfig) -> ScoreResult:
     registered = registered_model(cfg.score.model_uri or tracking.champion_uri)
     inputs = (snapshot_inputs if is_snapshot(cfg) else table_inputs)(cfg, registered, policy)
     con, planned, as_of, model = inputs.con, inputs.planned, inputs.as_of, inputs.model
-    history = HistoryTable(con, Path(cfg.score.database), str(cfg.score.table))
+    history = HistoryTable(con, Path(cfg.score.database), str(cfg.score.table), addable=ADDED_COLUMNS)
     if history.database.exists():
         history.attach()  # a history in use by another job, or damaged, stops the run now
     clock.lap("validate")
@@ -141,10 +143,10 @@ def score(cfg: DictConfig) -> ScoreResult:
             chunk_rows=int(cfg.score.chunk_rows), into=Path(tmp) / "scored.parquet",
         )  # fmt: skip
         clock.lap("score_and_decide")
-        output = finalise(con, scored, policy)
+        output = finalise(con, scored, policy, control, as_of)
     customers = int(output.shape[0])
     summary = dataclasses.replace(
-        summarise(output, policy, prospects, float(policy.budget)),
+        summarise(output, policy, prospects, float(policy.budget), control.share),
         out_of_range=out_of_range, out_of_range_warn_share=warn_share,
         training_ranges=registered.manifest.get("training_ranges") or {},
     )  # fmt: skip

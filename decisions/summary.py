@@ -1,5 +1,6 @@
 """What a scoring run decided, summed up: counts per ladder rung, valuation segment, action and reason, the
-budget used and the value expected from it, as tables, MLflow metrics, a printed summary and plots."""
+budget used and the value expected from it, the control groups held out, as tables, MLflow metrics, a printed
+summary and plots."""
 
 from __future__ import annotations
 
@@ -27,13 +28,15 @@ class ScoringSummary:
     total_clv: float
     total_value_at_risk: float
     budget: float
-    budget_used: float
-    selected: int
+    budget_used: float  # spent on the treated (controls are not contacted and cost nothing)
+    selected: int  # the treated: customers to contact
     expected_saved_value: float  # sum over selected customers of p_churn * clv * save rate (or ladder gain)
     expected_net_value: float  # the same minus the cost of the actions
     ladder: pd.DataFrame  # rung, customers, value_at_risk, selected (prospects included, not scored)
     valuation: pd.DataFrame  # valuation_segment, customers, clv, value_at_risk, selected
-    actions: pd.DataFrame  # action, kind, capacity, best_for, selected, cost, expected_saved_value, ...
+    actions: (
+        pd.DataFrame
+    )  # action, kind, capacity, best_for, selected, control, cost, expected_saved_value, ...
     reasons: pd.DataFrame  # reason, first (as reason_1), top (among the listed reasons), share_top
     budget_curve: pd.DataFrame  # cumulative cost and expected net value along the priority list
     # share of scored customers outside each numeric feature's training range (empty: not checked), the share
@@ -41,6 +44,8 @@ class ScoringSummary:
     out_of_range: dict[str, float] = field(default_factory=dict)
     out_of_range_warn_share: float = 1.0  # (1: none named)
     training_ranges: dict[str, dict[str, float]] = field(default_factory=dict)
+    control_share: float = 0.0  # of each action's selection held out as its control group (actions.control)
+    controls: int = 0  # customers held out: chosen by the selection, not contacted
 
     def metrics(self) -> dict[str, float]:
         """Flat metrics for MLflow."""
@@ -52,6 +57,8 @@ class ScoringSummary:
             "budget": self.budget,
             "budget_used": self.budget_used,
             "customers_selected": float(self.selected),
+            "control_share": self.control_share,
+            "customers_control": float(self.controls),
             "expected_value_saved": self.expected_saved_value,
             "expected_net_value_selected": self.expected_net_value,
         }
@@ -63,6 +70,7 @@ class ScoringSummary:
         for r in self.actions.itertuples():
             out[f"action_{r.action}_best_for"] = float(r.best_for)
             out[f"action_{r.action}_selected"] = float(r.selected)
+            out[f"action_{r.action}_control"] = float(r.control)
         return out
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -93,18 +101,27 @@ class ScoringSummary:
             f"  top reasons     {top or 'not computed'} (share of customers with it among their reasons)"
         )
         lines.append(
-            f"  {'action':<24}{'kind':<12}{'best for':>10}{'selected':>10}{'cost':>12}"
+            f"  {'action':<24}{'kind':<12}{'best for':>10}{'selected':>10}{'control':>9}{'cost':>12}"
             f"{'exp. saved':>13}{'exp. net':>12}"
         )
         for r in self.actions.itertuples():
             lines.append(
-                f"  {r.action:<24}{r.kind:<12}{int(r.best_for):>10,}{int(r.selected):>10,}{r.cost:>12,.0f}"
+                f"  {r.action:<24}{r.kind:<12}{int(r.best_for):>10,}{int(r.selected):>10,}{int(r.control):>9,}"
+                f"{r.cost:>12,.0f}"
                 f"{r.expected_saved_value:>13,.0f}{r.expected_net_value:>12,.0f}"
             )
         lines.append(
             f"  budget          {self.budget_used:,.0f} of {self.budget:,.0f} on {self.selected:,} customers: "
             f"expected value saved {self.expected_saved_value:,.0f}, net {self.expected_net_value:,.0f}"
         )
+        if self.control_share > 0:
+            lines.append(
+                f"  control groups  {self.control_share:.0%} of each action's selection held out: "
+                f"{self.controls:,} customers not contacted ('selected' false, assignment 'control'), "
+                f"read out by `make readout` once the horizon has passed"
+            )
+        else:
+            lines.append("  control groups  none (actions.control.share 0): no campaign can be read out")
         flagged = {n: s for n, s in self.out_of_range.items() if s > self.out_of_range_warn_share}
         if flagged:
             lines.append(
@@ -122,8 +139,11 @@ def out_of_range_text(shares: dict[str, float], ranges: dict[str, dict[str, floa
     )
 
 
-def summarise(output: Any, policy: DecisionPolicy, prospects: int | None, budget: float) -> ScoringSummary:
-    """Sum up the scoring output (a DuckDB relation)."""
+def summarise(
+    output: Any, policy: DecisionPolicy, prospects: int | None, budget: float, control_share: float = 0.0
+) -> ScoringSummary:
+    """Sum up the scoring output (a DuckDB relation); `control_share` is the share held out of each action's
+    selection (`selected` marks the treated, `assignment` 'control' the held-out)."""
 
     def query(sql: str) -> Any:
         return output.query("output_rows", sql)
@@ -133,7 +153,8 @@ def summarise(output: Any, policy: DecisionPolicy, prospects: int | None, budget
                    coalesce(sum(action_cost) FILTER (WHERE selected), 0),
                    count(*) FILTER (WHERE selected),
                    coalesce(sum(expected_net_value + action_cost) FILTER (WHERE selected), 0),
-                   coalesce(sum(expected_net_value) FILTER (WHERE selected), 0)
+                   coalesce(sum(expected_net_value) FILTER (WHERE selected), 0),
+                   count(*) FILTER (WHERE assignment = 'control')
             FROM output_rows"""
     ).fetchall()[0]
     ladder = query(
@@ -155,6 +176,7 @@ def summarise(output: Any, policy: DecisionPolicy, prospects: int | None, budget
     ).df()
     actions = query(
         """SELECT action, count(*) AS best_for, count(*) FILTER (WHERE selected) AS selected,
+                   count(*) FILTER (WHERE assignment = 'control') AS control,
                    coalesce(sum(action_cost) FILTER (WHERE selected), 0) AS cost,
                    coalesce(sum(expected_net_value + action_cost) FILTER (WHERE selected), 0) AS expected_saved_value,
                    coalesce(sum(expected_net_value) FILTER (WHERE selected), 0) AS expected_net_value
@@ -168,7 +190,7 @@ def summarise(output: Any, policy: DecisionPolicy, prospects: int | None, budget
         }
     )
     actions = catalogue.merge(actions, on="action", how="left")
-    counts = ["best_for", "selected", "cost", "expected_saved_value", "expected_net_value"]
+    counts = ["best_for", "selected", "control", "cost", "expected_saved_value", "expected_net_value"]
     actions[counts] = actions[counts].fillna(0)
     reason_columns = [f"reason_{i + 1}" for i in range(policy.top_reasons)]
     if reason_columns:
@@ -207,6 +229,8 @@ def summarise(output: Any, policy: DecisionPolicy, prospects: int | None, budget
         actions=actions,
         reasons=reasons,
         budget_curve=curve,
+        control_share=float(control_share),
+        controls=int(totals[8]),
     )
 
 

@@ -39,6 +39,7 @@ class Column:
     nullable: bool = False  # empty values allowed
     min_value: float | None = None
     max_value: float | None = None
+    exclusive_min: bool = False  # min_value itself is refused too: values must be above it ("(0, 1]")
     allowed: tuple[str, ...] | None = None  # allowed values (text columns, compared case-sensitively)
     references: str | None = None  # foreign key to customers.customer_id
     # Point in time: the column whose date says when this value became known, when that is later than the
@@ -72,6 +73,17 @@ class Periods:
 
 
 @dataclass(frozen=True)
+class SingleValued:
+    """Rule: all rows sharing `key` hold one value of `column`. Keys whose rows contradict each other are
+    reported by this rule, and left out of the plain unique key's report (which names true duplicates)."""
+
+    key: tuple[str, ...]
+    column: str
+    meaning: str
+    hint: str
+
+
+@dataclass(frozen=True)
 class Table:
     """One contract table."""
 
@@ -86,6 +98,10 @@ class Table:
     # (contract.max_years_before_latest), so one stray old row cannot stretch the grid back by decades.
     grid_date: str | None = None
     periods: Periods | None = None  # periods that may not overlap (unless the contract settings allow it)
+    single_valued: tuple[SingleValued, ...] = ()  # columns that may hold one value per key
+    # Whether the rows' dates are data: they place the data window (its start, its end, a table's staleness).
+    # A record of decisions (campaigns) is not: an assignment planned for next month does not extend the data.
+    in_data_window: bool = True
 
     def column(self, name: str) -> Column:
         """The column called `name`."""
@@ -127,11 +143,13 @@ class Contract:
 
     @property
     def log_dates(self) -> dict[str, str]:
-        """The tables that log events (every row dated, none open-ended), with the column dating a row."""
+        """The tables that log events (every row dated, none open-ended), with the column dating a row: what
+        places the data window (not customers, subscriptions, nor tables outside it: `Table.in_data_window`)."""
+        window = {t.name for t in self.tables if t.in_data_window}
         return {
             name: column
             for name, column in self.known_at.items()
-            if name not in ("customers", "subscriptions")
+            if name not in ("customers", "subscriptions") and name in window
         }
 
 
@@ -332,8 +350,58 @@ OFFERS = Table(
     ),
 )
 
+CAMPAIGNS = Table(
+    name="campaigns",
+    # Dated by its assignment (a row exists for observation dates after it), but not a grid date: campaigns
+    # neither place the observation grid nor the data window.
+    known_at="assigned_at",
+    in_data_window=False,
+    description=(
+        "Past campaigns: who was assigned which action on which day, treated (contacted) or held out as "
+        "control. Outcomes are not columns: they come from the customer tables, point in time."
+    ),
+    unique_key=("campaign_id", "customer_id"),
+    single_valued=(
+        SingleValued(
+            key=("campaign_id", "customer_id"),
+            column="treated",
+            meaning="a customer is both treated and control in one campaign",
+            hint=(
+                "A customer is either contacted or held out in a campaign, never both: keep the row of the "
+                "assignment that was carried out and drop the other."
+            ),
+        ),
+    ),
+    columns=(
+        Column("campaign_id", Kind.TEXT, "Campaign identifier; a scoring run writes score-<as_of>."),
+        Column("customer_id", Kind.ID, "Customer assigned in the campaign.", references="customers"),
+        Column("action", Kind.TEXT, "Which action of actions.catalogue, e.g. discount."),
+        Column("assigned_at", Kind.DATE, "Day the customer was assigned (treated or held out)."),
+        Column("treated", Kind.BOOLEAN, "true = contacted with the action, false = held-out control."),
+        Column(
+            "propensity",
+            Kind.NUMBER,
+            "Probability of being treated under the campaign's randomisation; empty = the campaign's "
+            "treated share.",
+            required=False,
+            nullable=True,
+            min_value=0.0,
+            exclusive_min=True,
+            max_value=1.0,
+        ),
+        Column(
+            "cost",
+            Kind.NUMBER,
+            "Cost paid for the action (treated rows; empty for controls).",
+            required=False,
+            nullable=True,
+            **MONEY,
+        ),
+    ),
+)
+
 CONTRACT = Contract(
-    tables=(CUSTOMERS, SUBSCRIPTIONS, ORDERS, COMPLAINTS, EVENTS, EVENT_TYPES, REFERRALS, OFFERS)
+    tables=(CUSTOMERS, SUBSCRIPTIONS, ORDERS, COMPLAINTS, EVENTS, EVENT_TYPES, REFERRALS, OFFERS, CAMPAIGNS)
 )
 
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from features.catalog import FamilyAvailability, feature_availability, render_availability
 from features.errors import ConfigError
 from features.publish import process_folder_name, remove_leftovers
-from features.validation import ValidatedTables, load_tables
+from features.validation import ValidatedTables, check_campaign_actions, load_tables
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ def load_inputs(cfg: DictConfig, *, copy: bool = True) -> tuple[ValidatedTables,
         mapping=OmegaConf.to_container(cfg.data.mapping, resolve=True) if cfg.data.get("mapping") else None,
         derive_customers=bool(cfg.data.get("derive_customers", False)),
     )
+    if cfg.get("actions") is not None and cfg.actions.get("catalogue") is not None:
+        check_campaign_actions(tables, list(cfg.actions.catalogue))  # a campaign names a catalogue action
     availability = feature_availability(OmegaConf.to_container(cfg.features.families), tables.report.present)
     log.info("%s", tables.report.render())
     log.info("%s", render_availability(availability))

@@ -328,15 +328,20 @@ class HistoryTable:
     """A table in a DuckDB database file that keeps every run's rows, one as_of replaced at a time.
 
     `check` refuses, before anything is published, a table of earlier runs whose columns or types differ;
-    `replacing` deletes and inserts one date's rows in a transaction that commits when its block ends and
-    rolls back when the block raises. The database is attached under one alias for the whole run, so a
-    second job writing the same file at the same time is refused at once.
+    a table lacking only some of the `addable` columns (ones added to the output since it was written) is
+    accepted, and `replacing` adds them (nullable: earlier rows hold NULL) in its transaction. `replacing`
+    deletes and inserts one date's rows in a transaction that commits when its block ends and rolls back
+    when the block raises. The database is attached under one alias for the whole run, so a second job
+    writing the same file at the same time is refused at once.
     """
 
     ALIAS = "churnwise_history"
 
-    def __init__(self, con: Any, database: Path, table: str, key: str = "score.table") -> None:
+    def __init__(
+        self, con: Any, database: Path, table: str, key: str = "score.table", addable: Iterable[str] = ()
+    ) -> None:
         self.con, self.database, self.table, self.key = con, Path(database), str(table), key
+        self.addable = tuple(addable)
         self.attached = False
         self.created = False
 
@@ -387,7 +392,7 @@ class HistoryTable:
         problems = [
             f"{c} is {have[c]} there and {t} now" for c, t in new.items() if c in have and have[c] != t
         ]
-        missing = sorted(set(new) - set(have))
+        missing = sorted(set(new) - set(have) - set(self.addable))
         extra = sorted(set(have) - set(new))
         if missing:
             problems.append(f"it lacks {', '.join(missing)}")
@@ -409,6 +414,11 @@ class HistoryTable:
             self.con.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.name} AS SELECT * FROM {identifier(source)} LIMIT 0"
             )
+            have = {c for c, _ in self.columns(self.name)}
+            for column, kind in self.columns(identifier(source)):
+                if column in self.addable and column not in have:
+                    self.con.execute(f"ALTER TABLE {self.name} ADD COLUMN {identifier(column)} {kind}")
+                    log.info("history table %s: added column %s (earlier runs hold NULL)", self.table, column)
             self.con.execute(f"DELETE FROM {self.name} WHERE {identifier(date_column)} = {literal(as_of)}")
             self.con.execute(f"INSERT INTO {self.name} BY NAME SELECT * FROM {identifier(source)}")
             yield

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from features.contract import CONTRACT, Column, Contract, ContractSettings, Kind, Table
+from features.contract import CONTRACT, Column, Contract, ContractSettings, Kind, SingleValued, Table
 from features.errors import ConfigError
 from features.io import (
     FILE_NAME,
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_EXAMPLES = 5
+CAMPAIGNS = "campaigns"
 DEFAULT_SETTINGS = ContractSettings()
 # A UTC offset or 'Z' after a time of day, e.g. 2024-03-01T10:00:00+02:00, 2024-03-01 10:00Z, 10:00 +0200.
 TZ_SUFFIX = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}(:?\d{2})?)$"
@@ -293,6 +294,70 @@ def load_tables(
     return ValidatedTables(con, report, dict(files))
 
 
+def example_rows(
+    con: duckdb.DuckDBPyConnection, table_file: TableFile, condition: str, columns: list[str]
+) -> tuple[str, ...]:
+    """The first few rows of a table's input (as read, before typing) matching the SQL `condition`, as a person
+    finds them: 'line 3: customer_id=2, action='upsell'' (CSV) or 'row 2: ...' (Parquet), with `columns`.
+
+    Works on a connection `load_tables` validated (its raw input views stay registered), so a later stage can
+    report broken rows as the contract checks do; `condition` reads the raw columns under their contract names.
+    """
+    shown = list(dict.fromkeys(columns))
+    select = ", ".join(f"CAST({identifier(c)} AS VARCHAR)" for c in shown)
+    rows = con.execute(
+        f"SELECT {ROW_NUMBER}, {FILE_NAME}{', ' + select if select else ''} "
+        f"FROM {identifier('raw_' + table_file.table)} WHERE {condition} ORDER BY {FILE_NAME}, {ROW_NUMBER} "
+        f"LIMIT {MAX_EXAMPLES}"
+    ).fetchall()
+    out = []
+    for row in rows:
+        values = ", ".join(
+            f"{c}={'(empty)' if v is None else repr(v) if isinstance(v, str) else v}"
+            for c, v in zip(shown, row[2:], strict=True)
+        )
+        out.append(f"{table_file.where(row[0], row[1])}: {values}")
+    return tuple(out)
+
+
+def check_campaign_actions(tables: ValidatedTables, catalogue: Collection[str]) -> None:
+    """Refuse campaign rows whose action is not in `catalogue` (the names of actions.catalogue), naming the
+    actions, their counts and lines: the rule `known_action` of campaigns.action, which needs the config."""
+    if not tables.has(CAMPAIGNS):
+        return
+
+    def outside(column: str) -> str:
+        return f"{column} NOT IN {literal_list(sorted(catalogue))}" if catalogue else "TRUE"
+
+    unknown = tables.con.execute(
+        f"SELECT action, count(*) FROM campaigns WHERE {outside('action')} GROUP BY action "
+        f"ORDER BY count(*) DESC, action"
+    ).fetchall()
+    if not unknown:
+        return
+    total = sum(n for _, n in unknown)
+    # The raw input, as the contract checks read it: text trimmed, blank as NULL.
+    raw = f"NULLIF(trim(CAST({identifier('action')} AS VARCHAR)), '')"
+    examples = example_rows(
+        tables.con, tables.files[CAMPAIGNS], outside(raw), ["campaign_id", "customer_id", "action"]
+    )
+    listed = ", ".join(f"{action} ({n:,})" for action, n in unknown)
+    raise DataContractError(
+        [
+            Violation(
+                CAMPAIGNS,
+                "action",
+                "known_action",
+                f"{total:,} row(s) name actions not in actions.catalogue: {listed}",
+                f"Name each campaign's action as actions.catalogue does ({', '.join(sorted(catalogue))}), "
+                f"or add the action to the catalogue.",
+                examples,
+                str(tables.files[CAMPAIGNS].path),
+            )
+        ]
+    )
+
+
 def _name_event_types(con: duckdb.DuckDBPyConnection) -> str:
     """Make the `events` view carry event type names from the `event_types` lookup (codes without a name are
     kept as they are); return what was done, for the run's report."""
@@ -417,21 +482,8 @@ class _Checker:
         return identifier(f"raw_{table}")
 
     def _examples(self, table_file: TableFile, condition: str, columns: list[str]) -> tuple[str, ...]:
-        shown = [c for c in dict.fromkeys(columns) if c in self.raw_types[table_file.table]]
-        select = ", ".join(f"CAST({identifier(c)} AS VARCHAR)" for c in shown)
-        rows = self.con.execute(
-            f"SELECT {ROW_NUMBER}, {FILE_NAME}{', ' + select if select else ''} "
-            f"FROM {self._raw(table_file.table)} WHERE {condition} ORDER BY {FILE_NAME}, {ROW_NUMBER} "
-            f"LIMIT {MAX_EXAMPLES}"
-        ).fetchall()
-        out = []
-        for row in rows:
-            values = ", ".join(
-                f"{c}={'(empty)' if v is None else repr(v) if isinstance(v, str) else v}"
-                for c, v in zip(shown, row[2:], strict=True)
-            )
-            out.append(f"{table_file.where(row[0], row[1])}: {values}")
-        return tuple(out)
+        shown = [c for c in columns if c in self.raw_types[table_file.table]]
+        return example_rows(self.con, table_file, condition, shown)
 
     def _id_columns(self, table: Table) -> list[str]:
         return [c.name for c in table.columns if c.kind == Kind.ID][:1]
@@ -713,6 +765,9 @@ class _Checker:
         self._run_checks(table_file, rows, checks, decode=extra if table_file.format == "parquet" else [])
         self._check_mixed_time_zones(table_file, table, raw_types, show_key)
         self.exprs[name] = exprs
+        for rule in table.single_valued:
+            if all(c in exprs for c in (*rule.key, rule.column)):
+                self._check_single_valued(table_file, rule, exprs, rows)
         if table.unique_key and all(k in exprs for k in table.unique_key):
             self._check_unique(table_file, table, exprs, rows)
         if table.periods is not None and not self.failed(name):
@@ -944,13 +999,24 @@ class _Checker:
                 _Check(column.name, "not_null", f"{expr.present} IS NULL", "empty values", show,
                        f"Fill in '{column.name}' ({column.description}) or drop those rows.")
             )  # fmt: skip
-        if column.min_value is not None:
+        low, high = column.min_value, column.max_value
+        if low is not None and column.exclusive_min:
+            # An open lower bound: one rule for the interval, "(0, 1]", or "> 0" without an upper bound.
+            interval = f"({low:g}, {high:g}]" if high is not None else f"> {low:g}"
+            above = f" OR ({expr.typed}) > {high}" if high is not None else ""
             checks.append(
-                _Check(column.name, f">= {column.min_value:g}", f"({expr.typed}) < {column.min_value}",
-                       f"values below {column.min_value:g}", show,
-                       f"'{column.name}' must be at least {column.min_value:g}: {column.description}")
+                _Check(column.name, interval, f"({expr.typed}) <= {low}{above}",
+                       f"values outside {interval}" if high is not None else f"values of {low:g} or below", show,
+                       f"'{column.name}' must be above {low:g}"
+                       + (f" and at most {high:g}" if high is not None else "") + f": {column.description}")
             )  # fmt: skip
-        if column.max_value is not None:
+        elif low is not None:
+            checks.append(
+                _Check(column.name, f">= {low:g}", f"({expr.typed}) < {low}",
+                       f"values below {low:g}", show,
+                       f"'{column.name}' must be at least {low:g}: {column.description}")
+            )  # fmt: skip
+        if high is not None and not (column.exclusive_min and low is not None):  # else in the interval
             checks.append(
                 _Check(column.name, f"<= {column.max_value:g}", f"({expr.typed}) > {column.max_value}",
                        f"values above {column.max_value:g}", show,
@@ -1085,16 +1151,22 @@ class _Checker:
 
     def _check_unique(self, table_file: TableFile, table: Table, exprs: dict[str, _Expr], rows: int) -> None:
         key = ", ".join(f"({exprs[k].typed})" for k in table.unique_key)
+        # Keys whose rows contradict each other are a single_valued problem, reported as such, not again here.
+        having = "".join(
+            f" AND count(DISTINCT ({exprs[rule.column].typed})) <= 1"
+            for rule in table.single_valued
+            if rule.key == table.unique_key and rule.column in exprs
+        )
         duplicated = self.con.execute(
             f"SELECT {key}, count(*) AS n, list({ROW_NUMBER} ORDER BY {ROW_NUMBER})[1:3] "
             f"FROM {self._raw(table.name)} WHERE ({exprs[table.unique_key[0]].typed}) IS NOT NULL "
-            f"GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC, 1 LIMIT {MAX_EXAMPLES}"
+            f"GROUP BY ALL HAVING count(*) > 1{having} ORDER BY n DESC, 1 LIMIT {MAX_EXAMPLES}"
         ).fetchall()
         if not duplicated:
             return
         total = self.con.execute(
             f"SELECT count(*), sum(n) FROM (SELECT count(*) AS n FROM {self._raw(table.name)} "
-            f"WHERE ({exprs[table.unique_key[0]].typed}) IS NOT NULL GROUP BY {key} HAVING count(*) > 1)"
+            f"WHERE ({exprs[table.unique_key[0]].typed}) IS NOT NULL GROUP BY {key} HAVING count(*) > 1{having})"
         ).fetchall()[0]
         names = ", ".join(table.unique_key)
         examples = tuple(
@@ -1108,6 +1180,43 @@ class _Checker:
             "unique",
             f"{total[0]:,} value(s) of {names} appear more than once ({total[1]:,} of {rows:,} rows)",
             f"Keep one row per {names}: remove or merge the duplicates.",
+            examples,
+        )
+
+    def _check_single_valued(
+        self, table_file: TableFile, rule: SingleValued, exprs: dict[str, _Expr], rows: int
+    ) -> None:
+        """Keys whose rows hold more than one value of `rule.column` (a customer both treated and control in
+        one campaign), with the lines of each."""
+        key = ", ".join(f"({exprs[k].typed})" for k in rule.key)
+        value = f"({exprs[rule.column].typed})"
+        not_null = " AND ".join(f"({exprs[k].typed}) IS NOT NULL" for k in rule.key)
+        found = self.con.execute(
+            f"SELECT count(*) OVER (), sum(n) OVER (), * EXCLUDE (n) FROM ("
+            f"SELECT {key}, count(*) AS n, list({ROW_NUMBER} ORDER BY {ROW_NUMBER})[1:4] AS r, "
+            f"list(DISTINCT CAST({value} AS VARCHAR) ORDER BY CAST({value} AS VARCHAR)) AS v "
+            f"FROM {self._raw(table_file.table)} WHERE {not_null} AND {value} IS NOT NULL "
+            f"GROUP BY ALL HAVING count(DISTINCT {value}) > 1) ORDER BY r[1] LIMIT {MAX_EXAMPLES}"
+        ).fetchall()
+        if not found:
+            return
+        width = len(rule.key)
+        examples = tuple(
+            ", ".join(
+                f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
+                for k, v in zip(rule.key, row[2 : 2 + width], strict=True)
+            )
+            + f" holds {rule.column}={' and '.join(row[-1])}, at {', '.join(table_file.where(r) for r in row[-2])}"
+            for row in found
+        )
+        names = ", ".join(rule.key)
+        self.add(
+            table_file,
+            rule.column,
+            "single_valued",
+            f"{found[0][0]:,} value(s) of {names} hold more than one {rule.column} ({found[0][1]:,} of {rows:,} "
+            f"rows): {rule.meaning}",
+            rule.hint,
             examples,
         )
 

@@ -56,8 +56,8 @@ print(f"features written to {cfg.paths.features_dir}")
 #
 # One row per table of the data contract that is present: rows, columns and the span of its main date. On the
 # demo data, customers and subscriptions reach back years (sign-ups, long-running contracts) while the activity
-# tables (orders, events, complaints, referrals, offers) start later: features that count activity in a window
-# only mean something once the window lies inside that history.
+# tables (orders, events, complaints, referrals, offers, campaigns) start later: features that count activity
+# in a window only mean something once the window lies inside that history.
 
 # %%
 ensure_demo_data(cfg)  # the demo data is generated on first use, as `make train` does

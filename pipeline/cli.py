@@ -12,7 +12,7 @@ import sys
 
 STAGES = {
     "data": "generate", "generate": "generate", "validate": "validate", "features": "features",
-    "train": "train", "tune": "tune", "promote": "promote", "score": "score", "report": "report",
+    "train": "train", "tune": "tune", "promote": "promote", "score": "score", "readout": "readout", "report": "report",
     "ui": "ui", "clean-data": "clean", "clean": "clean",
 }  # fmt: skip
 

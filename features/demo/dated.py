@@ -3,8 +3,10 @@
 The generator simulates a subscription business month by month. Every active customer has a monthly
 churn hazard computed from their state at the start of the month (tenure, products and bundles,
 complaints, price increases, contract, engagement, advocacy, partnership and past retention offers).
-The observable tables go to ``tables_dir``; the true hazards and offer effects, which features must
-never read, go to ``truth_dir``. Every coefficient lives in :class:`Mechanism` and is mirrored in
+Each month one past retention campaign draws customers, gives each a random action of the catalogue
+(features/demo/demo_actions.py: its true, targeted effect) and treats a logged share of them, holding out the
+rest as controls. The observable tables go to ``tables_dir``; the true hazards and offer effects, which
+features must never read, go to ``truth_dir``. Every coefficient lives in :class:`Mechanism` and is mirrored in
 ``docs/demo_data.md``.
 
 Customers are simulated in chunks of ``DemoSpec.chunk_size``; each chunk has its own random stream
@@ -16,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -33,12 +36,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from features.demo.demo_actions import DEFAULT_ACTIONS, MOVES, TARGETS, ActionTruth
+from features.demo.demo_actions import RetentionAction as RetentionAction
+from features.demo.truth import ACTION_VALUES_SCHEMA, TruthSpec, action_values
 from features.errors import ConfigError
 from features.publish import LEFTOVER, RECORD, owned_files, record_files
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "churnwise-demo/1.0.0"
+GENERATOR_VERSION = "churnwise-demo/2.0.0"
 
 # --------------------------------------------------------------------------------------------------
 # Business vocabularies (the allowed values of the categorical columns)
@@ -81,45 +87,16 @@ TABLE_NAMES: tuple[str, ...] = (
     "events",
     "referrals",
     "offers",
+    "campaigns",
 )
-TRUTH_NAMES: tuple[str, ...] = ("true_churn_probability", "true_offer_effects")
+TRUTH_NAMES: tuple[str, ...] = ("true_churn_probability", "true_offer_effects", "true_action_values")
 
 # --------------------------------------------------------------------------------------------------
 # The mechanism: every coefficient in one place (mirrored in docs/demo_data.md)
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RetentionAction:
-    """A retention action: its cost, acceptance probability and known effect on the churn hazard.
-
-    ``targeted_multiplier`` applies when the customer fits the action's target (see
-    ``docs/demo_data.md``), ``untargeted_multiplier`` otherwise; both multiply the monthly hazard for
-    ``effect_months`` months after the offer month, if the offer is accepted.
-    """
-
-    name: str
-    cost: float
-    acceptance: float
-    targeted_multiplier: float
-    untargeted_multiplier: float
-    effect_months: int
-
-
-RETENTION_ACTIONS: tuple[RetentionAction, ...] = (
-    # target: an open (unresolved) complaint at the start of the offer month
-    RetentionAction("service_recovery_call", 15.0, 0.60, 0.55, 0.95, 3),
-    # target: a price increase in the 6 months before the offer month
-    RetentionAction("discount", 60.0, 0.50, 0.60, 0.90, 6),
-    # target: a price increase in the 6 months before the offer month
-    RetentionAction("price_lock", 25.0, 0.35, 0.65, 0.95, 12),
-    # target: a single-product customer
-    RetentionAction("bundle_offer", 40.0, 0.25, 0.60, 0.95, 12),
-    # target: a month-to-month customer
-    RetentionAction("contract_upgrade", 30.0, 0.30, 0.55, 1.00, 12),
-    # target: tenure of 36 months or more
-    RetentionAction("loyalty_enrolment", 10.0, 0.45, 0.85, 0.97, 12),
-)
+RETENTION_ACTIONS: tuple[ActionTruth, ...] = DEFAULT_ACTIONS  # the name before churnwise-demo/2.0.0
 
 
 @dataclass(frozen=True)
@@ -240,18 +217,24 @@ class Mechanism:
     partner_min_tenure_months: int = 36
     existing_partner_share: float = 0.08
     partner_rate: float = 0.002
-    # retention offers
+    # past retention campaigns (docs/demo_data.md, "Past campaigns")
     offer_threshold: float = 0.035
-    offer_share: float = 0.30
-    offer_cooldown_months: int = 6
+    campaign_share_at_risk: float = 0.3
+    campaign_share_low_risk: float = 0.12
+    campaign_treated_shares: tuple[float, ...] = (0.5, 0.7, 0.9)
+    offer_cooldown_months: int = 3
     contact_cost: float = 2.0
     offer_hours: tuple[int, int] = (8, 20)
-    offer_price_increase_months: int = 6
-    loyalty_min_tenure_months: int = 36
-    sleeping_dog_engagement: float = -1.50
+    # action targets and effects (docs/demo_data.md, "Actions and their true effects")
+    target_increase_days: int = 90
+    target_new_customer_days: int = 180
+    target_established_days: int = 365
+    programme_orders: int = 2
+    programme_member: float = -0.15
+    sleeping_dog_engagement: float = -1.25
     sleeping_dog_multiplier: float = 1.35
     sleeping_dog_months: int = 3
-    actions: tuple[RetentionAction, ...] = RETENTION_ACTIONS
+    actions: tuple[ActionTruth, ...] = DEFAULT_ACTIONS
 
     def __post_init__(self) -> None:
         """Check shares and probabilities so a bad override fails early with a clear message."""
@@ -284,7 +267,8 @@ class Mechanism:
             "renewal_share",
             "late_renewal_share",
             "price_review_share",
-            "offer_share",
+            "campaign_share_at_risk",
+            "campaign_share_low_risk",
             "max_hazard",
             "referral_conversion",
         ):
@@ -294,6 +278,11 @@ class Mechanism:
             raise ValueError("Mechanism.price_review_month must be a calendar month 1..12")
         if not self.actions:
             raise ValueError("Mechanism.actions must name at least one retention action")
+        names = [a.name for a in self.actions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Mechanism.actions must have distinct names, got {names}")
+        if not self.campaign_treated_shares or not all(0.0 < s <= 1.0 for s in self.campaign_treated_shares):
+            raise ValueError("Mechanism.campaign_treated_shares must be one or more shares in (0, 1]")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Mechanism:
@@ -302,7 +291,7 @@ class Mechanism:
         for key, value in values.items():
             if key == "actions":
                 converted[key] = tuple(
-                    a if isinstance(a, RetentionAction) else RetentionAction(**dict(a)) for a in value
+                    a if isinstance(a, ActionTruth) else ActionTruth(**dict(a)) for a in value
                 )
             elif isinstance(value, Sequence) and not isinstance(value, str):
                 converted[key] = tuple(value)
@@ -318,7 +307,8 @@ class Mechanism:
 
 @dataclass(frozen=True)
 class DemoSpec:
-    """What demo data to generate: how many customers, which window, which seed, which mechanism."""
+    """What demo data to generate: how many customers, which window, which seed, which mechanism, and how the
+    true action values at the data end are computed (``truth``)."""
 
     n_customers: int = 20_000
     start_date: date | str = "2022-01-01"
@@ -326,6 +316,7 @@ class DemoSpec:
     seed: int = 42
     chunk_size: int = 50_000
     mechanism: Mechanism = field(default_factory=Mechanism)
+    truth: TruthSpec = field(default_factory=TruthSpec)
 
     def __post_init__(self) -> None:
         """Normalise ``start_date`` to a date and the mechanism to :class:`Mechanism`; validate."""
@@ -346,6 +337,10 @@ class DemoSpec:
             object.__setattr__(self, "mechanism", Mechanism.from_mapping(self.mechanism))
         elif not isinstance(self.mechanism, Mechanism):
             raise ValueError("mechanism must be a Mechanism or a mapping of its fields")
+        if isinstance(self.truth, Mapping):
+            object.__setattr__(self, "truth", TruthSpec(**dict(self.truth)))
+        elif not isinstance(self.truth, TruthSpec):
+            raise ValueError("truth must be a TruthSpec or a mapping of its fields")
         for name in ("n_customers", "months", "seed", "chunk_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -400,6 +395,32 @@ def generate_demo(
     or one this generator wrote and nobody added to, is ever replaced: any other raises ConfigError naming
     `keys` (the settings that chose the two folders) before anything is written.
     """
+    calendar = _Calendar.from_spec(spec)
+    return write_demo(
+        spec,
+        tables_dir,
+        truth_dir,
+        lambda chunk_index, first_id, size: _simulate_chunk(spec, calendar, chunk_index, first_id, size),
+        end_date=spec.end_date,
+        progress=progress,
+        keys=keys,
+    )
+
+
+def write_demo(
+    spec: DemoSpec,
+    tables_dir: Path,
+    truth_dir: Path,
+    chunk_tables: Callable[[int, int, int], Iterable[tuple[str, pa.Table]]],
+    *,
+    end_date: date,
+    manifest: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    keys: tuple[str, str] = ("data.path", "data.truth_path"),
+) -> DemoSummary:
+    """Write the tables ``chunk_tables(chunk_index, first_id, size)`` yields for every chunk of ``spec`` into
+    ``tables_dir`` and ``truth_dir`` (staged, replaced atomically, see :func:`generate_demo`); ``end_date``
+    is the window end and ``manifest`` adds entries to the manifest (a continuation's)."""
     began = time.perf_counter()
     tables_dir = Path(tables_dir).absolute()
     truth_dir = Path(truth_dir).absolute()
@@ -410,13 +431,12 @@ def generate_demo(
         )
     check_generated_folder(tables_dir, TABLE_NAMES, keys[0])
     check_generated_folder(truth_dir, TRUTH_NAMES, keys[1])
-    calendar = _Calendar.from_spec(spec)
     n_chunks = -(-spec.n_customers // spec.chunk_size)
     logger.info(
         "Generating demo data: %d customers, %s to %s, seed %d, %d chunk(s) of up to %d",
         spec.n_customers,
         spec.start_date,
-        spec.end_date,
+        end_date,
         spec.seed,
         n_chunks,
         spec.chunk_size,
@@ -437,7 +457,7 @@ def generate_demo(
                 for chunk_index in range(n_chunks):
                     first_id = chunk_index * spec.chunk_size + 1
                     size = min(spec.chunk_size, spec.n_customers - first_id + 1)
-                    for name, table in _simulate_chunk(spec, calendar, chunk_index, first_id, size):
+                    for name, table in chunk_tables(chunk_index, first_id, size):
                         if table.num_rows:
                             writers[name].write_table(table)
                         rows[name] += table.num_rows
@@ -450,15 +470,17 @@ def generate_demo(
                         first_id + size - 1,
                     )
                     bar.update(1)
-        manifest = {
+        written = {
             "generator_version": GENERATOR_VERSION,
             "spec": spec.to_dict(),
             "start_date": spec.start_date.isoformat(),  # type: ignore[union-attr]
-            "end_date": spec.end_date.isoformat(),
+            "end_date": end_date.isoformat(),
             "rows": {name: rows[name] for name in TABLE_NAMES},
             "truth_rows": {name: rows[name] for name in TRUTH_NAMES},
+            "true_action_values": {"as_of": end_date.isoformat(), **dataclasses.asdict(spec.truth)},
+            **(manifest or {}),
         }
-        (staging[tables_dir] / "_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (staging[tables_dir] / "_manifest.json").write_text(json.dumps(written, indent=2) + "\n")
         for directory, names in ((tables_dir, TABLE_NAMES), (truth_dir, TRUTH_NAMES)):
             files = [f"{name}.parquet" for name in names] + (
                 ["_manifest.json"] if directory == tables_dir else []
@@ -478,7 +500,7 @@ def generate_demo(
         rows=rows,
         n_customers=spec.n_customers,
         start_date=spec.start_date,  # type: ignore[arg-type]
-        end_date=spec.end_date,
+        end_date=end_date,
         seconds=seconds,
     )
 
@@ -625,14 +647,31 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("p_churn", pa.float64()),
         ]
     ),
+    "campaigns": pa.schema(
+        [
+            ("campaign_id", pa.string()),
+            ("customer_id", pa.int64()),
+            ("action", pa.string()),
+            ("assigned_at", pa.date32()),
+            ("treated", pa.bool_()),
+            ("propensity", pa.float64()),
+            ("cost", pa.float64()),
+        ]
+    ),
+    "true_action_values": ACTION_VALUES_SCHEMA,
     "true_offer_effects": pa.schema(
         [
             ("customer_id", pa.int64()),
+            ("campaign_id", pa.string()),
             ("offered_at", pa.timestamp("us")),
             ("action", pa.string()),
+            ("treated", pa.bool_()),
             ("accepted", pa.bool_()),
+            ("targeted", pa.bool_()),
+            ("sleeping_dog", pa.bool_()),
             ("hazard_multiplier", pa.float64()),
             ("effect_months", pa.int32()),
+            ("moved", pa.bool_()),
         ]
     ),
 }
@@ -647,6 +686,8 @@ _NEVER = np.int64(2**40)  # a day number far beyond any data window ("no such da
 _NEVER_US = np.int64(2**62)  # the same idea in microseconds
 _PENDING, _ACTIVE, _CHURNED = 0, 1, 2
 _DAYS_PER_MONTH = 30.4375
+_CAMPAIGN_DESIGN = 1  # spawn key of the random stream of the campaigns' treated shares
+_REFERRAL_MATCHING = 2  # third seed word of a chunk's referral matching stream
 _FLUSH_ROWS = 1_000_000  # events and truth rows buffered before they are written as a row group
 
 
@@ -738,10 +779,29 @@ class _Buffer:
 class _ChunkSimulation:
     """Simulates one chunk of customers over the data window and returns its output tables."""
 
+    ACCESSORIES = ORDER_CATEGORIES.index("accessories")
+    NEVER = _NEVER
+    PENDING, ACTIVE = _PENDING, _ACTIVE
+    US_PER_DAY = _US_PER_DAY
+    DAYS_PER_MONTH = _DAYS_PER_MONTH
+
     def __init__(self, spec: DemoSpec, calendar: _Calendar, chunk_index: int, first_id: int, size: int):
         self.mech = spec.mechanism
         self.cal = calendar
         self.rng = np.random.default_rng(np.random.SeedSequence([spec.seed, chunk_index]))
+        self.move_rng = self.rng  # the draws of ladder moves (their own stream only in truth paths)
+        self.seed_key = (spec.seed, chunk_index)
+        self.truth_spec = spec.truth
+        self.next_month = 0  # the month the next step simulates
+        self.extra_campaigns: list[
+            str
+        ] = []  # campaign ids of planned contacts (continue_demo), codes -1, -2, ..
+        # the campaigns' design (a treated share per month and action) is one for all chunks: its own stream
+        design = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(_CAMPAIGN_DESIGN,)))
+        self.treated_shares = design.choice(
+            np.asarray(self.mech.campaign_treated_shares),
+            size=(len(calendar.calendar_month), len(self.mech.actions)),
+        )
         self.size = size
         self.customer_id = np.arange(first_id, first_id + size, dtype=np.int64)
         i32, i64, f64 = np.int32, np.int64, np.float64
@@ -754,16 +814,23 @@ class _ChunkSimulation:
         )
         self.events = _Buffer(cust=i32, time=i64, type=np.int8, quantity=f64)
         self.referrals = _Buffer(cust=i32, day=i32)
-        self.offers = _Buffer(
+        # every campaign row (treated and control) with its truth; treated rows are the offers
+        self.contacts = _Buffer(
             cust=i32,
             month=i32,
+            campaign=i32,
             time=i64,
             action=np.int8,
+            treated=bool,
+            propensity=f64,
             accepted=bool,
             cost=f64,
             multiplier=f64,
             months=i32,
             applied=bool,
+            targeted=bool,
+            sleeping_dog=bool,
+            moved=bool,
         )
         self.truth = _Buffer(cust=i32, month=i32, p=f64)
         # complaint state used by the hazard (kept beside the output buffer for quick counting)
@@ -805,7 +872,13 @@ class _ChunkSimulation:
         self.referrals_made = np.zeros(n, dtype=np.int64)
         self.last_increase_month = np.full(n, -999, dtype=np.int64)
         self.last_increase_size = np.zeros(n)
+        self.last_increase_day = np.full(n, -_NEVER, dtype=np.int64)
         self.last_offer_month = np.full(n, -999, dtype=np.int64)
+        self.member_since = np.full(n, _NEVER, dtype=np.int64)  # loyalty programme membership
+        # state at the start of the month being simulated (read by demo_actions.TARGETS)
+        self.month_start = self.cal.start
+        self.still_open = np.zeros(n, dtype=np.int64)
+        self.recent_complaints = np.zeros(n, dtype=np.int64)
         # partners already before the window: long-tenure business buyers
         eligible = (
             self.existing
@@ -856,21 +929,24 @@ class _ChunkSimulation:
         self.row_start = np.broadcast_to(self.first_start[:, None], (n, n_slots)).copy()
         self.term_end = np.where(self.term > 0, _add_months(self.first_start, self.term), _NEVER)
 
-    def _draw_products(self, slot: np.ndarray) -> np.ndarray:
+    def _draw_products(self, slot: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """A product index for each category slot (basic or premium variant where there are two)."""
         first_of_category = np.asarray(
             [next(i for i, p in enumerate(PRODUCTS) if p.category == c) for c in PRODUCT_CATEGORIES]
         )
         variants = np.asarray([sum(p.category == c for p in PRODUCTS) for c in PRODUCT_CATEGORIES])
-        premium = (self.rng.random(slot.shape) < self.mech.premium_variant_share) & (variants[slot] > 1)
+        rng = self.rng if rng is None else rng
+        premium = (rng.random(slot.shape) < self.mech.premium_variant_share) & (variants[slot] > 1)
         return first_of_category[slot] + premium.astype(np.int64)
 
-    def _list_price(self, product: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    def _list_price(
+        self, product: np.ndarray, segment: np.ndarray, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
         """A monthly list price for each product, scaled by the segment's price factor."""
         low = np.asarray([p.price_low for p in PRODUCTS])[product]
         high = np.asarray([p.price_high for p in PRODUCTS])[product]
         factor = np.asarray(self.mech.segment_price_factor)[segment]
-        return np.round(self.rng.uniform(low, high) * factor, 2)
+        return np.round((self.rng if rng is None else rng).uniform(low, high) * factor, 2)
 
     def _prospect_events(self) -> None:
         """A few events (browsing) in the days after signup (or window start) for customers who never buy."""
@@ -883,15 +959,37 @@ class _ChunkSimulation:
         self._add_events(who, begin, finish, counts, np.asarray(mech.prospect_event_type_shares))
 
     # ---------------------------------------------------------------- monthly step
-    def run(self) -> Iterator[tuple[str, pa.Table]]:
-        """Simulate every month of the window, yielding tables as they are ready (large logs in batches)."""
-        for month in range(len(self.cal.calendar_month)):
-            self._simulate_month(month)
+    def run(self, steps: Iterable[Callable[[], object]] | None = None) -> Iterator[tuple[str, pa.Table]]:
+        """Simulate every month of the window (or run ``steps``, one month each), yielding tables as they are
+        ready (large logs in batches), then the final tables and the true action values at the end."""
+        if steps is None:
+            steps = (functools.partial(self._step, month) for month in range(len(self.cal.calendar_month)))
+        for step in steps:
+            step()
             if self.events.rows >= _FLUSH_ROWS:
                 yield "events", self._events_table()
             if self.truth.rows >= _FLUSH_ROWS:
                 yield "true_churn_probability", self._truth_table()
+        values = action_values(self, self.truth_spec)  # before the final tables drain the contacts
         yield from self._final_tables()
+        yield "true_action_values", values
+
+    def extend_calendar(self, months: int, design: np.random.Generator) -> None:
+        """Extend the window to ``months`` months from its start (a continuation past the data end); the
+        campaigns' treated shares of the new months are drawn from ``design``."""
+        have = len(self.cal.calendar_month)
+        if months <= have:
+            return
+        first = self.cal.month_start[:1].astype("datetime64[D]").astype("datetime64[M]")[0]
+        starts = np.arange(first, first + months + 1)
+        self.cal = _Calendar(
+            month_start=starts.astype("datetime64[D]").astype(np.int64),
+            calendar_month=(starts[:-1].astype(np.int64) % 12 + 1).astype(np.int64),
+        )
+        extra = design.choice(
+            np.asarray(self.mech.campaign_treated_shares), size=(months - have, len(self.mech.actions))
+        )
+        self.treated_shares = np.concatenate([self.treated_shares, extra])
 
     def _complaint_counts(self, month_start: np.int64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per customer at a month start: recent complaints, open (unresolved) ones, and severe recent ones."""
@@ -913,7 +1011,7 @@ class _ChunkSimulation:
 
     def _offer_multiplier(self, month: int) -> np.ndarray:
         """Product of the hazard multipliers of offers in effect this month, per customer."""
-        offers = self.offers.collect()
+        offers = self.contacts.collect()
         multiplier = np.ones(self.size)
         if offers["cust"].size:
             on = offers["applied"] & (month > offers["month"]) & (month <= offers["month"] + offers["months"])
@@ -930,7 +1028,25 @@ class _ChunkSimulation:
         still_open: np.ndarray,
         severe: np.ndarray,
     ) -> np.ndarray:
-        """The monthly churn probability of customers ``who`` from their state at the month start."""
+        """The monthly churn probability of customers ``who`` from their state at the month start: the logistic
+        hazard times the multipliers of offers in effect, capped at ``max_hazard`` (both parts are kept in
+        ``hazard_parts`` for the truth's state paths)."""
+        base = self._base_hazard(who, month, month_start, month_end, recent, still_open, severe)
+        multiplier = self._offer_multiplier(month)[who]
+        self.hazard_parts = (who, base, multiplier)
+        return np.minimum(base * multiplier, self.mech.max_hazard)
+
+    def _base_hazard(
+        self,
+        who: np.ndarray,
+        month: int,
+        month_start: np.int64,
+        month_end: np.int64,
+        recent: np.ndarray,
+        still_open: np.ndarray,
+        severe: np.ndarray,
+    ) -> np.ndarray:
+        """The logistic monthly hazard of customers ``who`` from their state at the month start."""
         mech = self.mech
         held = self.held[who]
         n_held = held.sum(axis=1)
@@ -969,12 +1085,27 @@ class _ChunkSimulation:
             + mech.loyalty * self.loyalty[who]
             + mech.advocate * (self.referrals_made[who] > 0)
             + mech.partner * (self.partner_since[who] < month_start)
+            + mech.programme_member * (self.member_since[who] < month_start)
         )
-        hazard = 1.0 / (1.0 + np.exp(-logit))
-        return np.minimum(hazard * self._offer_multiplier(month)[who], mech.max_hazard)
+        return 1.0 / (1.0 + np.exp(-logit))
 
-    def _simulate_month(self, month: int) -> None:
-        """One month: hazards, churn, offers, logs, then contract and product changes of survivors."""
+    def _step(
+        self,
+        month: int,
+        *,
+        churn: bool = True,
+        logs: bool = True,
+        campaigns: bool = True,
+        plan: Callable[..., np.ndarray] | None = None,
+    ) -> None:
+        """One month: hazards, churn, the month's campaign, logs, then contract and product changes of survivors.
+
+        ``churn=False`` keeps every customer (hazards are still computed and recorded); ``logs=False`` emits
+        no events or orders (neither feeds the hazard; complaints and referrals, which do, still happen);
+        ``campaigns=False`` runs no campaign this month. ``plan(simulation, month, active, month_start,
+        month_end, churns, churn_day)`` makes planned contacts after the campaign (through ``_contact``) and
+        returns who made a move (features/demo/continuation.py, features/demo/truth.py).
+        """
         rng, mech = self.rng, self.mech
         month_start = self.cal.month_start[month]
         month_end = self.cal.month_start[month + 1]
@@ -982,6 +1113,7 @@ class _ChunkSimulation:
         self.status[(self.status == _PENDING) & (self.first_start <= month_start)] = _ACTIVE
         active = np.flatnonzero(self.status == _ACTIVE)
         recent, still_open, severe = self._complaint_counts(month_start)
+        self.month_start, self.still_open, self.recent_complaints = month_start, still_open, recent
 
         # engagement of this month (drives this month's logs and next month's hazard)
         self.engagement_noise = mech.engagement_ar * self.engagement_noise + rng.normal(
@@ -995,14 +1127,20 @@ class _ChunkSimulation:
 
         hazard = self._hazard(active, month, month_start, month_end, recent, still_open, severe)
         self.truth.add(cust=active, month=np.full(active.size, month_start), p=hazard)
-        churns = rng.random(active.size) < hazard
+        churns = (rng.random(active.size) < hazard) & churn
         churn_day = month_start + rng.integers(0, n_days, size=active.size)
         term_ends = (self.term[active] > 0) & (self.term_end[active] < month_end)
         on_term_end = term_ends & (rng.random(active.size) < mech.churn_on_term_end_day_share)
         churn_day = np.where(on_term_end, self.term_end[active], churn_day)
         churn_day = np.maximum(churn_day, self._latest_row_start(active))
 
-        self._make_offers(active, month, month_start, n_days, hazard, churns, churn_day, still_open)
+        moved = (
+            self._run_campaign(active, month, month_start, month_end, hazard, churns, churn_day)
+            if campaigns
+            else np.empty(0, dtype=np.int64)
+        )
+        if plan is not None:
+            moved = np.union1d(moved, plan(self, month, active, month_start, month_end, churns, churn_day))
 
         churners = active[churns]
         self._close_rows(churners, self.held[churners], churn_day[churns])
@@ -1015,13 +1153,14 @@ class _ChunkSimulation:
         live_until = np.concatenate(
             [np.where(churns, churn_day + 1, month_end), np.full(starters.size, month_end)]
         )
-        self._logs(month, month_start, n_days, live, live_from, live_until, engagement_now, still_open)
-        self._first_orders(starters)
+        self._logs(month, month_start, n_days, live, live_from, live_until, engagement_now, still_open, logs)
+        if logs:
+            self._first_orders(starters)
 
         survivors = active[~churns]
         renewing = survivors[self.term_end[survivors] < month_end]
         self._end_terms(renewing)
-        remaining = np.setdiff1d(survivors, renewing, assume_unique=True)
+        remaining = np.setdiff1d(survivors, np.union1d(renewing, moved), assume_unique=True)
         if self.cal.calendar_month[month] == mech.price_review_month:
             reviewed = self._review_prices(remaining[self.term[remaining] == 0], month, month_start, n_days)
             remaining = np.setdiff1d(remaining, reviewed, assume_unique=True)
@@ -1030,6 +1169,7 @@ class _ChunkSimulation:
         self._drop_products(remaining, month_start, n_days)
         self._make_partners(survivors, month_start, n_days)
         self.engagement = engagement_now
+        self.next_month = month + 1
 
     # ---------------------------------------------------------------- subscription rows
     def _latest_row_start(self, who: np.ndarray) -> np.ndarray:
@@ -1088,6 +1228,7 @@ class _ChunkSimulation:
         self.price[who] = np.where(hit, np.round(self.price[who] * (1.0 + size), 2), self.price[who])
         self._reopen_rows(who, hit, day)
         self.last_increase_month[who] = month
+        self.last_increase_day[who] = day
         self.last_increase_size[who] = np.where(hit, size, 0.0).max(axis=1)
         return who
 
@@ -1101,10 +1242,28 @@ class _ChunkSimulation:
         who = who[has_room & (rng.random(who.size) < rate)]
         if who.size == 0:
             return who
+        day = month_start + rng.integers(0, n_days, size=who.size)
+        return self.add_products(who, day, bundle_it=rng.random(who.size) < mech.cross_sell_bundle_share)
+
+    def add_products(
+        self,
+        who: np.ndarray,
+        day: np.ndarray,
+        *,
+        bundle_it: np.ndarray,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Add a product in a category not held yet on ``day`` (or the latest row start, if later), into the
+        customer's bundle or forming one where ``bundle_it``; return who bought one (those with room). Draws
+        from ``rng`` (default: the simulation's stream)."""
+        rng, mech = self.rng if rng is None else rng, self.mech
+        has_room = self.held[who].sum(axis=1) < self.held.shape[1]
+        who, day, bundle_it = who[has_room], np.asarray(day)[has_room], bundle_it[has_room]
+        if who.size == 0:
+            return who
         rank = _weighted_rank(rng, np.asarray(mech.category_weights)[None, :], ~self.held[who])
         new_slot = rank == 0
-        day = np.maximum(month_start + rng.integers(0, n_days, size=who.size), self._latest_row_start(who))
-        bundle_it = rng.random(who.size) < mech.cross_sell_bundle_share
+        day = np.maximum(day, self._latest_row_start(who))
         has_bundle = self.bundle_number[who] >= 0
         join_bundle = bundle_it & has_bundle
         form_bundle = bundle_it & ~has_bundle & (self.bundles_formed[who] < 10)
@@ -1121,8 +1280,8 @@ class _ChunkSimulation:
         row, slot = np.nonzero(new_slot)
         cust = who[row]
         self.held[cust, slot] = True
-        self.product[cust, slot] = self._draw_products(slot)
-        self.price[cust, slot] = self._list_price(self.product[cust, slot], self.segment[cust])
+        self.product[cust, slot] = self._draw_products(slot, rng)
+        self.price[cust, slot] = self._list_price(self.product[cust, slot], self.segment[cust], rng)
         self.row_start[cust, slot] = day[row]
         self.in_bundle[cust, slot] = (join_bundle | form_bundle)[row]
         return who
@@ -1162,71 +1321,114 @@ class _ChunkSimulation:
         become = who[eligible & (self.rng.random(who.size) < mech.partner_rate)]
         self.partner_since[become] = month_start + self.rng.integers(0, n_days, size=become.size)
 
-    # ---------------------------------------------------------------- retention offers
-    def _make_offers(
+    # ---------------------------------------------------------------- retention campaigns
+    def _run_campaign(
         self,
         active: np.ndarray,
         month: int,
         month_start: np.int64,
-        n_days: int,
+        month_end: np.int64,
         hazard: np.ndarray,
         churns: np.ndarray,
         churn_day: np.ndarray,
-        still_open: np.ndarray,
-    ) -> None:
-        """Offer a random action to a share of at-risk customers not contacted during the cooldown."""
+    ) -> np.ndarray:
+        """This month's campaign: draw customers out of cooldown (risk-stratified), give each a random action,
+        treat each with the campaign-action's treated share (the rest are controls), apply the effects;
+        return who made a move (they make no other product change this month)."""
         rng, mech = self.rng, self.mech
-        at_risk = (hazard > mech.offer_threshold) & (
-            month - self.last_offer_month[active] >= mech.offer_cooldown_months
+        n_actions = len(mech.actions)
+        treated_share = self.treated_shares[month]
+        share = np.where(
+            hazard > mech.offer_threshold, mech.campaign_share_at_risk, mech.campaign_share_low_risk
         )
-        chosen = at_risk & (rng.random(active.size) < mech.offer_share)
-        offer_day = month_start + rng.integers(0, n_days, size=active.size)
-        chosen &= ~churns | (offer_day <= churn_day)
-        who = active[chosen]
-        offer_day = offer_day[chosen]
-        offer_time = (
-            offer_day * _US_PER_DAY
+        drawn = (month - self.last_offer_month[active] >= mech.offer_cooldown_months) & (
+            rng.random(active.size) < share
+        )
+        contact_day = month_start + rng.integers(0, int(month_end - month_start), size=active.size)
+        drawn &= ~churns | (contact_day <= churn_day)  # nobody is contacted after they left
+        who, day = active[drawn], contact_day[drawn]
+        until = np.where(churns, churn_day, month_end - 1)[drawn]
+        contact_time = (
+            day * _US_PER_DAY
             + rng.integers(mech.offer_hours[0] * 3600, mech.offer_hours[1] * 3600, size=who.size)
             * _US_PER_SECOND
         )
-        action = rng.integers(0, len(mech.actions), size=who.size)
-        acceptance = np.asarray([a.acceptance for a in mech.actions])[action]
-        accepted = rng.random(who.size) < acceptance
-        since_increase = month - self.last_increase_month[who]
-        recent_increase = (since_increase >= 1) & (since_increase <= mech.offer_price_increase_months)
-        target_by_action = {
-            "service_recovery_call": still_open[who] > 0,
-            "discount": recent_increase,
-            "price_lock": recent_increase,
-            "bundle_offer": self.held[who].sum(axis=1) == 1,
-            "contract_upgrade": self.term[who] == 0,
-            "loyalty_enrolment": (month_start - self.signup[who]) / _DAYS_PER_MONTH
-            >= mech.loyalty_min_tenure_months,
-        }
+        action = rng.integers(0, n_actions, size=who.size)
+        propensity = treated_share[action]
+        treated = rng.random(who.size) < propensity
+        return self._contact(month, who, contact_time, until, action, treated, propensity)
+
+    def _contact(
+        self,
+        month: int,
+        who: np.ndarray,
+        contact_time: np.ndarray,
+        until: np.ndarray,
+        action: np.ndarray,
+        treated: np.ndarray,
+        propensity: np.ndarray,
+        *,
+        campaign: np.ndarray | None = None,
+        accepted: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Record campaign rows (customers ``who``, action indices, treated or control) assigned at
+        ``contact_time`` (us) in ``month``, with their truth, and apply the effects to the treated: a hazard
+        multiplier from next month, or a move (``until``: the customer's last day live this month).
+        ``campaign``: campaign codes (default: the month's campaign; -1, -2, ..: ``extra_campaigns``);
+        ``accepted``: given acceptance instead of drawn (the truth's accepted branch). Return who made a move."""
+        rng, mech = self.rng, self.mech
+        day = contact_time // _US_PER_DAY
         targeted = np.zeros(who.size, dtype=bool)
-        for index, retention_action in enumerate(mech.actions):
-            fits = target_by_action.get(retention_action.name, np.zeros(who.size, dtype=bool))
-            targeted |= (action == index) & fits
-        strong = np.asarray([a.targeted_multiplier for a in mech.actions])[action]
-        weak = np.asarray([a.untargeted_multiplier for a in mech.actions])[action]
-        multiplier = np.where(targeted, strong, weak)
-        months = np.asarray([a.effect_months for a in mech.actions])[action]
+        for index, truth in enumerate(mech.actions):
+            mine = action == index
+            targeted[mine] = TARGETS[truth.target](self, who[mine])
+        acceptance = np.where(
+            targeted,
+            np.asarray([a.acceptance for a in mech.actions])[action],
+            np.asarray([a.off_target_acceptance for a in mech.actions])[action],
+        )
+        if accepted is None:  # for controls: would have accepted, had they been asked
+            accepted = rng.random(who.size) < acceptance
         sleeping_dog = self.engagement[who] < mech.sleeping_dog_engagement
+        multiplier = np.where(
+            targeted,
+            np.asarray([a.targeted_multiplier for a in mech.actions])[action],
+            np.asarray([a.untargeted_multiplier for a in mech.actions])[action],
+        )
+        months = np.asarray([a.effect_months for a in mech.actions])[action]
         multiplier = np.where(sleeping_dog, mech.sleeping_dog_multiplier, multiplier)
         months = np.where(sleeping_dog, mech.sleeping_dog_months, months)
-        cost = mech.contact_cost + accepted * np.asarray([a.cost for a in mech.actions])[action]
-        self.offers.add(
+        revenue = (self.price[who] * self.held[who]).sum(axis=1)
+        action_cost = (
+            np.asarray([a.cost for a in mech.actions])[action]
+            + np.asarray([a.discount_share * a.discount_months for a in mech.actions])[action] * revenue
+        )
+        cost = np.round(mech.contact_cost + accepted * action_cost, 2)
+        moved = np.zeros(who.size, dtype=bool)
+        for index, truth in enumerate(mech.actions):
+            movers = np.flatnonzero((action == index) & treated & accepted & ~sleeping_dog)
+            if truth.move is not None and movers.size:
+                changed = MOVES[truth.move](self, who[movers], day[movers], until[movers])
+                moved[movers[np.isin(who[movers], changed)]] = True
+        self.contacts.add(
             cust=who,
             month=np.full(who.size, month),
-            time=offer_time,
+            campaign=np.full(who.size, month) if campaign is None else campaign,
+            time=contact_time,
             action=action,
+            treated=treated,
+            propensity=propensity,
             accepted=accepted,
             cost=cost,
             multiplier=multiplier,
             months=months,
-            applied=accepted | sleeping_dog,
+            applied=treated & (accepted | sleeping_dog) & (multiplier != 1.0) & (months > 0),
+            targeted=targeted,
+            sleeping_dog=sleeping_dog,
+            moved=moved,
         )
-        self.last_offer_month[who] = month
+        self.last_offer_month[who[treated]] = month
+        return who[moved]
 
     # ---------------------------------------------------------------- logs
     def _add_events(
@@ -1275,11 +1477,27 @@ class _ChunkSimulation:
         live_until: np.ndarray,
         engagement_now: np.ndarray,
         still_open: np.ndarray,
+        logs: bool = True,
     ) -> None:
-        """Events, orders, complaints and referrals of the customers live in (part of) this month."""
-        rng, mech = self.rng, self.mech
+        """Events, orders, complaints and referrals of the customers live in (part of) this month (without
+        events and orders when not ``logs``)."""
         share_of_month = (live_until - live_from) / n_days
         engagement = engagement_now[live]
+        if logs:
+            self._usage_logs(live, live_from, live_until, share_of_month, engagement, still_open)
+        self._complaints_and_referrals(month, month_start, live, live_from, live_until, share_of_month)
+
+    def _usage_logs(
+        self,
+        live: np.ndarray,
+        live_from: np.ndarray,
+        live_until: np.ndarray,
+        share_of_month: np.ndarray,
+        engagement: np.ndarray,
+        still_open: np.ndarray,
+    ) -> None:
+        """Events and orders of the live customers (they do not feed the hazard)."""
+        rng, mech = self.rng, self.mech
         # events
         counts = rng.poisson(
             mech.events_per_month * np.exp(mech.events_engagement * engagement) * share_of_month
@@ -1295,9 +1513,21 @@ class _ChunkSimulation:
         )
         row = np.repeat(np.arange(live.size), counts)
         day = live_from[row] + np.floor(rng.random(row.size) * (live_until - live_from)[row]).astype(np.int64)
-        self._add_orders(
+        self.add_orders(
             live[row], day, rng.choice(len(ORDER_CATEGORIES), size=row.size, p=mech.order_category_shares)
         )
+
+    def _complaints_and_referrals(
+        self,
+        month: int,
+        month_start: np.int64,
+        live: np.ndarray,
+        live_from: np.ndarray,
+        live_until: np.ndarray,
+        share_of_month: np.ndarray,
+    ) -> None:
+        """Complaints and referrals of the live customers (both feed the hazard)."""
+        rng, mech = self.rng, self.mech
         # complaints
         since_increase = month - self.last_increase_month[live]
         rate = (
@@ -1378,13 +1608,16 @@ class _ChunkSimulation:
     def _first_orders(self, starters: np.ndarray) -> None:
         """A share of new customers buy a device on the day their first subscription starts."""
         buys = starters[self.rng.random(starters.size) < self.mech.first_device_order_share]
-        self._add_orders(buys, self.first_start[buys], np.zeros(buys.size, dtype=np.int64))
+        self.add_orders(buys, self.first_start[buys], np.zeros(buys.size, dtype=np.int64))
 
-    def _add_orders(self, cust: np.ndarray, day: np.ndarray, category: np.ndarray) -> None:
-        """Emit orders with amounts drawn per order category (a few are free)."""
+    def add_orders(
+        self, cust: np.ndarray, day: np.ndarray, category: np.ndarray, rng: np.random.Generator | None = None
+    ) -> None:
+        """Emit orders with amounts drawn per order category (a few are free), from ``rng`` (default: the
+        simulation's stream)."""
         if cust.size == 0:
             return
-        rng, mech = self.rng, self.mech
+        rng, mech = self.rng if rng is None else rng, self.mech
         median = np.asarray(mech.order_amount_median)[category]
         amount = np.round(rng.lognormal(np.log(median), mech.order_amount_sigma), 2)
         amount = np.where(rng.random(cust.size) < mech.free_order_share, 0.0, amount)
@@ -1398,7 +1631,9 @@ class _ChunkSimulation:
         candidates = candidates[np.argsort(self.signup[candidates], kind="stable")]
         candidate_day = self.signup[candidates]
         referred = np.full(referrer.size, -1, dtype=np.int64)
-        converts = self.rng.random(referrer.size) < mech.referral_conversion
+        # its own stream, so that the referrals before a date match alike in a continuation (continue_demo)
+        matching = np.random.default_rng(np.random.SeedSequence([*self.seed_key, _REFERRAL_MATCHING]))
+        converts = matching.random(referrer.size) < mech.referral_conversion
         next_free = np.arange(candidates.size + 1)  # union-find over taken candidates
 
         def find(position: int) -> int:
@@ -1550,14 +1785,20 @@ class _ChunkSimulation:
         )
 
     def _offer_tables(self) -> Iterator[tuple[str, pa.Table]]:
-        """The offers table and its truth twin with the known hazard multipliers."""
-        rows = self.offers.drain()
+        """The offers (treated campaign rows), the campaigns (every row) and their truth twin."""
+        rows = self.contacts.drain()
         order = np.lexsort((rows["time"], rows["cust"]))
         rows = {key: value[order] for key, value in rows.items()}
+        treated = rows["treated"]
         customer_id = self._ids(rows["cust"])
         offered_at = _timestamps(rows["time"])
         action = _labels(tuple(a.name for a in self.mech.actions), rows["action"])
         accepted = pa.array(rows["accepted"], type=pa.bool_())
+        months = self.cal.month_start[:-1].astype("datetime64[D]").astype("datetime64[M]")
+        names = tuple(f"C{m}" for m in months.astype(str)) + tuple(self.extra_campaigns)
+        code = rows["campaign"].astype(np.int64)
+        campaign_id = _labels(names, np.where(code >= 0, code, len(months) - 1 - code))
+        keep = pa.array(treated)
         yield (
             "offers",
             pa.table(
@@ -1569,6 +1810,21 @@ class _ChunkSimulation:
                     "cost": rows["cost"],
                 },
                 schema=SCHEMAS["offers"],
+            ).filter(keep),
+        )
+        yield (
+            "campaigns",
+            pa.table(
+                {
+                    "campaign_id": campaign_id,
+                    "customer_id": customer_id,
+                    "action": action,
+                    "assigned_at": _dates(rows["time"] // _US_PER_DAY),
+                    "treated": pa.array(treated, type=pa.bool_()),
+                    "propensity": rows["propensity"],
+                    "cost": pa.array(rows["cost"], mask=~treated, type=pa.float64()),
+                },
+                schema=SCHEMAS["campaigns"],
             ),
         )
         yield (
@@ -1576,11 +1832,16 @@ class _ChunkSimulation:
             pa.table(
                 {
                     "customer_id": customer_id,
+                    "campaign_id": campaign_id,
                     "offered_at": offered_at,
                     "action": action,
+                    "treated": pa.array(treated, type=pa.bool_()),
                     "accepted": accepted,
+                    "targeted": pa.array(rows["targeted"], type=pa.bool_()),
+                    "sleeping_dog": pa.array(rows["sleeping_dog"], type=pa.bool_()),
                     "hazard_multiplier": rows["multiplier"],
                     "effect_months": rows["months"],
+                    "moved": pa.array(rows["moved"], type=pa.bool_()),
                 },
                 schema=SCHEMAS["true_offer_effects"],
             ),

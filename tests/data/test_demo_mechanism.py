@@ -147,11 +147,14 @@ def test_new_customers_churn_more_than_long_tenure_customers(db: duckdb.DuckDBPy
 def test_accepted_offers_with_a_known_positive_effect_lower_the_true_hazard(
     db: duckdb.DuckDBPyConnection,
 ) -> None:
-    """Next month's true hazard relative to the offer month's, by acceptance and known effect."""
+    """Next month's true hazard relative to the offer month's, by acceptance and known effect (controls of the
+    campaigns: what they would have been offered)."""
     ratios = dict(
         db.execute(
             """
-            SELECT CASE WHEN e.hazard_multiplier > 1 THEN 'sleeping_dog'
+            SELECT CASE WHEN e.treated AND e.sleeping_dog THEN 'sleeping_dog'
+                        WHEN e.sleeping_dog THEN NULL
+                        WHEN NOT e.treated AND e.hazard_multiplier < 1 THEN 'control_helpful'
                         WHEN e.accepted AND e.hazard_multiplier < 1 THEN 'accepted_helpful'
                         WHEN NOT e.accepted AND e.hazard_multiplier < 1 THEN 'declined_helpful'
                    END AS offer_group,
@@ -169,8 +172,10 @@ def test_accepted_offers_with_a_known_positive_effect_lower_the_true_hazard(
     )
     # at-risk customers drift back towards the mean either way; an accepted helpful offer lowers it further
     assert ratios["accepted_helpful"] < ratios["declined_helpful"] - 0.05
+    assert ratios["accepted_helpful"] < ratios["control_helpful"] - 0.05
     assert ratios["sleeping_dog"] > ratios["declined_helpful"]
     applied = db.execute(
-        "SELECT count(*) FROM true_offer_effects e JOIN offers o USING (customer_id, offered_at, action, accepted)"
+        "SELECT count(*) FROM true_offer_effects e JOIN offers o USING (customer_id, offered_at, action, accepted) "
+        "WHERE e.treated"
     ).fetchall()[0][0]
     assert applied == db.execute("SELECT count(*) FROM offers").fetchall()[0][0]

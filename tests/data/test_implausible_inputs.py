@@ -20,7 +20,9 @@ from features.errors import ConfigError
 from features.validation import DataContractError, ValidatedTables, load_tables
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-CONTRACT_TABLES = {"customers", "subscriptions", "orders", "complaints", "events", "referrals", "offers"}
+CONTRACT_TABLES = {
+    "customers", "subscriptions", "orders", "complaints", "events", "referrals", "offers", "campaigns",
+}  # fmt: skip
 
 
 def typed_views(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -62,6 +64,7 @@ def corpus(tmp_path: Path, *changes: Callable[[Path], None]) -> Path:
         ("orders", ",19.9", "1000000000000000000", "amount", "line 3"),
         ("subscriptions", ",15.0,", "2e15", "monthly_price", "line 4"),
         ("offers", ",10.0", "99999999999999", "cost", "line 2"),
+        ("campaigns", ",10.0", "99999999999999", "cost", "line 3"),
     ],
 )
 def test_an_amount_no_business_has_is_refused_with_its_row(
@@ -130,6 +133,16 @@ def test_a_date_beyond_the_latest_plausible_one_is_refused(tmp_path: Path) -> No
     # An open-ended placeholder outside an end-date column is a wrong date, not an open one.
     folder = corpus(tmp_path, replace("orders", "2,2023-03-01", "2,9999-12-31"))
     assert "order_date='9999-12-31'" in refused(folder, "orders", "order_date", "plausible_date")
+
+
+def test_a_campaign_assigned_in_1900_is_refused_but_campaign_dates_are_not_grid_dates(tmp_path: Path) -> None:
+    """assigned_at has the absolute bounds of every date; it is no grid date, so an old campaign (decades
+    before the logs, yet plausible) is read as it is."""
+    folder = corpus(tmp_path, replace("campaigns", "2,discount,2023-07-01", "2,discount,1900-07-01"))
+    text = refused(folder, "campaigns", "assigned_at", "plausible_date")
+    assert "line 3: customer_id='2', assigned_at='1900-07-01'" in text
+    replace("campaigns", "1900-07-01", "1975-07-01")(folder)
+    assert accepted(folder).report.tables["campaigns"].first_date == "1975-07-01"
 
 
 # -- open-ended placeholders --------------------------------------------------------------------------------

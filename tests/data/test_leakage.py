@@ -31,6 +31,7 @@ DATE_COLUMNS = {
     "events": ["event_time"],
     "referrals": ["referral_date"],
     "offers": ["offered_at"],
+    "campaigns": ["assigned_at"],  # a campaign is known after its assignment day; no feature reads it
 }
 LATER_KNOWN = {"subscriptions": ["end_date"], "complaints": ["resolved_at"], "customers": ["partner_since"]}
 
@@ -96,6 +97,8 @@ def future_rows(
             extra["referred_customer_id"] = None
         else:
             extra["customer_id"] = rng.choice(customers, size=len(extra))
+        if name == "campaigns":  # later campaigns of their own: one row per campaign and customer
+            extra["campaign_id"] = [f"future-{i}" for i in range(len(extra))]
         if name == "subscriptions":
             extra["end_date"] = None
         if name == "complaints":

@@ -190,6 +190,23 @@ def test_export_of_an_empty_table_has_its_columns(crm: str, tmp_path: Path) -> N
     )
 
 
+def test_a_campaigns_table_exports_in_the_schema_the_demo_writes(crm: str, tmp_path: Path) -> None:
+    """campaigns is a contract table, so data=postgres copies it; its Parquet is the generator's schema."""
+    from campaign_helpers import CAMPAIGNS_SCHEMA
+
+    run_sql(
+        crm,
+        "CREATE TABLE crm.campaigns (campaign_id text, customer_id bigint, action text, assigned_at date, "
+        "treated boolean, propensity double precision, cost numeric(10, 2))",
+        "INSERT INTO crm.campaigns VALUES ('C2024-03', 1, 'discount', '2024-03-04', true, 0.7, 12.5), "
+        "('C2024-03', 2, 'discount', '2024-03-04', false, NULL, NULL)",
+    )
+    exported = export_tables(crm, tmp_path, schema="crm", tables=["campaigns"])
+    table = pq.read_table(exported["campaigns"])
+    assert table.schema.equals(CAMPAIGNS_SCHEMA)
+    assert table.column("propensity").to_pylist() == [0.7, None] and table.column("cost").null_count == 1
+
+
 def test_export_of_an_unknown_schema_names_it(crm: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="schema 'warehouse' does not exist"):
         export_tables(crm, tmp_path, schema="warehouse", tables=["customers"])

@@ -81,10 +81,13 @@ def greedy(decision_project, tmp_path_factory: pytest.TempPathFactory) -> pd.Dat
     )
 
 
+SELECTION = ["selected", "assignment", "assignment_probability"]
+
+
 def test_priority_and_selection_follow_the_greedy_rule_within_budget_and_capacity(scored, greedy) -> None:
     cfg, _, exact = scored
     out = greedy
-    assert out.drop(columns="selected").equals(exact.drop(columns="selected"))  # only the selection differs
+    assert out.drop(columns=SELECTION).equals(exact.drop(columns=SELECTION))  # only the selection differs
     assert out["priority"].tolist() == list(range(1, len(out) + 1))
     values = out["expected_net_value"].to_numpy()
     ranked = values[~np.isnan(values)]
@@ -92,14 +95,19 @@ def test_priority_and_selection_follow_the_greedy_rule_within_budget_and_capacit
 
     budget = float(cfg.actions.budget)
     capacity = {name: spec.get("capacity") for name, spec in cfg.actions.catalogue.items()}
-    chosen = out[out["selected"]]
-    assert 0 < chosen["action_cost"].sum() <= budget
-    assert (chosen["expected_net_value"] > 0).all()
-    for action, count in chosen["action"].value_counts().items():
+    treated = out[out["selected"]]  # whom to contact: the treated, within the budget and capacities
+    assert 0 < treated["action_cost"].sum() <= budget
+    assert (treated["expected_net_value"] > 0).all()
+    for action, count in treated["action"].value_counts().items():
         assert capacity[action] is None or count <= capacity[action]
 
-    # The documented greedy rule, re-implemented: down the priority list, take what fits.
-    remaining, left, expected = budget, dict(capacity), []
+    # The documented greedy rule, re-implemented: down the priority list, take what fits. With control groups
+    # (spend 'budget') the list is worked with budget / (1 - share) and capacities / (1 - share), so that the
+    # treated spend about the budget.
+    share = float(cfg.actions.control.share)
+    remaining = budget / (1 - share)
+    left = {a: None if c is None else int(c / (1 - share) + 1e-9) for a, c in capacity.items()}
+    expected = []
     for row in out.itertuples():
         take = (
             isinstance(row.action, str)
@@ -112,7 +120,13 @@ def test_priority_and_selection_follow_the_greedy_rule_within_budget_and_capacit
             if left[row.action] is not None:
                 left[row.action] -= 1
         expected.append(take)
-    assert out["selected"].tolist() == expected
+    expected = np.asarray(expected)
+    chosen = out["assignment"].notna().to_numpy()
+    # Chosen: that list, less the lowest-priority tail dropped when the draw left the treated over the budget.
+    assert chosen.sum() > 0 and not (chosen & ~expected).any()
+    dropped = np.flatnonzero(expected & ~chosen)
+    assert len(dropped) == 0 or dropped.min() > np.flatnonzero(chosen).max()
+    assert (out["selected"] == (out["assignment"] == "treated")).all()
 
 
 def survival_curves(cfg: DictConfig, result: ScoreResult, features: pd.DataFrame) -> np.ndarray:
@@ -200,6 +214,49 @@ def test_chosen_action_is_the_argmax_of_the_documented_expected_value_rule(score
     assert kinds == {"corrective", "ladder"}  # the demo plan mixes corrective actions and ladder moves
 
 
+def test_controls_are_held_out_at_random_within_each_action_and_never_contacted(
+    decision_project, scored, tmp_path: Path
+) -> None:
+    cfg, make, _ = decision_project
+    _, result, out = scored
+    chosen = out[out["assignment"].notna()]
+    assert set(chosen["assignment"]) == {"treated", "control"}
+    assert np.allclose(chosen["assignment_probability"], 0.9)
+    assert out.loc[out["assignment"].isna(), "assignment_probability"].isna().all()
+    assert not out.loc[out["assignment"] == "control", "selected"].any()  # controls are never contacted
+    assert not out.loc[out["assignment"].isna(), "selected"].any()
+    for action, rows in chosen.groupby("action"):
+        held = int((rows["assignment"] == "control").sum())
+        assert abs(held - 0.1 * len(rows)) <= 1.5, (action, held, len(rows))  # within each action
+    # the controls are drawn from the selection, not by value: their expected net value is like the treated's
+    treated, controls = chosen[chosen["selected"]], chosen[~chosen["selected"]]
+    spread = treated["expected_net_value"].std()
+    assert abs(controls["expected_net_value"].median() - treated["expected_net_value"].median()) < spread
+    assert result.summary.controls == len(controls) and result.summary.control_share == 0.1
+
+    budget = float(cfg.actions.budget)
+    # spend 'selection': the budget buys the whole selection, of which 90% is treated
+    folder = outputs_for(cfg, tmp_path, "selection")
+    whole = pd.read_parquet(
+        score(
+            make(f"score.as_of={AS_OF}", "actions.control.spend=selection", f"score.output_dir={folder}")
+        ).path
+    )
+    assert whole.loc[whole["assignment"].notna(), "action_cost"].sum() <= budget
+    assert (whole["assignment"] == "control").sum() > 0
+    # share 0: no control groups, everyone chosen is treated with probability 1
+    folder = outputs_for(cfg, tmp_path, "none")
+    plain = pd.read_parquet(
+        score(make(f"score.as_of={AS_OF}", "actions.control.share=0", f"score.output_dir={folder}")).path
+    )
+    assert (
+        set(plain["assignment"].dropna()) == {"treated"}
+        and (plain["assignment_probability"].dropna() == 1).all()
+    )
+    assert (plain["selected"] == plain["assignment"].eq("treated")).all()
+    assert 0 < plain.loc[plain["selected"], "action_cost"].sum() <= budget
+
+
 def test_complaints_are_a_top_reason_for_customers_with_unresolved_complaints(scored) -> None:
     cfg, _, out = scored
     complaints = pd.read_parquet(Path(cfg.data.path) / "complaints.parquet")
@@ -235,6 +292,10 @@ def test_the_scoring_run_is_tracked_with_counts_budget_value_and_plots(scored) -
         assert metrics[f"ladder_{rung}"] == count
     for action, count in out.loc[out["selected"], "action"].value_counts().items():
         assert metrics[f"action_{action}_selected"] == count
+    controls = out[out["assignment"] == "control"]
+    assert metrics["control_share"] == 0.1 and metrics["customers_control"] == len(controls) > 0
+    for action, count in controls["action"].value_counts().items():
+        assert metrics[f"action_{action}_control"] == count
 
     # Prospects: known before the date, never bought (no subscription started, no order) before it.
     tables = Path(cfg.data.path)
@@ -260,7 +321,11 @@ def test_history_table_keeps_each_date_and_a_rerun_replaces_its_own_rows(decisio
     _, make, root = decision_project
     cfg, first, out = scored
     second = score(make("score.as_of=2023-11-01"))
+    drawn = pd.read_parquet(second.path)[["customer_id", "assignment"]]
     again = score(make("score.as_of=2023-11-01"))
+    # a rerun of a date holds out the same customers: the history keeps one assignment per customer and date
+    pd.testing.assert_frame_equal(pd.read_parquet(again.path)[["customer_id", "assignment"]], drawn)
+    assert (drawn["assignment"] == "control").sum() > 0
     con = duckdb.connect(str(again.database), read_only=True)
     counts = dict(con.execute(f"SELECT as_of, count(*) FROM {again.table} GROUP BY as_of").fetchall())
     assert counts[date(2023, 12, 1)] == first.customers and counts[date(2023, 11, 1)] == second.customers

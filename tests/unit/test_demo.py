@@ -11,8 +11,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from omegaconf import OmegaConf
 
 import features.demo.dated as demo
+from features.demo import demo_actions
 from features.demo.dated import DemoSpec, DemoSummary, Mechanism, generate_demo
 from features.errors import ConfigError
 from features.publish import RECORD
@@ -69,6 +71,15 @@ EXPECTED_SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
         ("accepted", pa.bool_()),
         ("cost", pa.float64()),
     ],
+    "campaigns": [
+        ("campaign_id", pa.string()),
+        ("customer_id", pa.int64()),
+        ("action", pa.string()),
+        ("assigned_at", pa.date32()),
+        ("treated", pa.bool_()),
+        ("propensity", pa.float64()),
+        ("cost", pa.float64()),
+    ],
 }
 EXPECTED_TRUTH_SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
     "true_churn_probability": [
@@ -78,11 +89,27 @@ EXPECTED_TRUTH_SCHEMAS: dict[str, list[tuple[str, pa.DataType]]] = {
     ],
     "true_offer_effects": [
         ("customer_id", pa.int64()),
+        ("campaign_id", pa.string()),
         ("offered_at", pa.timestamp("us")),
         ("action", pa.string()),
+        ("treated", pa.bool_()),
         ("accepted", pa.bool_()),
+        ("targeted", pa.bool_()),
+        ("sleeping_dog", pa.bool_()),
         ("hazard_multiplier", pa.float64()),
         ("effect_months", pa.int32()),
+        ("moved", pa.bool_()),
+    ],
+    "true_action_values": [
+        ("customer_id", pa.int64()),
+        ("as_of", pa.date32()),
+        ("action", pa.string()),
+        ("p_churn_horizon", pa.float64()),
+        ("p_churn_12m", pa.float64()),
+        ("expected_margin", pa.float64()),
+        ("expected_cost", pa.float64()),
+        ("targeted", pa.bool_()),
+        ("sleeping_dog", pa.bool_()),
     ],
 }
 SMALL_SPEC = DemoSpec(n_customers=600, start_date="2022-01-01", months=18, seed=7, chunk_size=250)
@@ -127,6 +154,24 @@ def test_spec_defaults_normalise_the_start_date_string() -> None:
         ({"n_customers": 10.5}, "n_customers must be an integer"),
         ({"mechanism": {"existing_share": 1.5}}, "existing_share"),
         ({"mechanism": {"segment_shares": [0.5, 0.2]}}, "segment_shares"),
+        ({"mechanism": {"campaign_treated_shares": [0.5, 0.0]}}, "campaign_treated_shares"),
+        ({"mechanism": {"campaign_share_at_risk": 1.2}}, "campaign_share_at_risk"),
+        (
+            {"mechanism": {"actions": [{"name": "call", "cost": 1.0, "acceptance": 0.5, "target": "vip"}]}},
+            r"actions\[call\]\.target must be one of",
+        ),
+        (
+            {"mechanism": {"actions": [{"name": "call", "cost": 1.0, "acceptance": 0.5, "move": "upsell"}]}},
+            r"actions\[call\]\.move must be one of",
+        ),
+        (
+            {"mechanism": {"actions": [{"name": "call", "cost": 1.0, "acceptance": 1.5}]}},
+            r"actions\[call\]\.acceptance must be a probability",
+        ),
+        (
+            {"mechanism": {"actions": [{"name": "call", "cost": 1.0, "acceptance": 0.5}] * 2}},
+            "distinct names",
+        ),
     ],
 )
 def test_spec_rejects_invalid_values(overrides: dict, message: str) -> None:
@@ -140,6 +185,10 @@ def test_spec_builds_the_mechanism_from_a_mapping() -> None:
     assert spec.mechanism.intercept == -3.0
     assert spec.mechanism.segment_shares == (0.7, 0.2, 0.1)
     assert spec.mechanism.in_term == Mechanism().in_term
+    built = DemoSpec(
+        mechanism={"actions": [{"name": "call", "cost": 3.0, "acceptance": 0.4, "target": "complaint"}]}
+    ).mechanism.actions
+    assert built == (demo_actions.ActionTruth("call", 3.0, 0.4, target="complaint"),)
 
 
 def test_generate_rejects_nested_output_directories(tmp_path: Path) -> None:
@@ -192,6 +241,13 @@ def test_tables_hold_only_allowed_values(small_demo: DemoSummary) -> None:
     assert (subscriptions["monthly_price"] > 0).all()
     assert (tables["orders"]["amount"] >= 0).all()
     assert (tables["offers"]["cost"] >= 0).all()
+    campaigns = tables["campaigns"]
+    assert set(campaigns["action"]) == {a.name for a in Mechanism().actions}
+    assert campaigns["campaign_id"].str.fullmatch(r"C\d{4}-\d{2}").all()
+    assert not campaigns.duplicated(["campaign_id", "customer_id"]).any()
+    assert campaigns["propensity"].between(0, 1, inclusive="right").all()
+    assert campaigns["cost"].isna().eq(~campaigns["treated"]).all()
+    assert (campaigns["cost"].dropna() >= Mechanism().contact_cost).all()
     assert set(tables["complaints"]["severity"]) <= {"low", "medium", "high", "critical"}
     satisfaction = tables["complaints"]["satisfaction"].dropna()
     assert satisfaction.between(1, 5).all()
@@ -215,6 +271,7 @@ def test_nothing_is_dated_on_or_after_the_data_end(small_demo: DemoSummary) -> N
         "events": ["event_time"],
         "referrals": ["referral_date"],
         "offers": ["offered_at"],
+        "campaigns": ["assigned_at"],
     }
     for name, columns in dated_columns.items():
         for column in columns:
@@ -259,7 +316,7 @@ def test_chunks_give_unique_global_ids_and_the_same_structure(
     assert pq.read_metadata(small_demo.tables_dir / "customers.parquet").num_row_groups == 3
     known = set(customers["customer_id"])
     tables = read_tables(small_demo.tables_dir, demo.TABLE_NAMES)
-    for name in ("subscriptions", "orders", "complaints", "events", "offers"):
+    for name in ("subscriptions", "orders", "complaints", "events", "offers", "campaigns"):
         assert set(tables[name]["customer_id"]) <= known
     referrals = tables["referrals"].dropna(subset=["referred_customer_id"])
     same_chunk = (referrals["referrer_customer_id"] - 1) // 250 == (
@@ -360,7 +417,77 @@ def test_docs_list_every_coefficient_with_its_default() -> None:
         assert row in docs, f"docs/demo_data.md lacks or misstates {row}"
     for action in defaults.actions:
         row = (
-            f"| `{action.name}` | {action.cost!r} | {action.acceptance!r} | {action.targeted_multiplier!r} "
-            f"| {action.untargeted_multiplier!r} | {action.effect_months} |"
+            f"| `{action.name}` | {action.kind} | `{action.target}` | {action.acceptance!r} "
+            f"| {action.off_target_acceptance!r} | {action.targeted_multiplier!r} "
+            f"| {action.untargeted_multiplier!r} | {action.effect_months} | {action.move or '-'} |"
         )
         assert row in docs, f"docs/demo_data.md lacks or misstates {row}"
+        cost = (
+            f"{action.cost:g}"
+            if not action.discount_share
+            else (f"{action.discount_share:g} x monthly revenue x {action.discount_months}")
+        )
+        assert f"| `{action.name}` | {cost} |" in docs, (
+            f"docs/demo_data.md misstates the cost of {action.name}"
+        )
+    for target in demo_actions.TARGETS:
+        assert f"| `{target}` |" in docs, f"docs/demo_data.md does not define the target {target}"
+    for move in demo_actions.MOVES:
+        assert f"| `{move}` |" in docs, f"docs/demo_data.md does not define the move {move}"
+
+
+def test_the_demo_actions_are_the_catalogue_with_its_costs() -> None:
+    catalogue = OmegaConf.load(
+        Path(__file__).resolve().parents[2] / "conf" / "actions" / "default.yaml"
+    ).catalogue
+    actions = {a.name: a for a in Mechanism().actions}
+    assert list(actions) == list(catalogue)
+    for name, entry in catalogue.items():
+        truth = actions[name]
+        kind = {
+            "decisions.actions.CorrectiveAction": "corrective",
+            "decisions.actions.LadderIntervention": "ladder",
+        }
+        assert truth.kind == kind[entry._target_], name
+        if isinstance(entry.cost, str):  # a rule over the features: only the discount's
+            assert entry.cost == f"{truth.discount_share} * monthly_revenue * {truth.discount_months}", name
+            assert truth.cost == 0.0
+        else:
+            assert (truth.cost, truth.discount_share) == (float(entry.cost), 0.0), name
+        if truth.kind == "ladder":
+            assert truth.acceptance == entry.conversion_rate, name
+
+
+def test_state_only_steps_keep_everyone_and_write_no_usage_logs() -> None:
+    spec = DemoSpec(n_customers=400, months=12, seed=3, chunk_size=400)
+    simulation = demo._ChunkSimulation(spec, demo._Calendar.from_spec(spec), 0, 1, spec.n_customers)
+    for month in range(6):
+        simulation._step(month)
+    active, events, orders, contacts = (
+        simulation.status == demo._ACTIVE,
+        simulation.events.rows,
+        simulation.orders.rows,
+        simulation.contacts.rows,
+    )
+    truth_rows = simulation.truth.rows
+    simulation._step(6, churn=False, logs=False, campaigns=False)
+    assert (simulation.status[active] == demo._ACTIVE).all()
+    assert (simulation.events.rows, simulation.orders.rows, simulation.contacts.rows) == (
+        events,
+        orders,
+        contacts,
+    )
+    # a hazard is still recorded for everyone active in the month
+    assert simulation.truth.rows - truth_rows == (simulation.status == demo._ACTIVE).sum() > active.sum()
+    simulation._step(7)
+    assert simulation.events.rows > events and simulation.contacts.rows > contacts
+
+
+def test_the_truth_block_of_the_spec_is_built_from_a_mapping_and_checked() -> None:
+    spec = DemoSpec(truth={"paths": 4, "value_months": 24})
+    assert (spec.truth.paths, spec.truth.value_months, spec.truth.horizon_months) == (4, 24, 3)
+    assert spec.to_dict()["truth"]["paths"] == 4
+    with pytest.raises(ValueError, match="truth.paths"):
+        DemoSpec(truth={"paths": 0})
+    with pytest.raises(ValueError, match="truth.margin_rate"):
+        DemoSpec(truth={"margin_rate": 1.5})

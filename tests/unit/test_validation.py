@@ -6,11 +6,27 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from features.contract import CONTRACT
+from features.engine import data_window
 from features.io import discover_tables, fingerprint
-from features.validation import DataContractError, load_tables
+from features.validation import DataContractError, example_rows, load_tables
+
+# The Arrow schema the demo generator writes the campaigns table in.
+CAMPAIGNS_SCHEMA = pa.schema(
+    [
+        ("campaign_id", pa.string()),
+        ("customer_id", pa.int64()),
+        ("action", pa.string()),
+        ("assigned_at", pa.date32()),
+        ("treated", pa.bool_()),
+        ("propensity", pa.float64()),
+        ("cost", pa.float64()),
+    ]
+)
 
 
 def write_csv(folder: Path, name: str, text: str) -> None:
@@ -43,7 +59,7 @@ def test_csv_values_become_typed_columns(tmp_path: Path) -> None:
     # Optional columns that are absent exist as typed NULLs.
     assert con.execute("SELECT satisfaction FROM complaints").fetchall() == [(None,)]
     assert con.execute("SELECT count(*) FROM customers WHERE segment IS NULL").fetchall() == [(1,)]
-    assert tables.report.absent == ("subscriptions", "orders", "event_types", "referrals")
+    assert tables.report.absent == ("subscriptions", "orders", "event_types", "referrals", "campaigns")
 
 
 def test_event_type_codes_read_as_names_from_the_lookup_table(tmp_path: Path) -> None:
@@ -213,3 +229,111 @@ def test_an_orders_only_export_gets_customers_derived_from_their_first_order(tmp
         in (tables.report.render())
     )
     assert "customers" not in tables.files  # the fingerprint covers the files given, not the derived table
+
+
+def campaigns_folder(folder: Path, rows: dict[str, list]) -> Path:
+    """customers 1-3 with orders, and a campaigns Parquet file of `rows` in the generator's schema."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(
+        {"customer_id": [1, 2, 3], "signup_date": [date(2023, 1, 1), date(2023, 1, 2), date(2023, 1, 3)]}
+    ).to_parquet(folder / "customers.parquet")
+    pd.DataFrame(
+        {
+            "customer_id": [1, 2, 3],
+            "order_date": [date(2023, 2, 1), date(2023, 3, 1), date(2023, 6, 30)],
+            "product_category": ["devices"] * 3,
+            "amount": [5.0, 6.0, 7.0],
+        }
+    ).to_parquet(folder / "orders.parquet")
+    pq.write_table(pa.table(rows, schema=CAMPAIGNS_SCHEMA), folder / "campaigns.parquet")
+    return folder
+
+
+def test_the_generators_campaigns_schema_is_read_with_its_nulls(tmp_path: Path) -> None:
+    folder = campaigns_folder(
+        tmp_path,
+        {
+            "campaign_id": ["C2023-03", "C2023-03", "C2023-04"],
+            "customer_id": [1, 2, 1],
+            "action": ["discount", "discount", "price_lock"],
+            "assigned_at": [date(2023, 3, 14), date(2023, 3, 14), date(2023, 4, 2)],
+            "treated": [True, False, True],
+            "propensity": [0.7, 0.7, None],  # empty: the campaign's treated share
+            "cost": [10.0, None, 0.0],  # empty for a control row
+        },
+    )
+    tables = load_tables(folder)
+    kinds = dict(tables.con.execute("SELECT column_name, column_type FROM (DESCRIBE campaigns)").fetchall())
+    assert kinds == {
+        "campaign_id": "VARCHAR", "customer_id": "BIGINT", "action": "VARCHAR", "assigned_at": "DATE",
+        "treated": "BOOLEAN", "propensity": "DOUBLE", "cost": "DOUBLE",
+    }  # fmt: skip
+    assert tables.con.execute(
+        "SELECT count(*) FILTER (WHERE propensity IS NULL), count(*) FILTER (WHERE cost IS NULL) FROM campaigns"
+    ).fetchall() == [(1, 1)]
+
+
+def test_a_campaigns_table_of_treated_rows_only_is_valid(tmp_path: Path) -> None:
+    """No control rows is not a contract problem: the actions stay assumed (said at training)."""
+    folder = campaigns_folder(
+        tmp_path,
+        {
+            "campaign_id": ["C1", "C1"], "customer_id": [1, 2], "action": ["discount", "discount"],
+            "assigned_at": [date(2023, 3, 1)] * 2, "treated": [True, True], "propensity": [1.0, 1.0],
+            "cost": [10.0, 10.0],
+        },
+    )  # fmt: skip
+    assert load_tables(folder).con.execute("SELECT count(*) FROM campaigns").fetchall() == [(2,)]
+
+
+def test_campaign_dates_neither_place_the_data_window_nor_count_as_far_from_the_rest(tmp_path: Path) -> None:
+    """assigned_at dates a row for point in time, but a campaign is no data: one planned after the data or
+    assigned decades before it moves neither the window's start nor its end, and is not refused."""
+    rows = {
+        "campaign_id": ["C1", "C1", "C2"], "customer_id": [1, 2, 3], "action": ["discount"] * 3,
+        "assigned_at": [date(1990, 3, 1), date(2023, 3, 1), date(2031, 1, 1)], "treated": [True, False, True],
+        "propensity": [0.5, 0.5, 1.0], "cost": [1.0, None, 1.0],
+    }  # fmt: skip
+    tables = load_tables(campaigns_folder(tmp_path, rows))
+    window = data_window(tables.con, set(tables.report.present))
+    assert (window.start, window.end) == (date(2023, 2, 1), date(2023, 7, 1))
+    assert "campaigns" not in window.last_dates
+
+
+def test_example_rows_name_the_input_lines_of_a_validated_table(tmp_path: Path) -> None:
+    write_csv(tmp_path, "customers", "customer_id,signup_date\n1,2023-01-01\n2,2023-01-02\n")
+    write_csv(tmp_path, "orders", "customer_id,order_date,product_category,amount\n1,2023-02-01,devices,5\n")
+    write_csv(
+        tmp_path,
+        "campaigns",
+        "campaign_id,customer_id,action,assigned_at,treated\n"
+        "C1,1,discount,2023-03-01,true\nC1,2, upsell ,2023-03-01,false\n",
+    )
+    tables = load_tables(tmp_path)
+    found = example_rows(
+        tables.con, tables.files["campaigns"], "trim(action) = 'upsell'", ["customer_id", "action"]
+    )
+    assert found == ("line 3: customer_id='2', action=' upsell '",)
+
+
+def test_an_exclusive_lower_bound_without_an_upper_one_is_its_own_rule(tmp_path: Path) -> None:
+    """The generic piece behind '(0, 1]': a column bounded only below, the bound itself excluded."""
+    from dataclasses import replace
+
+    from features.contract import CUSTOMERS, ORDERS, Contract
+
+    amount = replace(ORDERS.column("amount"), exclusive_min=True)
+    orders = replace(ORDERS, columns=tuple(amount if c.name == "amount" else c for c in ORDERS.columns))
+    write_csv(tmp_path, "customers", "customer_id,signup_date\n1,2023-01-01\n2,2023-01-02\n")
+    write_csv(
+        tmp_path,
+        "orders",
+        "customer_id,order_date,product_category,amount\n1,2023-02-01,a,0\n2,2023-02-01,a,0.01\n",
+    )
+    with pytest.raises(DataContractError) as caught:
+        load_tables(tmp_path, contract=Contract(tables=(CUSTOMERS, orders)))
+    [violation] = caught.value.violations
+    assert (violation.column, violation.rule) == ("amount", "> 0")
+    assert "1 of 2 rows have values of 0 or below" in violation.message
+    assert violation.examples == ("line 2: customer_id='1', amount='0'",)
+    assert load_tables(tmp_path).report.tables["orders"].rows == 2  # the contract's own bound: >= 0
