@@ -10,7 +10,8 @@ Two kinds of action, each a class built from `_target_` in `conf/actions/`:
 - a **ladder intervention** moves a low-risk customer up the loyalty ladder (loyalty programme, cross-sell,
   referral programme, partner programme). Its expected net value is
   `conversion_rate * (CLV after the move - clv) - cost`, where the CLV after the move is the customer's CLV
-  with `p_churn * churn_multiplier` and `monthly_revenue + revenue_uplift`.
+  with `p_churn * churn_multiplier` (with a survival model: every month's hazard times churn_multiplier) and
+  `monthly_revenue + revenue_uplift`.
 
 `cost` and `eligible` are SQL expressions over the features (or a number for `cost`): the decision policy
 allow-lists them, checks them against the features and evaluates them where files cannot be reached
@@ -30,18 +31,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from decisions.errors import DecisionConfigError
-from decisions.value import lifetime_value
+from decisions.value import ValueParameters
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ValueParameters:
-    """What the CLV formula needs besides the probability and revenue (`conf/value`)."""
-
-    horizon_days: float  # the label window in days (features.labels.LabelWindow.approx_days)
-    margin_rate: float
-    annual_discount_rate: float
 
 
 @dataclass(frozen=True)
@@ -54,6 +46,7 @@ class Customers:
     ladder_rung: np.ndarray  # object array of rung names
     reason_codes: np.ndarray | None = None  # (n, k) index into `reason_families` of each top reason; -1: none
     reason_families: Sequence[str] = ()
+    survival: np.ndarray | None = None  # (n, months) survival curves behind clv; None: constant retention
 
 
 @dataclass(frozen=True)
@@ -136,12 +129,11 @@ class LadderIntervention:
         self, customers: Customers, cost: np.ndarray, value: ValueParameters
     ) -> np.ndarray:
         """conversion_rate * (CLV after the move - clv) - cost."""
-        moved = lifetime_value(
-            np.clip(customers.p_churn * float(self.churn_multiplier), 0.0, 1.0),
+        moved = value.moved_lifetime_value(
+            customers.p_churn,
             np.nan_to_num(customers.monthly_revenue, nan=0.0) + float(self.revenue_uplift),
-            horizon_days=value.horizon_days,
-            margin_rate=value.margin_rate,
-            annual_discount_rate=value.annual_discount_rate,
+            customers.survival,
+            float(self.churn_multiplier),
         )
         return float(self.conversion_rate) * (moved - customers.clv) - cost
 

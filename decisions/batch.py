@@ -16,7 +16,6 @@ from decisions.control import TREATED, ControlSettings, hold_out, within_budget
 from decisions.plan import ScoringPlan
 from decisions.policy import DecisionPolicy, action_index
 from decisions.reasons import top_reasons
-from decisions.value import lifetime_value
 from features.sql import identifier, literal
 
 # Columns added to the scoring output since histories were first written: a history table without them is
@@ -88,15 +87,13 @@ def score_chunks(
             predicted = model.predict(inputs, params=params)
             p_churn = predicted["p_churn"].to_numpy(dtype=float)
             revenue = planned.revenue.monthly_revenue(frame)
-            clv = lifetime_value(
-                p_churn, revenue, horizon_days=value.horizon_days, margin_rate=value.margin_rate,
-                annual_discount_rate=value.annual_discount_rate,
-            )  # fmt: skip
+            survival = value.curves(inputs)  # the customer's own survival (None: constant retention)
+            clv = value.lifetime_value(p_churn, revenue, survival)
             explained = None
             if policy.explain:
                 contributions, names = contribution_matrix(predicted)
                 explained = top_reasons(contributions, names, policy.reasons, policy.top_reasons)
-            decided = policy.decide(frame, p_churn, clv, revenue, explained, value)
+            decided = policy.decide(frame, p_churn, clv, revenue, explained, value, survival)
             chunk = pd.concat(
                 [
                     pd.DataFrame(

@@ -211,8 +211,10 @@ FROM (
         monthly_revenue: np.ndarray,
         reasons: TopReasons | None,
         value: ValueParameters,
+        survival: np.ndarray | None = None,
     ) -> pd.DataFrame:
-        """Reasons and the best action for a chunk of customers (rows of `rules_sql`, same order)."""
+        """Reasons and the best action for a chunk of customers (rows of `rules_sql`, same order);
+        `survival`: the (n, months) survival curves behind `clv` (None: constant retention)."""
         names = self.action_names
         eligible = (
             np.column_stack([frame[eligible_column(n)].to_numpy(dtype=bool) for n in names])
@@ -231,6 +233,7 @@ FROM (
             ladder_rung=frame["ladder_rung"].to_numpy(dtype=object),
             reason_codes=None if reasons is None else reasons.codes,
             reason_families=self.reasons.keys,
+            survival=survival,
         )
         values = expected_net_values(self.catalogue, customers, eligible, costs, value, self.low_risk_below)
         choice = choose_actions(values, costs)

@@ -125,6 +125,9 @@ def score(cfg: DictConfig) -> ScoreResult:
         horizon_days=LabelWindow.from_config(registered.manifest["label"]).approx_days,
         margin_rate=float(cfg.value.margin_rate),
         annual_discount_rate=float(cfg.value.annual_discount_rate),
+        horizon_months=int(cfg.value.get("horizon_months", 120)),
+        survival=scoring_survival(cfg, registered),
+        as_of=as_of,
     )
     configured_days = LabelWindow.from_config(cfg.label).approx_days if is_snapshot(cfg) else None
     if configured_days is not None and round(configured_days) != round(value.horizon_days):
@@ -192,6 +195,27 @@ def score(cfg: DictConfig) -> ScoreResult:
         path, csv_path, database, table, as_of, registered.uri, registered.version, run_id, customers,
         summary.mean_p_churn, summary, dict(clock.seconds), planned.notes,
     )  # fmt: skip
+
+
+def scoring_survival(cfg: DictConfig, registered: RegisteredModel) -> Any:
+    """The survival model lifetime value discounts: the one in the effects bundle of the scored model's own
+    training run (`runs:/<run_id>/effects`, so the two never drift apart); None (a constant monthly
+    retention) with survival=constant, or, said once, for a model trained before bundles existed."""
+    from hydra.utils import instantiate
+
+    from models.effects import load_effects
+    from models.survival import ConstantHazard
+
+    if "survival" in cfg and isinstance(instantiate(cfg.survival), ConstantHazard):
+        return None
+    effects = load_effects(registered.run_id)
+    if effects is None:
+        log.info(
+            "%s (version %s) has no effects bundle in its training run (trained before survival models): lifetime "
+            "value uses a constant monthly retention, as survival=constant", registered.uri, registered.version,
+        )  # fmt: skip
+        return None
+    return effects.survival
 
 
 @dataclass

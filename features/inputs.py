@@ -64,14 +64,15 @@ def process_temp_dir(root: Path) -> Path:
     return own
 
 
-def load_inputs(cfg: DictConfig) -> tuple[ValidatedTables, list[FamilyAvailability]]:
+def load_inputs(cfg: DictConfig, *, copy: bool = True) -> tuple[ValidatedTables, list[FamilyAvailability]]:
     """Validate the configured input tables, log what was found and which feature families can be built.
 
-    With data=postgres the tables are first copied from the database into Parquet under `data.path`."""
+    With data=postgres the tables are first copied from the database into Parquet under `data.path` (unless
+    `copy` is false: a later stage of the same run reads the copy the features were built from)."""
     from features.contract import ContractSettings
 
     settings = ContractSettings.from_config(OmegaConf.to_container(cfg.contract, resolve=True))
-    if cfg.data.get("kind") == "postgres":
+    if cfg.data.get("kind") == "postgres" and copy:
         copy_from_postgres(cfg)
     tables = load_tables(
         Path(cfg.data.path),

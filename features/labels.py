@@ -21,7 +21,7 @@ The configured numbers and the data end go into the SQL as literals (`features.s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -29,7 +29,7 @@ from typing import Any
 from features.errors import ConfigError
 from features.observation import add_months
 from features.sources import activity_dates_sql
-from features.sql import literal
+from features.sql import identifier, literal
 
 DAYS_PER_MONTH = 365.25 / 12  # an average calendar month
 LONGEST_MONTH_DAYS = 31
@@ -184,3 +184,103 @@ SELECT w.customer_id, w.observation_date,
        CASE WHEN w.window_end > {end} THEN 'window_after_data_end' ELSE 'labeled' END AS label_status
 FROM w LEFT JOIN active a ON a.customer_id = w.customer_id AND a.observation_date = w.observation_date"""
     raise ConfigError(f"unknown label {name!r}: use contractual or inactivity")
+
+
+def _window_end_from(start_sql: str, window: LabelWindow) -> str:
+    """SQL of the exclusive end of a label-length window starting at `start_sql` (no lead)."""
+    if window.horizon_months is not None:
+        return f"cw_add_months({start_sql}, {literal(window.horizon_months)})"
+    return f"cw_add_days({start_sql}, {literal(int(window.horizon_days or 0))})"
+
+
+def churn_dates_sql(label_cfg: Mapping[str, Any], present: set[str]) -> str:
+    """SQL giving customer_id, churn_date and return_date (the next start or activity after it, NULL: none)
+    of every churn the tables show under the label's rule, for survival over many months (models/survival.py).
+
+    - contractual: the end of a subscription that no other subscription of the customer covers or restarts
+      within `grace_days` after (a renewal a few days late is not churn);
+    - inactivity: the day after an order or event followed by no other for a label window (or never).
+    Whether a churn this close to the data end is known is the person-period rows' business
+    (`person_period_sql` censors them)."""
+    window = LabelWindow.from_config(label_cfg)
+    name = label_cfg["name"]
+    if name == "contractual":
+        if "subscriptions" not in present:
+            raise ConfigError("the contractual label needs the subscriptions table")
+        grace = literal(window.grace_days)
+        return f"""
+SELECT DISTINCT s.customer_id, s.end_date AS churn_date,
+       (SELECT min(n.start_date) FROM subscriptions n
+        WHERE n.customer_id = s.customer_id AND n.start_date > s.end_date) AS return_date
+FROM subscriptions s
+WHERE s.end_date IS NOT NULL
+  AND NOT EXISTS (
+    SELECT 1 FROM subscriptions o
+    WHERE o.customer_id = s.customer_id AND o.start_date <= cw_add_days(s.end_date, {grace})
+      AND (o.end_date IS NULL OR o.end_date > s.end_date))"""
+    if name == "inactivity":
+        activity = activity_dates_sql(present, "the inactivity label")
+        return f"""
+WITH a AS (SELECT DISTINCT customer_id, CAST(activity_date AS DATE) AS activity_date FROM ({activity})),
+n AS (SELECT customer_id, activity_date,
+             lead(activity_date) OVER (PARTITION BY customer_id ORDER BY activity_date) AS next_date
+      FROM a)
+SELECT customer_id, cw_add_days(activity_date, 1) AS churn_date, next_date AS return_date
+FROM n
+WHERE next_date IS NULL OR next_date >= {_window_end_from("cw_add_days(activity_date, 1)", window)}"""
+    raise ConfigError(
+        f"label {name!r} has no churn dates to build survival from: use contractual or inactivity"
+    )
+
+
+def person_period_sql(
+    label_cfg: Mapping[str, Any], snapshots: str, churn_dates: str, leads: Sequence[int], data_end: date
+) -> str:
+    """SQL giving snapshot, lead, month_of_year (of month l + 1) and churned for the person-period rows of the table `snapshots` (columns
+    snapshot, customer_id, observation_date): one row per snapshot and lead month l in `leads` while the
+    customer is still there at the start of month l (l calendar months after the date), churned = 1 when
+    the snapshot's first churn (of the table `churn_dates`, `churn_dates_sql`) falls in month l + 1. A row
+    whose month the data end does not confirm (plus the grace gap, or a label window for inactivity) is
+    censored (left out), as `label_sql` leaves such snapshots unlabelled."""
+    window = LabelWindow.from_config(label_cfg)
+    name = label_cfg["name"]
+    if name == "contractual":
+        first = "c.churn_date"
+        qualifies = "c.churn_date >= s.observation_date"
+        known = f"cw_add_days(p.month_end, {literal(window.grace_days)})"
+    elif name == "inactivity":
+        first = "greatest(c.churn_date, s.observation_date)"
+        end = _window_end_from("greatest(c.churn_date, s.observation_date)", window)
+        qualifies = f"(c.return_date IS NULL OR c.return_date >= {end})"
+        known = _window_end_from("cw_add_days(p.month_end, -1)", window)
+    else:
+        raise ConfigError(
+            f"label {name!r} has no churn dates to build survival from: use contractual or inactivity"
+        )
+    lead_list = ", ".join(literal(int(lead)) for lead in leads)
+    return f"""
+WITH leads AS (SELECT unnest([{lead_list}]) AS lead),
+p AS (
+  SELECT s.snapshot, l.lead,
+         cw_add_months(s.observation_date, l.lead) AS month_start,
+         cw_add_months(s.observation_date, l.lead + 1) AS month_end
+  FROM {identifier(snapshots)} s CROSS JOIN leads l
+),
+f AS (
+  SELECT s.snapshot, min({first}) AS churn_date
+  FROM {identifier(snapshots)} s JOIN {identifier(churn_dates)} c
+    ON c.customer_id = s.customer_id AND {qualifies}
+  GROUP BY s.snapshot
+)
+SELECT p.snapshot, p.lead, cw_month_of_year(p.month_start) AS month_of_year,
+       CASE WHEN f.churn_date < p.month_end THEN 1 ELSE 0 END AS churned
+FROM p LEFT JOIN f ON f.snapshot = p.snapshot
+WHERE (f.churn_date IS NULL OR f.churn_date >= p.month_start) AND {known} <= {literal(data_end)}
+ORDER BY p.snapshot, p.lead"""
+
+
+def churn_confirmation_days(label_cfg: Mapping[str, Any]) -> int:
+    """The most days after a churn the data must reach to confirm it: the grace gap (contractual) or a
+    label window (inactivity; months at 31 days each)."""
+    window = LabelWindow.from_config(label_cfg)
+    return window.grace_days if label_cfg["name"] == "contractual" else window.longest_days

@@ -2,7 +2,7 @@
 
 Compares the registered `challenger` with the `champion` on the same, latest test slice (with K-fold: on
 out-of-fold predictions of the same folds, each model's estimator refitted fold by fold) and moves the
-`champion` alias only if the challenger is better on the configured metric by the configured margin and its
+`champion` alias (on the churn model and the effects bundle of its training run, together) only if the challenger is better on the configured metric by the configured margin and its
 calibration (ECE) is not worse beyond the tolerance. The first model becomes champion. The decision is
 logged as an MLflow run.
 """
@@ -21,7 +21,7 @@ from features.errors import ConfigError
 from features.labels import LabelWindow
 from models.churn_model import ChurnModel, repeated_out_of_fold
 from models.evaluation import classification_metrics, mean_metrics
-from models.registry import load_registered_model
+from models.registry import load_registered_model, move_aliases, run_version
 from models.split import SplitSettings, load_snapshots, plan_split, slice_masks
 from models.tracking import TrackingSettings, tracked_run
 
@@ -187,13 +187,28 @@ def promote(
         mlflow.log_metrics({f"challenger_{k}": v for k, v in challenger_metrics.items()})
         if champion_metrics is not None:
             mlflow.log_metrics({f"champion_{k}": v for k, v in champion_metrics.items()})
-        if promoted:  # last: the alias moves only once the run that says why is logged
-            client.set_registered_model_alias(name, "champion", challenger.version)
+        if promoted:  # last: the aliases move only once the run that says why is logged
+            move_aliases(champion_versions(name, challenger), "champion")
     log.info("promotion gate: %s (%s)", "promoted" if promoted else "refused", reason)
     return PromotionDecision(
         promoted, reason, str(challenger.version), str(champion.version) if champion else None,
         challenger_metrics, champion_metrics or {},
     )  # fmt: skip
+
+
+def champion_versions(name: str, challenger: Any) -> dict[str, str]:
+    """The versions that become champion together: the challenger and the effects bundle of its training
+    run (none for a model trained before bundles existed)."""
+    from models.effects import effects_name
+
+    versions = {name: str(challenger.version)}
+    effects = run_version(effects_name(name), challenger.run_id)
+    if effects is not None:
+        versions[effects_name(name)] = effects
+    else:
+        log.info("%s version %s has no effects bundle: the alias champion of %s stays", name, challenger.version,
+                 effects_name(name))  # fmt: skip
+    return versions
 
 
 def why_incomparable(champion_uri: str, challenger_uri: str, test_rows: pd.DataFrame) -> str | None:

@@ -1,11 +1,13 @@
 """The model registry: resolving a registered version and its training manifest, loading it, and
-registering a new version with the alias `challenger` (both or neither)."""
+registering new versions with the alias `challenger` (the churn model and its effects bundle: all or none),
+and moving an alias on several models together."""
 
 from __future__ import annotations
 
 import json
 import logging
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,26 +77,83 @@ def load_registered_model(model_uri: str, key: str = "score.model_uri") -> Any:
 
 
 def register_challenger(model_uri: str, name: str) -> Any:
-    """Register the model and give it the alias `challenger`, both or neither: when a step fails, the new
-    version is deleted and the alias goes back to the version that held it."""
+    """Register the model and give it the alias `challenger`, both or neither (`register_challengers`)."""
+    return register_challengers({name: model_uri})[name]
+
+
+def register_challengers(models: Mapping[str, str]) -> dict[str, Any]:
+    """Register each model (registered name -> model URI) and give it the alias `challenger`: all of them or
+    none. When a step fails, every new version is deleted and each alias goes back to the version that held
+    it. The first is the run's model (tag `model.version`); each gets the tag `registered.<name>`."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    done: list[tuple[str, Any, str | None]] = []  # (name, new version, previous challenger)
+    try:
+        for name, model_uri in models.items():
+            previous = alias_version(name, "challenger")
+            version = mlflow.register_model(model_uri, name)
+            done.append((name, version, previous))
+            client.set_registered_model_alias(name, "challenger", version.version)
+            if len(done) == 1:
+                mlflow.set_tag("model.version", version.version)
+            mlflow.set_tag(f"registered.{name}", version.version)
+    except BaseException:
+        for name, version, previous in reversed(done):
+            try:
+                client.delete_model_version(name, version.version)
+                if previous is not None:
+                    client.set_registered_model_alias(name, "challenger", previous)
+            except Exception as error:
+                log.warning(
+                    "could not undo the registration of %s version %s: %s", name, version.version, error
+                )
+        raise
+    return {name: version for name, version, _ in done}
+
+
+def alias_version(name: str, alias: str) -> str | None:
+    """The version of registered model `name` holding `alias`, or None (no such model or alias)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient()
     try:
-        previous = client.get_model_version_by_alias(name, "challenger").version
+        return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
     except MlflowException:
-        previous = None
-    version = mlflow.register_model(model_uri, name)
+        return None
+
+
+def run_version(name: str, run_id: str) -> str | None:
+    """The version of registered model `name` logged by training run `run_id`, or None."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     try:
-        client.set_registered_model_alias(name, "challenger", version.version)
-        mlflow.set_tag("model.version", version.version)
+        found = mlflow.MlflowClient().search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
+    except MlflowException:
+        return None
+    return str(max(int(v.version) for v in found)) if found else None
+
+
+def move_aliases(versions: Mapping[str, str], alias: str) -> None:
+    """Give each registered model (name -> version) the alias, all or none: when one fails, the aliases
+    already moved go back to the versions that held them."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    moved: list[tuple[str, str | None]] = []
+    try:
+        for name, version in versions.items():
+            previous = alias_version(name, alias)
+            client.set_registered_model_alias(name, alias, version)
+            moved.append((name, previous))
     except BaseException:
-        try:
-            client.delete_model_version(name, version.version)
-            if previous is not None:
-                client.set_registered_model_alias(name, "challenger", previous)
-        except Exception as error:
-            log.warning("could not undo the registration of %s version %s: %s", name, version.version, error)
+        for name, previous in reversed(moved):
+            try:
+                if previous is None:
+                    client.delete_registered_model_alias(name, alias)
+                else:
+                    client.set_registered_model_alias(name, alias, previous)
+            except Exception as error:
+                log.warning("could not move the alias %s of %s back: %s", alias, name, error)
         raise
-    return version

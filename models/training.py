@@ -16,7 +16,7 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,10 @@ from models.evaluation import (
     targeting_profit,
 )
 from models.feature_ranges import training_ranges
-from models.registry import register_challenger
+from models.registry import register_challengers
 from models.split import SplitSettings, load_snapshots, plan_split, slice_masks, unlabelled_note
 from models.stability import StabilityResult, StabilitySettings, check_stability
+from models.survival import DiscreteHazard, SurvivalData, fit_survival
 from models.tracking import TrackingSettings, config_params, tracked_run
 
 log = logging.getLogger(__name__)
@@ -75,14 +76,21 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
     split_kind: str = "time"  # "time" or "kfold": what the promotion gate compares the models on
     fallback: str = ""  # why split=auto fell back to K-fold (empty when it did not)
+    survival: str = ""  # the survival model's line of the summary
 
 
 def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     """Train, calibrate, evaluate, log and register on the feature table `built`; see the module docstring."""
     import mlflow
 
+    from models.effects import Effects, effects_name, log_effects
+
     started = time.time()
     data, fitted = fit_configured(cfg, built)
+    hazard = instantiate(cfg.survival)
+    survival = fit_survival(
+        hazard, survival_data(cfg, built, data, fitted, isinstance(hazard, DiscreteHazard))
+    )
     manifest, stability, features = data.manifest, data.stability, data.features
     model, test_rows, p_test, split = fitted.model, fitted.test_rows, fitted.p_test, fitted.description
     y_test = test_rows["churned"].to_numpy()
@@ -92,6 +100,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     metrics |= {f"test_{k}": v for k, v in segment_metrics(y_test, p_test, segments).items()}
     metrics |= fitted.extra_metrics
     metrics |= stability.metrics()
+    metrics |= survival.metrics
     metrics["raw_test_roc_auc"] = mean_metrics(y_test, fitted.repeat_raw)["roc_auc"]
     if model.best_iteration:
         metrics["best_iteration"] = float(model.best_iteration)
@@ -147,12 +156,49 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
             mlflow.log_artifacts(str(folder), artifact_path="run_info")
         _log_predictions(fitted)
         model_info = _log_model(model, test_rows, features, manifest, cfg)
-        version = register_challenger(model_info.model_uri, name)
+        effects_info = log_effects(
+            Effects(survival.model),
+            signature_example(test_rows, features, manifest),
+            max(test_rows["observation_date"]),
+            pinned_requirements(),
+        )
+        mlflow.set_tag("survival", survival.note[:5000])
+        if survival.check is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                survival.check.to_parquet(Path(tmp) / "survival_check.parquet", index=False)
+                mlflow.log_artifact(str(Path(tmp) / "survival_check.parquet"), artifact_path="predictions")
+        versions = register_challengers(
+            {name: model_info.model_uri, effects_name(name): effects_info.model_uri}
+        )
+        version = versions[name]
     return TrainResult(
         run.info.run_id, experiment_id, manifest["input"]["fingerprint"], f"models:/{name}/{version.version}",
         str(version.version), metrics, split, promoted=False, test_rows=test_rows, calibration=tags["calibration"],
         seconds=time.time() - started, split_kind=fitted.kind, fallback=fitted.fallback,
-        stability=stability.summary(),
+        stability=stability.summary(), survival=survival.note,
+    )  # fmt: skip
+
+
+def survival_data(
+    cfg: DictConfig, built: FeatureTableResult, data: TrainingData, fitted: Fitted, dates: bool
+) -> SurvivalData:
+    """What `fit_survival` reads for this run: the tables the features were built from (with `dates`, and
+    none for a snapshot table), the labelled snapshots and the churn model's probabilities."""
+    from features.build import is_snapshot
+    from features.dialect import install_duckdb_functions
+    from features.inputs import load_inputs
+
+    con, present = None, set()
+    if dates and not is_snapshot(cfg):
+        tables, _ = load_inputs(cfg, copy=False)
+        con, present = tables.con, set(tables.report.present)
+        install_duckdb_functions(con)
+    window = built.manifest.get("data_window") or {}
+    end = window.get("end_exclusive")
+    return SurvivalData(
+        con, present, dict(built.manifest["label"]), date.fromisoformat(end) if end else date.max,
+        data.snapshots, data.features, data.categorical, data.min_level_rows,
+        LabelWindow.from_config(cfg.label).approx_days, fitted.model.predict_proba, fitted.test_rows,
     )  # fmt: skip
 
 
@@ -452,6 +498,16 @@ def pinned_requirements(
     return [f"{p}=={pins[canonical(p)]}" for p in packages]
 
 
+def signature_example(test_rows: pd.DataFrame, features: list[str], manifest: dict[str, Any]) -> pd.DataFrame:
+    """Five rows of the features, numeric ones as doubles (so a batch where a count happens to be missing
+    still fits the signature)."""
+    example = test_rows[features].head(5).copy()
+    for column in features:
+        if column not in manifest["categorical_features"]:
+            example[column] = example[column].astype("float64")
+    return example
+
+
 def _log_model(
     model: ChurnModel, test_rows: pd.DataFrame, features: list[str], manifest: dict[str, Any], cfg: DictConfig
 ) -> Any:
@@ -461,11 +517,7 @@ def _log_model(
 
     from models.pyfunc import MODEL_ARTIFACT, PARAMS, ChurnPyfunc, save_churn_model
 
-    # Numeric features are declared as doubles, so a batch where a count happens to be missing still fits.
-    example = test_rows[features].head(5).copy()
-    for column in features:
-        if column not in manifest["categorical_features"]:
-            example[column] = example[column].astype("float64")
+    example = signature_example(test_rows, features, manifest)
     signature = infer_signature(example, ChurnPyfunc(model).predict(None, example), params=PARAMS)
     package = Path(__file__).resolve().parent
     with tempfile.TemporaryDirectory() as tmp:
@@ -538,6 +590,8 @@ def summary_table(result: TrainResult, cfg: DictConfig) -> str:
         )
     if result.stability:
         lines.append(f"  stability       {result.stability}")
+    if result.survival:
+        lines.append(f"  survival        {result.survival}")
     lines += [
         f"  MLflow run      {result.run_id} (experiment '{cfg.mlflow.experiment_name}')",
         f"  model           {cfg.mlflow.registered_model_name} version {result.model_version}: challenger"

@@ -85,7 +85,11 @@ def test_train_from_nothing_generates_validates_and_tracks(tmp_path: Path) -> No
         "run_info/feature_stability.csv",
     }  # fmt: skip
     predictions = {a.path for a in client.list_artifacts(run.info.run_id, "predictions")}
-    assert predictions == {"predictions/test_slice.parquet"}
+    # the churn model's test slice, and the survival model's check (models/survival.py)
+    assert predictions == {"predictions/test_slice.parquet", "predictions/survival_check.parquet"}
+    # the effects bundle (survival) is logged in the same run and is champion with the model
+    assert client.get_model_version_by_alias("churnwise-effects", "champion").run_id == run.info.run_id
+    assert "survival_brier_12m" in run.data.metrics
     assert (tmp_path / "data" / "features" / "demo_debug_contractual" / "features.parquet").is_file()
 
     # A second run reuses the data (same spec) and records the same fingerprint.

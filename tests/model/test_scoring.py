@@ -129,15 +129,33 @@ def test_priority_and_selection_follow_the_greedy_rule_within_budget_and_capacit
     assert (out["selected"] == (out["assignment"] == "treated")).all()
 
 
-def clv(p: np.ndarray, revenue: np.ndarray, cfg: DictConfig) -> np.ndarray:
-    """CLV as docs/scoring.md writes it."""
-    r = (1 - np.clip(p, 0, 1 - 1e-9)) ** ((365.25 / 12) / int(cfg.label.horizon_days))
+def survival_curves(cfg: DictConfig, result: ScoreResult, features: pd.DataFrame) -> np.ndarray:
+    """S(t), t = 1..value.horizon_months, of each customer from the effects bundle logged in the scored
+    model's own training run (through its pyfunc interface)."""
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    name = cfg.mlflow.registered_model_name
+    run_id = mlflow.MlflowClient().get_model_version(name, result.model_version).run_id
+    bundle = mlflow.pyfunc.load_model(f"runs:/{run_id}/effects")
+    inputs = features[bundle.metadata.get_input_schema().input_names()]
+    params = {"months": int(cfg.value.horizon_months), "as_of": str(result.as_of)}
+    return bundle.predict(inputs, params=params).to_numpy(dtype=float)
+
+
+def clv(survival: np.ndarray, revenue: np.ndarray, cfg: DictConfig) -> np.ndarray:
+    """CLV as docs/scoring.md writes it: sum over months t of m S(t) (1 + d) ** -t."""
     d = (1 + float(cfg.value.annual_discount_rate)) ** (1 / 12) - 1
-    return float(cfg.value.margin_rate) * np.nan_to_num(revenue) * r / (1 + d - r)
+    discount = (1 + d) ** -np.arange(1, survival.shape[1] + 1)
+    return float(cfg.value.margin_rate) * np.nan_to_num(revenue) * (survival * discount).sum(axis=1)
+
+
+def hazard_times(survival: np.ndarray, multiplier: float) -> np.ndarray:
+    """The survival curves with each month's hazard 1 - S(t) / S(t - 1) multiplied (at most 1)."""
+    previous = np.hstack([np.ones((len(survival), 1)), survival[:, :-1]])
+    return np.cumprod(1 - np.minimum((1 - survival / previous) * multiplier, 1), axis=1)
 
 
 def test_chosen_action_is_the_argmax_of_the_documented_expected_value_rule(scored) -> None:
-    cfg, _, out = scored
+    cfg, result, out = scored
     features = features_at(cfg, AS_OF).merge(
         out[["customer_id", "ladder_rung", "strategic_value"]], on="customer_id"
     )
@@ -148,7 +166,10 @@ def test_chosen_action_is_the_argmax_of_the_documented_expected_value_rule(score
     label_to_key = {spec.label: key for key, spec in cfg.reasons.families.items()}
     reason_keys = out[["reason_1", "reason_2", "reason_3"]].map(lambda v: label_to_key.get(v))
     p, value = out["p_churn"].to_numpy(), out["clv"].to_numpy()
-    assert value == pytest.approx(clv(p, features["monthly_revenue"].to_numpy(), cfg))
+    survival = survival_curves(cfg, result, features)
+    assert value == pytest.approx(clv(survival, features["monthly_revenue"].to_numpy(), cfg))
+    d = (1 + float(cfg.value.annual_discount_rate)) ** (1 / 12) - 1
+    assert (value <= float(cfg.value.margin_rate) * features["monthly_revenue"].to_numpy() / d + 1e-9).all()
     names, table = [], []
     for name, spec in actions.catalogue.items():
         eligible, cost = (
@@ -172,7 +193,7 @@ def test_chosen_action_is_the_argmax_of_the_documented_expected_value_rule(score
             env = p * value * rate - cost
         else:
             moved = clv(
-                p * float(spec.get("churn_multiplier", 1.0)),
+                hazard_times(survival, float(spec.get("churn_multiplier", 1.0))),
                 features["monthly_revenue"].to_numpy() + float(spec.get("revenue_uplift", 0.0)),
                 cfg,
             )
