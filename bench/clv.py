@@ -11,7 +11,9 @@ predicts the same 12 months. A naive "the last 12 months repeat" is shown for sc
 expected spend given the generator's hidden truth (each customer's purchase rate, attention span and spend
 level), which no model of the tables can beat on average.
 
-The customers compared are those with an order before T0 (both methods can score them). Realised spend is
+The customers compared are those with an order before T0. The project scores the customers its inactivity
+label still counts as customers at T0; the others (lapsed: no order within the label window before T0) get a
+predicted spend of 0, as the project expects nothing more from them, and are counted in the results. Realised spend is
 the sum of their orders in [T0, T0 + 12 months) in the full data. Metrics: mean absolute error, RMSE,
 total bias (predicted total / realised total - 1), Spearman rank correlation, top-decile capture (share of
 realised spend from the 10% predicted highest) and predicted against realised spend by predicted decile.
@@ -201,9 +203,13 @@ def run(n_customers: int, months: int, seed: int, penalizer: float, extra: list[
             last_year.groupby("customer_id")["amount"].sum().reindex(buyers, fill_value=0.0)
         )
         for name, overrides in project_variants.items():
-            spend, info[name] = project_spend(root / name.replace(" ", "_"), root / "calibration", n_customers,
+            slug = "".join(c if c.isalnum() else "_" for c in name)  # a path Hydra overrides can carry
+            spend, info[name] = project_spend(root / slug, root / "calibration", n_customers,
                                               [*extra, *overrides])  # fmt: skip
-            predictions[name] = spend.reindex(buyers)
+            # customers the project does not score have lapsed by its inactivity label at T0: it expects
+            # nothing more from them (counted, and predicted 0)
+            info[name]["not_scored"] = int((~buyers.isin(spend.index)).sum())
+            predictions[name] = spend.reindex(buyers, fill_value=0.0)
         missing = {name: int(p.isna().sum()) for name, p in predictions.items() if p.isna().any()}
         if missing:
             raise SystemExit(f"some customers with an order before {t0} got no prediction: {missing}")
@@ -244,6 +250,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {name} | {m['mae']:.2f} | {m['rmse']:.2f} | {m['total_bias_pct']:+.1f}% | {m['spearman']:.3f} "
             f"| {100 * m['top_decile_capture']:.1f}% | {seconds} |"
         )
+    for name, extra in result["info"].items():
+        if extra.get("not_scored"):
+            lines.append(
+                f"\n{name}: {extra['not_scored']:,} of the customers had lapsed at T0 (not scored, "
+                "predicted 0)."
+            )
     lines += ["", "Mean predicted / realised spend by decile of predicted spend (1 = lowest):", ""]
     names = list(result["deciles"])
     lines.append("| decile | " + " | ".join(names) + " |")
@@ -266,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--override", action="append", default=[], help="a Hydra override for the project")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    variants = {"project (survival CLV)": [], "project (constant retention)": ["survival=constant"]}
+    # survival=constant is not compared: its closed form counts every future month, not value.horizon_months
+    variants = {"project (survival CLV)": []}
     result = run(args.customers, args.months, args.seed, args.penalizer, args.override, variants)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "clv.json").write_text(json.dumps(result, indent=2) + "\n")
