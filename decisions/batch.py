@@ -219,15 +219,19 @@ def joint_selection(
     in `pairs`; the table `scored` gets each picked customer's chosen action (which may not be their best).
 
     Memory stays bounded: one action's pairs at a time are read and cut to those an optimal selection may need
-    (`fewer_betters_than` with the most customers any selection holds: the budget over the cheapest pair's
-    cost), so the solver sees at most that many pairs per action."""
+    (`fewer_betters_than` with the most customers any selection holds: those with a free action plus the
+    budget over the cheapest paid pair's cost), so the solver sees at most that many pairs per action."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE pairs AS SELECT * FROM read_parquet({literal(pairs)})")
     budget = control.selection_budget(policy.budget)
     capacity = control.selection_capacities(policy.capacities())
-    people, cheapest = con.execute(
-        "SELECT count(DISTINCT customer_id), min(action_cost) FILTER (WHERE action_cost > 0) FROM pairs"
+    people, free, cheapest = con.execute(
+        """SELECT count(DISTINCT customer_id), count(DISTINCT customer_id) FILTER (WHERE action_cost <= 0),
+                  min(action_cost) FILTER (WHERE action_cost > 0)
+           FROM pairs"""
     ).fetchall()[0]
-    most = int(people) if cheapest is None else min(int(people), int(budget // float(cheapest)))
+    # at most: every customer with a free action, plus as many paid ones as the budget buys at the cheapest
+    paid = int(people) if cheapest is None else int(budget // float(cheapest))
+    most = min(int(people), int(free) + paid)
     kept = []
     for j, name in enumerate(policy.action_names):
         part = con.execute(

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from decisions.actions import Action, Customers
+from decisions.errors import DecisionConfigError
 from decisions.value import ValueParameters, monthly_discount_rate, monthly_retention
 
 LEARNED, ASSUMED = "learned", "assumed"
@@ -97,6 +98,12 @@ def tail_value(customers: Customers, value: ValueParameters, window_months: int)
 
 def learned_value(uplift: Any, features: pd.DataFrame, tail: np.ndarray) -> tuple[Estimate, Estimate]:
     """(gain, churn effect) of one learned action (an `ActionUplift`) for the customers of `features`."""
+    missing = sorted(set(uplift.features) - set(features.columns))
+    if missing:
+        raise DecisionConfigError(
+            f"the uplift model of {uplift.action} reads feature(s) {', '.join(missing)} that scoring did not build: "
+            f"retrain it with the churn model's features"
+        )
     effects = uplift.effects(features)
     churn, margin = effects[CHURN], effects[MARGIN]
     gain = Estimate(

@@ -229,22 +229,8 @@ def test_the_batch_selects_jointly_a_second_action_where_it_is_worth_more_to_the
     for selection in ("exact", "joint"):
         policy = small_policy(actions, budget=11.0, selection=selection)
         frame = rule_frame(pd.DataFrame({"customer_id": [1, 2]}), policy, [10.0, 1.0])
-        p, clv = np.array([0.5, 0.5]), np.array([100.0, 95.0])
-        decided, pairs = policy.decide_chunk(frame, p, clv, np.array([50.0, 50.0]), None, VALUE)
-        scored = pd.concat(
-            [pd.DataFrame({"customer_id": [1, 2], "as_of": date(2026, 1, 1), "p_churn": p, "clv": clv,
-                           "value_at_risk": p * clv}), decided], axis=1,
-        ).assign(model_version="1")  # fmt: skip
-        path = tmp_path / f"{selection}.parquet"
-        scored.to_parquet(path)
-        pairs.insert(0, "customer_id", frame["customer_id"].to_numpy()[pairs.pop("row").to_numpy()])
-        pairs.to_parquet(pairs_file(path))
-        con = duckdb.connect()
-        out = finalise(con, path, policy, ControlSettings(share=0.0), date(2026, 1, 1)).df()
-        assert list(out.columns) == output_columns(policy.top_reasons)
-        results[selection] = out.set_index("customer_id")
-        summary = summarise(con.table("scoring_output"), policy, None, 11.0, 0.0)
-        assert summary.budget_used <= 11.0
+        results[selection], summary = run_batch(policy, frame, np.array([0.5, 0.5]), np.array([100.0, 95.0]),
+                                                tmp_path / f"{selection}.parquet")  # fmt: skip
     exact, joint = results["exact"], results["joint"]
     assert exact["selected"].tolist() == [True, False]
     assert joint["selected"].tolist() == [True, True]
@@ -259,6 +245,40 @@ def test_the_batch_selects_jointly_a_second_action_where_it_is_worth_more_to_the
     assert summary.assumed_line().startswith("assumed effects take 100% of the budget spent (a, b:")
 
 
+def run_batch(policy: DecisionPolicy, frame: pd.DataFrame, p: np.ndarray, clv: np.ndarray, path):
+    """Decide one chunk, write its scored rows and pairs as `score_chunks` does, and finalise."""
+    decided, pairs = policy.decide_chunk(frame, p, clv, np.full(len(p), 50.0), None, VALUE)
+    ids = frame["customer_id"].to_numpy()
+    scored = pd.concat(
+        [pd.DataFrame({"customer_id": ids, "as_of": date(2026, 1, 1), "p_churn": p, "clv": clv,
+                       "value_at_risk": p * clv}), decided], axis=1,
+    ).assign(model_version="1")  # fmt: skip
+    scored.to_parquet(path)
+    pairs.insert(0, "customer_id", ids[pairs.pop("row").to_numpy()])
+    pairs.to_parquet(pairs_file(path))
+    con = duckdb.connect()
+    out = finalise(con, path, policy, ControlSettings(share=0.0), date(2026, 1, 1)).df()
+    assert list(out.columns) == output_columns(policy.top_reasons)
+    summary = summarise(con.table("scoring_output"), policy, None, policy.budget, 0.0)
+    assert summary.budget_used <= policy.budget
+    return out.set_index("customer_id"), summary
+
+
+def test_the_joint_pruning_keeps_every_free_action_the_budget_does_not_limit(tmp_path) -> None:
+    # five customers with a free action, one with a paid one that takes the whole budget: all six fit
+    actions = (
+        CorrectiveAction("free", cost=0, save_rate={"default": 0.2}),
+        CorrectiveAction("paid", cost=1, save_rate={"default": 0.2}),
+    )
+    policy = small_policy(actions, budget=1.0, selection="joint")
+    frame = rule_frame(pd.DataFrame({"customer_id": np.arange(1, 7)}), policy, [0.0, 1.0])
+    frame[eligible_column("free")] = frame["customer_id"] <= 5
+    frame[eligible_column("paid")] = frame["customer_id"] == 6
+    out, _ = run_batch(policy, frame, np.full(6, 0.5), np.arange(1.0, 7.0) * 20, tmp_path / "free.parquet")
+    assert out["selected"].all()
+    assert out["action"].tolist() == ["paid", *["free"] * 5]  # in priority order: the paid one is worth most
+
+
 def test_constant_retention_value_in_the_tail_matches_lifetime_value() -> None:
     p, revenue = np.array([0.1, 0.3]), np.array([40.0, 60.0])
     who = Customers(
@@ -266,3 +286,11 @@ def test_constant_retention_value_in_the_tail_matches_lifetime_value() -> None:
     )
     direct = lifetime_value(p, revenue, horizon_days=90, margin_rate=0.5, annual_discount_rate=0.1)
     assert np.allclose(tail_value(who, VALUE, 0), direct)
+
+
+def test_the_joint_solver_keeps_free_pairs_beyond_what_the_budget_buys() -> None:
+    from decisions.selection import select_multi_choice
+
+    values = np.array([[1.0, np.nan], [2.0, np.nan], [3.0, np.nan], [np.nan, 10.0]])
+    costs = np.array([[0.0, np.nan], [0.0, np.nan], [0.0, np.nan], [np.nan, 1.0]])
+    assert select_multi_choice(values, costs, 1.0, [None, None]).tolist() == [0, 0, 0, 1]
