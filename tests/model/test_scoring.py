@@ -618,3 +618,25 @@ def test_scoring_in_small_chunks_gives_the_same_output(decision_project, scored,
     chunked = pd.read_parquet(result.path)
     assert result.customers == whole.customers > 97 * 5  # many chunks
     pd.testing.assert_frame_equal(chunked, out)
+
+
+def test_a_history_written_before_the_effect_columns_gets_them_on_the_next_run(
+    decision_project, tmp_path: Path
+) -> None:
+    cfg, make, _ = decision_project
+    folder = outputs_for(cfg, tmp_path)
+    database = outputs_for(cfg, tmp_path, "history") / "history.duckdb"
+    first = score(make("score.as_of=2023-11-01", f"score.output_dir={folder}", f"score.database={database}"))
+    effect_columns = output_columns(3)[output_columns(3).index("expected_net_value_low") :][:8]
+    assert effect_columns[-1] == "uplift_segment"
+    with duckdb.connect(str(database)) as con:  # as a history written before these columns existed
+        for column in effect_columns:
+            con.execute(f"ALTER TABLE {first.table} DROP COLUMN {column}")
+    second = score(make(f"score.as_of={AS_OF}", f"score.output_dir={folder}", f"score.database={database}"))
+    with duckdb.connect(str(database), read_only=True) as con:
+        history = con.execute(f"SELECT * FROM {second.table}").df()
+    assert set(effect_columns) <= set(history.columns)
+    dates = pd.to_datetime(history["as_of"])
+    earlier, later = history[dates == pd.Timestamp("2023-11-01")], history[dates == pd.Timestamp(AS_OF)]
+    assert len(earlier) == first.customers and earlier[effect_columns].isna().all().all()
+    assert (later.loc[later["action"].notna(), "effect_source"] == "assumed").all()
