@@ -55,6 +55,9 @@ class ScoringSummary:
     expected_saved_assumed: float = 0.0
     budget_used_assumed: float = 0.0  # spent on the treated whose action's effect is assumed
     assumed_actions: tuple[str, ...] = ()  # catalogue actions without a learned effect
+    # uplift_segment, customers, selected, value_gain, value_gain_low, value_gain_high (the last three over the
+    # selected), assumed (selected customers whose action's effect is assumed)
+    segments: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def budget_share_assumed(self) -> float:
@@ -110,6 +113,7 @@ class ScoringSummary:
             "valuation_segments": self.valuation,
             "actions": self.actions,
             "reasons": self.reasons,
+            "uplift_segments": self.segments,
         }
 
     def render(self, header: list[str]) -> str:
@@ -240,6 +244,14 @@ def summarise(
     actions = catalogue.merge(actions, on="action", how="left")
     counts = ["best_for", "selected", "control", "cost", "expected_saved_value", "expected_net_value"]
     actions[counts] = actions[counts].fillna(0)
+    segments = query(
+        """SELECT uplift_segment, count(*) AS customers, count(*) FILTER (WHERE selected) AS selected,
+                   coalesce(sum(value_gain) FILTER (WHERE selected), 0) AS value_gain,
+                   coalesce(sum(value_gain_low) FILTER (WHERE selected), 0) AS value_gain_low,
+                   coalesce(sum(value_gain_high) FILTER (WHERE selected), 0) AS value_gain_high,
+                   count(*) FILTER (WHERE selected AND effect_source = 'assumed') AS assumed
+            FROM output_rows WHERE uplift_segment IS NOT NULL GROUP BY uplift_segment ORDER BY uplift_segment"""
+    ).df()
     reason_columns = [f"reason_{i + 1}" for i in range(policy.top_reasons)]
     if reason_columns:
         listed = " UNION ALL ".join(
@@ -284,6 +296,7 @@ def summarise(
         expected_saved_learned=float(claimed[2]),
         expected_saved_assumed=float(claimed[3]),
         budget_used_assumed=float(claimed[4]),
+        segments=segments,
         assumed_actions=tuple(
             a.name for a, s in zip(policy.catalogue, sources, strict=True) if s != "learned"
         ),

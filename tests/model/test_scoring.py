@@ -381,6 +381,13 @@ def test_actions_without_campaigns_are_assumed_and_their_budget_share_stated(sco
         "history)"
     )
     assert result.summary.assumed_line() in result.summary.render([])
+    client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
+    assert "run_info/uplift_segments.csv" in {
+        a.path for a in client.list_artifacts(result.run_id, "run_info")
+    }
+    segments = result.summary.segments.set_index("uplift_segment")
+    assert segments["selected"].sum() == out.loc[out["selected"], "uplift_segment"].notna().sum()
+    assert (segments["assumed"] == segments["selected"]).all()
 
 
 def test_no_selected_customer_has_a_negative_effect_and_every_value_has_its_interval(scored) -> None:

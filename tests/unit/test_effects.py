@@ -243,6 +243,9 @@ def test_the_batch_selects_jointly_a_second_action_where_it_is_worth_more_to_the
     assert summary.metrics()["budget_share_assumed"] == pytest.approx(1.0)
     assert summary.metrics()["expected_value_saved_low"] == pytest.approx(0.5 * (20 + 0.5 * 95 * 0.18))
     assert summary.assumed_line().startswith("assumed effects take 100% of the budget spent (a, b:")
+    segments = summary.tables()["uplift_segments"].set_index("uplift_segment")
+    assert segments.loc["persuadable", "selected"] == 2 == segments.loc["persuadable", "assumed"]
+    assert segments.loc["persuadable", "value_gain"] == pytest.approx(20 + 0.5 * 95 * 0.18)
 
 
 def run_batch(policy: DecisionPolicy, frame: pd.DataFrame, p: np.ndarray, clv: np.ndarray, path):
