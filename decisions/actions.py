@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,19 @@ class Customers:
     reason_codes: np.ndarray | None = None  # (n, k) index into `reason_families` of each top reason; -1: none
     reason_families: Sequence[str] = ()
     survival: np.ndarray | None = None  # (n, months) survival curves behind clv; None: constant retention
+    features: Any = (
+        None  # the chunk's feature rows (a DataFrame), read by learned effects (decisions.effects)
+    )
+
+
+def check_prior_range(name: str, prior_range: Sequence[float]) -> None:
+    """`prior_range` is [low, high] with 0 <= low <= 1 <= high."""
+    ok = len(prior_range) == 2 and 0.0 <= float(prior_range[0]) <= 1.0 <= float(prior_range[1])
+    if not ok:
+        raise DecisionConfigError(
+            f"actions.catalogue.{name}.prior_range: give [low, high] with 0 <= low <= 1 <= high, got "
+            f"{list(prior_range)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -61,9 +75,11 @@ class CorrectiveAction:
     eligible: str = "TRUE"  # SQL condition over the features
     capacity: int | None = None  # at most this many selected per run (None: no limit)
     description: str = ""
+    prior_range: Sequence[float] = (0.5, 1.5)  # interval of the assumed effect, x its point value
     kind: str = field(default="corrective", init=False)
 
     def __post_init__(self) -> None:
+        check_prior_range(self.name, self.prior_range)
         if "default" not in self.save_rate:
             raise DecisionConfigError(f"actions.catalogue.{self.name}.save_rate: needs a 'default' rate")
         bad = {k: v for k, v in self.save_rate.items() if not 0.0 <= float(v) <= 1.0}
@@ -110,9 +126,11 @@ class LadderIntervention:
     eligible: str = "TRUE"
     capacity: int | None = None
     description: str = ""
+    prior_range: Sequence[float] = (0.5, 1.5)  # interval of the assumed effect, x its point value
     kind: str = field(default="ladder", init=False)
 
     def __post_init__(self) -> None:
+        check_prior_range(self.name, self.prior_range)
         if not 0.0 <= float(self.conversion_rate) <= 1.0 or float(self.churn_multiplier) < 0.0:
             raise DecisionConfigError(
                 f"actions.catalogue.{self.name}: conversion_rate must be in [0, 1] and churn_multiplier >= 0"

@@ -11,16 +11,25 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from decisions.actions import ValueParameters, select_within_budget
+from decisions.actions import ValueParameters, fewer_betters_than, select_within_budget
 from decisions.control import TREATED, ControlSettings, hold_out, within_budget
 from decisions.plan import ScoringPlan
-from decisions.policy import DecisionPolicy, action_index
+from decisions.policy import ACTION_COLUMNS, DecisionPolicy, action_index
 from decisions.reasons import top_reasons
+from decisions.selection import select_multi_choice
 from features.sql import identifier, literal
 
 # Columns added to the scoring output since histories were first written: a history table without them is
 # migrated (nullable columns added) when a run writes to it; any other difference is refused.
-ADDED_COLUMNS = ("assignment", "assignment_probability")
+ADDED_COLUMNS = (
+    "assignment", "assignment_probability", "expected_net_value_low", "expected_net_value_high", "effect_source",
+    "effect_on_churn", "value_gain", "value_gain_low", "value_gain_high", "uplift_segment",
+)  # fmt: skip
+# Written by each chunk (decisions.effects); kept to `ACTION_COLUMNS` order in the output.
+EFFECT_FLOATS = (
+    "expected_net_value_low", "expected_net_value_high", "effect_on_churn", "value_gain", "value_gain_low",
+    "value_gain_high",
+)  # fmt: skip
 
 
 def output_columns(top_reasons: int = 3) -> list[str]:
@@ -28,13 +37,21 @@ def output_columns(top_reasons: int = 3) -> list[str]:
 
     `selected` says whom to contact (the treated); `assignment` is 'treated' or 'control' for every customer
     the selection chose (controls are held out and not contacted), empty otherwise, and
-    `assignment_probability` the probability of being treated once chosen for that action."""
+    `assignment_probability` the probability of being treated once chosen for that action. The action's
+    `effect_source` (learned / assumed), `effect_on_churn`, `value_gain` and the intervals are those of
+    decisions/effects.py; `uplift_segment` its segment."""
     return [
         "customer_id", "as_of", "p_churn", "clv", "value_at_risk", "strategic_value", "valuation_segment",
         "ladder_rung", *(f"reason_{i + 1}" for i in range(top_reasons)), "action", "action_kind",
-        "action_cost", "expected_net_value", "selected", "assignment", "assignment_probability", "priority",
-        "model_version",
+        "action_cost", "expected_net_value", "expected_net_value_low", "expected_net_value_high",
+        "effect_source", "effect_on_churn", "value_gain", "value_gain_low", "value_gain_high", "uplift_segment",
+        "selected", "assignment", "assignment_probability", "priority", "model_version",
     ]  # fmt: skip
+
+
+def pairs_file(scored_file: Path) -> Path:
+    """Where `score_chunks` writes the joint selection's candidate pairs, beside `scored_file`."""
+    return scored_file.with_name(f"{scored_file.stem}_pairs.parquet")
 
 
 def score_chunks(
@@ -71,14 +88,18 @@ def score_chunks(
         + [("ladder_rung", pa.string())]
         + [(f"reason_{i + 1}", pa.string()) for i in range(policy.top_reasons)]
         + [("action", pa.string()), ("action_kind", pa.string())]
-        + [
-            ("action_cost", pa.float64()),
-            ("expected_net_value", pa.float64()),
-            ("model_version", pa.string()),
-        ]
+        + [("action_cost", pa.float64()), ("expected_net_value", pa.float64())]
+        + [("effect_source", pa.string()), ("uplift_segment", pa.string())]
+        + [(c, pa.float64()) for c in EFFECT_FLOATS]
+        + [("model_version", pa.string())]
+    )
+    pair_schema = pa.schema(
+        [("customer_id", reader.schema.field("customer_id").type)]
+        + [(c, schema.field(c).type) for c in ACTION_COLUMNS]
     )
     with (
         pq.ParquetWriter(into, schema) as writer,
+        pq.ParquetWriter(pairs_file(into), pair_schema) as pair_writer,
         tqdm(total=rows, desc="scoring", unit="customer", disable=rows <= chunk_rows) as bar,
     ):
         for batch in reader:
@@ -93,7 +114,9 @@ def score_chunks(
             if policy.explain:
                 contributions, names = contribution_matrix(predicted)
                 explained = top_reasons(contributions, names, policy.reasons, policy.top_reasons)
-            decided = policy.decide(frame, p_churn, clv, revenue, explained, value, survival)
+            decided, pairs = policy.decide_chunk(frame, p_churn, clv, revenue, explained, value, survival)
+            pairs.insert(0, "customer_id", frame["customer_id"].to_numpy()[pairs.pop("row").to_numpy()])
+            pair_writer.write_table(pa.Table.from_pandas(pairs, schema=pair_schema, preserve_index=False))
             chunk = pd.concat(
                 [
                     pd.DataFrame(
@@ -127,6 +150,8 @@ def finalise(
 
     Priority is the rank by expected net value; `selected` marks the treated, whom the team contacts."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE scored AS SELECT * FROM read_parquet({literal(scored_file)})")
+    if policy.selection == "joint":
+        joint = joint_selection(con, pairs_file(scored_file), policy, control)
     valuation = policy.valuation
     if valuation.high_clv_min is not None:
         threshold = valuation.high_clv_min
@@ -145,15 +170,18 @@ def finalise(
     ).df()
     action = action_index(ordered["action"].to_numpy(dtype=object), policy.action_names)
     cost = ordered["action_cost"].to_numpy(dtype=float, na_value=np.nan)
-    chosen = select_within_budget(
-        action,
-        cost,
-        ordered["expected_net_value"].to_numpy(dtype=float, na_value=np.nan),
-        control.selection_budget(policy.budget),
-        control.selection_capacities(policy.capacities()),
-        method=policy.selection,
-        time_limit_seconds=policy.exact_time_limit_seconds,
-    )
+    if policy.selection == "joint":
+        chosen = ordered["customer_id"].isin(joint).to_numpy()
+    else:
+        chosen = select_within_budget(
+            action,
+            cost,
+            ordered["expected_net_value"].to_numpy(dtype=float, na_value=np.nan),
+            control.selection_budget(policy.budget),
+            control.selection_capacities(policy.capacities()),
+            method=policy.selection,
+            time_limit_seconds=policy.exact_time_limit_seconds,
+        )
     assignment, probability = hold_out(
         chosen, action, ordered["customer_id"].to_numpy(), control.share, control.seed, as_of
     )
@@ -169,7 +197,7 @@ def finalise(
         }
     )
     con.register("selection", selection)
-    from_selection = {"selected", *ADDED_COLUMNS}
+    from_selection = {"selected", "assignment", "assignment_probability"}
     select = ", ".join(
         f"s.{identifier(c)}" if c in from_selection else f"r.{identifier(c)}"
         for c in output_columns(policy.top_reasons)
@@ -182,3 +210,58 @@ def finalise(
     con.execute("DROP TABLE ranked")
     con.execute("DROP TABLE scored")
     return con.table("scoring_output")
+
+
+def joint_selection(
+    con: duckdb.DuckDBPyConnection, pairs: Path, policy: DecisionPolicy, control: ControlSettings
+) -> np.ndarray:
+    """The customers the joint selection (decisions.selection) picks over every usable (customer, action) pair
+    in `pairs`; the table `scored` gets each picked customer's chosen action (which may not be their best).
+
+    Memory stays bounded: one action's pairs at a time are read and cut to those an optimal selection may need
+    (`fewer_betters_than` with the most customers any selection holds: those with a free action plus the
+    budget over the cheapest paid pair's cost), so the solver sees at most that many pairs per action."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE pairs AS SELECT * FROM read_parquet({literal(pairs)})")
+    budget = control.selection_budget(policy.budget)
+    capacity = control.selection_capacities(policy.capacities())
+    people, free, cheapest = con.execute(
+        """SELECT count(DISTINCT customer_id), count(DISTINCT customer_id) FILTER (WHERE action_cost <= 0),
+                  min(action_cost) FILTER (WHERE action_cost > 0)
+           FROM pairs"""
+    ).fetchall()[0]
+    # at most: every customer with a free action, plus as many paid ones as the budget buys at the cheapest
+    paid = int(people) if cheapest is None else int(budget // float(cheapest))
+    most = min(int(people), int(free) + paid)
+    kept = []
+    for j, name in enumerate(policy.action_names):
+        part = con.execute(
+            "SELECT customer_id, action_cost, expected_net_value FROM pairs WHERE action = ?", [name]
+        ).df()
+        if len(part) > most:
+            c, v = part["action_cost"].to_numpy(dtype=float), part["expected_net_value"].to_numpy(dtype=float)
+            part = part[fewer_betters_than(c, v, max(most, 1))]
+        kept.append(part.assign(j=j))
+    found = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame()
+    if not len(found):
+        con.execute("DROP TABLE pairs")
+        return np.empty(0)
+    ids, position = np.unique(found["customer_id"].to_numpy(), return_inverse=True)
+    shape = (len(ids), len(policy.action_names))
+    values, costs = np.full(shape, np.nan), np.full(shape, np.nan)
+    values[position, found["j"]] = found["expected_net_value"].to_numpy(dtype=float)
+    costs[position, found["j"]] = found["action_cost"].to_numpy(dtype=float)
+    pick = select_multi_choice(
+        values, costs, budget, [capacity.get(j) for j in range(shape[1])], policy.exact_time_limit_seconds
+    )
+    names = np.asarray(policy.action_names, dtype=object)
+    chosen = pd.DataFrame({"customer_id": ids[pick >= 0], "action": names[pick[pick >= 0]]})
+    con.register("chosen", chosen)
+    assign = ", ".join(f"{identifier(c)} = p.{identifier(c)}" for c in ACTION_COLUMNS)
+    con.execute(
+        f"""UPDATE scored SET {assign}
+            FROM (SELECT p.* FROM pairs p JOIN chosen c USING (customer_id, action)) p
+            WHERE scored.customer_id = p.customer_id"""
+    )
+    con.unregister("chosen")
+    con.execute("DROP TABLE pairs")
+    return chosen["customer_id"].to_numpy()

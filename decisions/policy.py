@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,8 @@ import pyarrow as pa
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from decisions.actions import Action, Customers, ValueParameters, choose_actions, expected_net_values
+from decisions.actions import Action, Customers, ValueParameters, choose_actions
+from decisions.effects import action_values, pick, segment_action, uplift_segment
 from decisions.errors import DecisionConfigError
 from decisions.ladder import LoyaltyLadder
 from decisions.reasons import ReasonFamilies, TopReasons
@@ -39,6 +41,14 @@ from features.sql import identifier
 
 # Columns the decision rules add before the action rules run: eligibility and cost may use them.
 DECISION_COLUMNS = {"ladder_rung": "VARCHAR", "strategic_value": "DOUBLE"}
+
+SELECTIONS = ("joint", "exact", "greedy")
+# Per customer, the chosen (or best) action's columns: decide() and the joint selection's pairs.
+ACTION_COLUMNS = (
+    "action", "action_kind", "action_cost", "expected_net_value", "expected_net_value_low",
+    "expected_net_value_high", "effect_source", "effect_on_churn", "value_gain", "value_gain_low",
+    "value_gain_high", "uplift_segment",
+)  # fmt: skip
 
 ACTION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -66,7 +76,7 @@ class DecisionPolicy:
     low_risk_below: float = 0.04
     contact_rule: str = "TRUE"
     budget: float = 0.0
-    selection: str = "greedy"
+    selection: str = "joint"
     exact_time_limit_seconds: float = 60.0
 
     def __post_init__(self) -> None:
@@ -76,8 +86,10 @@ class DecisionPolicy:
             raise DecisionConfigError(
                 f"actions.catalogue: action names must be unique lower-case identifiers; check {bad or names}"
             )
-        if self.selection not in ("greedy", "exact"):
-            raise DecisionConfigError(f"actions.selection: {self.selection!r} is not greedy or exact")
+        if self.selection not in SELECTIONS:
+            raise DecisionConfigError(
+                f"actions.selection: {self.selection!r} is not one of {', '.join(SELECTIONS)}"
+            )
         families = set(self.reasons.keys) | {"default"}
         rungs = set(self.ladder.rungs)
         for action in self.catalogue:
@@ -215,6 +227,20 @@ FROM (
     ) -> pd.DataFrame:
         """Reasons and the best action for a chunk of customers (rows of `rules_sql`, same order);
         `survival`: the (n, months) survival curves behind `clv` (None: constant retention)."""
+        return self.decide_chunk(frame, p_churn, clv, monthly_revenue, reasons, value, survival)[0]
+
+    def decide_chunk(
+        self,
+        frame: pd.DataFrame,
+        p_churn: np.ndarray,
+        clv: np.ndarray,
+        monthly_revenue: np.ndarray,
+        reasons: TopReasons | None,
+        value: ValueParameters,
+        survival: np.ndarray | None = None,
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """As `decide`, and every usable (customer, action) pair with a positive ENV (the joint selection's
+        candidates: `ACTION_COLUMNS` with `row` = the customer's position in `frame`)."""
         names = self.action_names
         eligible = (
             np.column_stack([frame[eligible_column(n)].to_numpy(dtype=bool) for n in names])
@@ -234,11 +260,13 @@ FROM (
             reason_codes=None if reasons is None else reasons.codes,
             reason_families=self.reasons.keys,
             survival=survival,
+            features=frame,
         )
-        values = expected_net_values(self.catalogue, customers, eligible, costs, value, self.low_risk_below)
-        choice = choose_actions(values, costs)
-        action_names = np.asarray(names + [None], dtype=object)
-        kinds = np.asarray([a.kind for a in self.catalogue] + [None], dtype=object)
+        values = action_values(
+            self.catalogue, customers, eligible, costs, value, self.low_risk_below, value.uplift,
+            value.window_months,
+        )  # fmt: skip
+        choice = choose_actions(values.env.mean, costs)
         out = {
             "ladder_rung": frame["ladder_rung"].to_numpy(dtype=object),
             "strategic_value": frame["strategic_value"].to_numpy(dtype=float),
@@ -246,13 +274,49 @@ FROM (
         for i in range(self.top_reasons):
             labels = reasons.labels[:, i] if reasons is not None and i < reasons.labels.shape[1] else None
             out[f"reason_{i + 1}"] = labels if labels is not None else np.full(len(frame), None, dtype=object)
-        out |= {
-            "action": action_names[choice.action],
-            "action_kind": kinds[choice.action],
-            "action_cost": choice.cost,
-            "expected_net_value": choice.expected_net_value,
+        by_segment = segment_action(values, choice.action)
+        out |= self._action_columns(values, choice.action, costs, customers.p_churn)
+        out["uplift_segment"] = self._action_columns(values, by_segment, costs, customers.p_churn)[
+            "uplift_segment"
+        ]
+        rows, actions = np.nonzero(values.usable & (values.env.mean > 0))
+        pairs = pd.DataFrame(
+            {"row": rows, **self._action_columns(values, actions, costs, customers.p_churn, rows)}
+        )
+        return pd.DataFrame(out, index=frame.index), pairs
+
+    def _action_columns(
+        self,
+        values: Any,
+        action: np.ndarray,
+        costs: np.ndarray,
+        p_churn: np.ndarray,
+        rows: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """`ACTION_COLUMNS` of `action[i]` (-1: none) for row `rows[i]` (default: row i)."""
+        rows = np.arange(len(action)) if rows is None else rows
+        names = np.asarray(self.action_names + [None], dtype=object)
+        kinds = np.asarray([a.kind for a in self.catalogue] + [None], dtype=object)
+        source = np.asarray([*values.source, None], dtype=object)
+
+        def at(matrix: np.ndarray) -> np.ndarray:
+            return pick(matrix[rows], action)
+
+        churn_low, churn_high = at(values.churn.low), at(values.churn.high)
+        return {
+            "action": names[action],
+            "action_kind": kinds[action],
+            "action_cost": pick(costs[rows], action),
+            "expected_net_value": at(values.env.mean),
+            "expected_net_value_low": at(values.env.low),
+            "expected_net_value_high": at(values.env.high),
+            "effect_source": source[action],
+            "effect_on_churn": at(values.churn.mean),
+            "value_gain": at(values.gain.mean),
+            "value_gain_low": at(values.gain.low),
+            "value_gain_high": at(values.gain.high),
+            "uplift_segment": uplift_segment(p_churn[rows], churn_low, churn_high, self.low_risk_below),
         }
-        return pd.DataFrame(out, index=frame.index)
 
     def capacities(self) -> dict[int, int | None]:
         """Capacity of each action, by its index in the catalogue."""

@@ -59,6 +59,12 @@ def log_scoring_run(resolved: dict[str, Any], resolved_yaml: str, summary: Scori
         )
     )
     mlflow.log_metrics(summary.metrics())
+    mlflow.set_tags(
+        {
+            "effects.assumed": ",".join(summary.assumed_actions) or "none",
+            "effects.note": summary.assumed_line(),
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "resolved_config.yaml").write_text(resolved_yaml)

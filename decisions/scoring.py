@@ -38,6 +38,7 @@ from decisions.checks import (
     check_training_ranges,
 )
 from decisions.control import ControlSettings
+from decisions.effects import sources
 from decisions.plan import ScoringPlan, scoring_plan
 from decisions.policy import DecisionPolicy, decision_policy
 from decisions.publishing import log_scoring_run, publish_to_postgres, scoring_tags
@@ -126,8 +127,8 @@ def score(cfg: DictConfig) -> ScoreResult:
         margin_rate=float(cfg.value.margin_rate),
         annual_discount_rate=float(cfg.value.annual_discount_rate),
         horizon_months=int(cfg.value.get("horizon_months", 120)),
-        survival=scoring_survival(cfg, registered),
         as_of=as_of,
+        **scoring_effects(cfg, registered),
     )
     configured_days = LabelWindow.from_config(cfg.label).approx_days if is_snapshot(cfg) else None
     if configured_days is not None and round(configured_days) != round(value.horizon_days):
@@ -146,11 +147,12 @@ def score(cfg: DictConfig) -> ScoreResult:
         output = finalise(con, scored, policy, control, as_of)
     customers = int(output.shape[0])
     summary = dataclasses.replace(
-        summarise(output, policy, prospects, float(policy.budget), control.share),
+        summarise(output, policy, prospects, float(policy.budget), control.share, sources(policy.catalogue, value.uplift)),
         out_of_range=out_of_range, out_of_range_warn_share=warn_share,
         training_ranges=registered.manifest.get("training_ranges") or {},
     )  # fmt: skip
     clock.lap("rank_and_select")
+    log.info(summary.assumed_line())
 
     database, table = history.database, history.table
     history.check("scoring_output")
@@ -197,25 +199,31 @@ def score(cfg: DictConfig) -> ScoreResult:
     )  # fmt: skip
 
 
-def scoring_survival(cfg: DictConfig, registered: RegisteredModel) -> Any:
-    """The survival model lifetime value discounts: the one in the effects bundle of the scored model's own
-    training run (`runs:/<run_id>/effects`, so the two never drift apart); None (a constant monthly
-    retention) with survival=constant, or, said once, for a model trained before bundles existed."""
+def scoring_effects(cfg: DictConfig, registered: RegisteredModel) -> dict[str, Any]:
+    """The `ValueParameters` fields the effects bundle of the scored model's own training run fills
+    (`runs:/<run_id>/effects`, so the two never drift apart): `survival`, the survival model lifetime value
+    discounts (None, a constant monthly retention, with survival=constant), and `uplift`, the learned action
+    effects (decisions/effects.py; an action without one keeps its assumed prior). A model trained before
+    bundles existed: constant retention and every effect assumed, said once."""
     from hydra.utils import instantiate
 
     from models.effects import load_effects
     from models.survival import ConstantHazard
 
-    if "survival" in cfg and isinstance(instantiate(cfg.survival), ConstantHazard):
-        return None
     effects = load_effects(registered.run_id)
+    window = int(cfg.get("uplift", {}).get("value_window_months", 12))
     if effects is None:
         log.info(
             "%s (version %s) has no effects bundle in its training run (trained before survival models): lifetime "
             "value uses a constant monthly retention, as survival=constant", registered.uri, registered.version,
         )  # fmt: skip
-        return None
-    return effects.survival
+        return {"survival": None, "uplift": {}, "window_months": window}
+    constant = "survival" in cfg and isinstance(instantiate(cfg.survival), ConstantHazard)
+    return {
+        "survival": None if constant else effects.survival,
+        "uplift": dict(effects.uplift or {}),
+        "window_months": window,
+    }
 
 
 @dataclass

@@ -68,14 +68,17 @@ def _candidates(
     """(customer, action) pairs an optimal selection may need.
 
     A pair (i, a) with at least L better pairs (j, a) — the same action, costing no more, worth no less — where
-    L is the most customers any selection can hold, is never needed: in a selection that gives i action a, at
+    L is the most customers any selection can hold (those with a free pair, plus the budget over the cheapest
+    paid cost), is never needed: in a selection that gives i action a, at
     most L - 1 other customers are selected, so one of those better j is unselected, and giving a to j instead
     of i keeps budget, capacity and the one-action rule and loses no value."""
     eligible = ~np.isnan(values) & (values > 0) & ~np.isnan(costs) & (costs >= 0)
     if budget <= 0 or not eligible.any():
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     positive = costs[eligible & (costs > 0)]
-    most = int(eligible.any(axis=1).sum()) if not len(positive) else int(budget // positive.min())
+    # every customer with a free pair, plus as many paid ones as the budget buys at the cheapest paid cost
+    free = int((eligible & (costs <= 0)).any(axis=1).sum())
+    most = int(eligible.any(axis=1).sum()) if not len(positive) else free + int(budget // positive.min())
     capped = [c for c in capacity if c is not None]
     if len(capped) == values.shape[1]:
         most = min(most, int(sum(capped)))

@@ -4,6 +4,7 @@ summary and plots."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,31 @@ class ScoringSummary:
     training_ranges: dict[str, dict[str, float]] = field(default_factory=dict)
     control_share: float = 0.0  # of each action's selection held out as its control group (actions.control)
     controls: int = 0  # customers held out: chosen by the selection, not contacted
+    # the value saved's interval (sum of the selected customers' value_gain_low / _high: each customer's
+    # interval at its end at once, so wider than a joint interval of the total) and its split by effect source
+    expected_saved_low: float = 0.0
+    expected_saved_high: float = 0.0
+    expected_saved_learned: float = 0.0
+    expected_saved_assumed: float = 0.0
+    budget_used_assumed: float = 0.0  # spent on the treated whose action's effect is assumed
+    assumed_actions: tuple[str, ...] = ()  # catalogue actions without a learned effect
+    # uplift_segment, customers, selected, value_gain, value_gain_low, value_gain_high (the last three over the
+    # selected), assumed (selected customers whose action's effect is assumed)
+    segments: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def budget_share_assumed(self) -> float:
+        """Share of the budget spent that goes to assumed effects (0 when nothing is spent)."""
+        return self.budget_used_assumed / self.budget_used if self.budget_used > 0 else 0.0
+
+    def assumed_line(self) -> str:
+        """'assumed effects take 23% of the budget (loyalty_programme, ...: no learned effect ...)'."""
+        if not self.assumed_actions:
+            return "every action's effect is learned from campaign history: none is assumed"
+        return (
+            f"assumed effects take {self.budget_share_assumed:.0%} of the budget spent "
+            f"({', '.join(self.assumed_actions)}: no learned effect from campaign history)"
+        )
 
     def metrics(self) -> dict[str, float]:
         """Flat metrics for MLflow."""
@@ -60,6 +86,12 @@ class ScoringSummary:
             "control_share": self.control_share,
             "customers_control": float(self.controls),
             "expected_value_saved": self.expected_saved_value,
+            "expected_value_saved_low": self.expected_saved_low,
+            "expected_value_saved_high": self.expected_saved_high,
+            "expected_value_saved_learned": self.expected_saved_learned,
+            "expected_value_saved_assumed": self.expected_saved_assumed,
+            "budget_used_assumed": self.budget_used_assumed,
+            "budget_share_assumed": self.budget_share_assumed,
             "expected_net_value_selected": self.expected_net_value,
         }
         if self.prospects is not None:
@@ -71,6 +103,7 @@ class ScoringSummary:
             out[f"action_{r.action}_best_for"] = float(r.best_for)
             out[f"action_{r.action}_selected"] = float(r.selected)
             out[f"action_{r.action}_control"] = float(r.control)
+            out[f"action_{r.action}_learned"] = float(r.source == "learned")
         return out
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -80,6 +113,7 @@ class ScoringSummary:
             "valuation_segments": self.valuation,
             "actions": self.actions,
             "reasons": self.reasons,
+            "uplift_segments": self.segments,
         }
 
     def render(self, header: list[str]) -> str:
@@ -101,19 +135,22 @@ class ScoringSummary:
             f"  top reasons     {top or 'not computed'} (share of customers with it among their reasons)"
         )
         lines.append(
-            f"  {'action':<24}{'kind':<12}{'best for':>10}{'selected':>10}{'control':>9}{'cost':>12}"
+            f"  {'action':<24}{'kind':<12}{'source':<9}{'best for':>10}{'selected':>10}{'control':>9}{'cost':>12}"
             f"{'exp. saved':>13}{'exp. net':>12}"
         )
         for r in self.actions.itertuples():
             lines.append(
-                f"  {r.action:<24}{r.kind:<12}{int(r.best_for):>10,}{int(r.selected):>10,}{int(r.control):>9,}"
+                f"  {r.action:<24}{r.kind:<12}{r.source:<9}{int(r.best_for):>10,}{int(r.selected):>10,}{int(r.control):>9,}"
                 f"{r.cost:>12,.0f}"
                 f"{r.expected_saved_value:>13,.0f}{r.expected_net_value:>12,.0f}"
             )
         lines.append(
             f"  budget          {self.budget_used:,.0f} of {self.budget:,.0f} on {self.selected:,} customers: "
-            f"expected value saved {self.expected_saved_value:,.0f}, net {self.expected_net_value:,.0f}"
+            f"expected value saved {self.expected_saved_value:,.0f} (interval {self.expected_saved_low:,.0f} .. "
+            f"{self.expected_saved_high:,.0f}; {self.expected_saved_assumed:,.0f} of it assumed), "
+            f"net {self.expected_net_value:,.0f}"
         )
+        lines.append(f"  effects         {self.assumed_line()}")
         if self.control_share > 0:
             lines.append(
                 f"  control groups  {self.control_share:.0%} of each action's selection held out: "
@@ -140,10 +177,17 @@ def out_of_range_text(shares: dict[str, float], ranges: dict[str, dict[str, floa
 
 
 def summarise(
-    output: Any, policy: DecisionPolicy, prospects: int | None, budget: float, control_share: float = 0.0
+    output: Any,
+    policy: DecisionPolicy,
+    prospects: int | None,
+    budget: float,
+    control_share: float = 0.0,
+    sources: Sequence[str] | None = None,
 ) -> ScoringSummary:
     """Sum up the scoring output (a DuckDB relation); `control_share` is the share held out of each action's
-    selection (`selected` marks the treated, `assignment` 'control' the held-out)."""
+    selection (`selected` marks the treated, `assignment` 'control' the held-out); `sources`: each catalogue
+    action's effect source (decisions.effects.sources; default: every one assumed)."""
+    sources = list(sources) if sources is not None else ["assumed"] * len(policy.catalogue)
 
     def query(sql: str) -> Any:
         return output.query("output_rows", sql)
@@ -156,6 +200,13 @@ def summarise(
                    coalesce(sum(expected_net_value) FILTER (WHERE selected), 0),
                    count(*) FILTER (WHERE assignment = 'control')
             FROM output_rows"""
+    ).fetchall()[0]
+    claimed = query(
+        """SELECT coalesce(sum(value_gain_low), 0), coalesce(sum(value_gain_high), 0),
+                   coalesce(sum(value_gain) FILTER (WHERE effect_source = 'learned'), 0),
+                   coalesce(sum(value_gain) FILTER (WHERE effect_source = 'assumed'), 0),
+                   coalesce(sum(action_cost) FILTER (WHERE effect_source = 'assumed'), 0)
+            FROM output_rows WHERE selected"""
     ).fetchall()[0]
     ladder = query(
         """SELECT ladder_rung AS rung, count(*) AS customers, sum(value_at_risk) AS value_at_risk,
@@ -187,11 +238,20 @@ def summarise(
             "action": policy.action_names,
             "kind": [a.kind for a in policy.catalogue],
             "capacity": [a.capacity for a in policy.catalogue],
+            "source": sources,
         }
     )
     actions = catalogue.merge(actions, on="action", how="left")
     counts = ["best_for", "selected", "control", "cost", "expected_saved_value", "expected_net_value"]
     actions[counts] = actions[counts].fillna(0)
+    segments = query(
+        """SELECT uplift_segment, count(*) AS customers, count(*) FILTER (WHERE selected) AS selected,
+                   coalesce(sum(value_gain) FILTER (WHERE selected), 0) AS value_gain,
+                   coalesce(sum(value_gain_low) FILTER (WHERE selected), 0) AS value_gain_low,
+                   coalesce(sum(value_gain_high) FILTER (WHERE selected), 0) AS value_gain_high,
+                   count(*) FILTER (WHERE selected AND effect_source = 'assumed') AS assumed
+            FROM output_rows WHERE uplift_segment IS NOT NULL GROUP BY uplift_segment ORDER BY uplift_segment"""
+    ).df()
     reason_columns = [f"reason_{i + 1}" for i in range(policy.top_reasons)]
     if reason_columns:
         listed = " UNION ALL ".join(
@@ -231,6 +291,15 @@ def summarise(
         budget_curve=curve,
         control_share=float(control_share),
         controls=int(totals[8]),
+        expected_saved_low=float(claimed[0]),
+        expected_saved_high=float(claimed[1]),
+        expected_saved_learned=float(claimed[2]),
+        expected_saved_assumed=float(claimed[3]),
+        budget_used_assumed=float(claimed[4]),
+        segments=segments,
+        assumed_actions=tuple(
+            a.name for a, s in zip(policy.catalogue, sources, strict=True) if s != "learned"
+        ),
     )
 
 

@@ -6,8 +6,8 @@ from the calibrated churn probability (`lifetime_value`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -29,6 +29,10 @@ class ValueParameters:
     horizon_months: int = 120  # months a survival CLV counts
     survival: Any = None  # a fitted models.survival model (DiscreteHazard), or None / ConstantHazard
     as_of: date | None = None  # the date the customers are valued on (a seasonal survival model needs it)
+    # learned action effects: action name -> models.uplift.ActionUplift (the effects bundle's `uplift`), and the
+    # window their margin effect covers (uplift.value_window_months); decisions/effects.py
+    uplift: Mapping[str, Any] = field(default_factory=dict)
+    window_months: int = 12
 
     @property
     def constant(self) -> bool:

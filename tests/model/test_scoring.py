@@ -334,19 +334,75 @@ def test_history_table_keeps_each_date_and_a_rerun_replaces_its_own_rows(decisio
     assert set(pd.read_parquet(again.path)["as_of"]) == {date(2023, 11, 1)}
 
 
-def test_the_exact_selection_gets_more_value_than_greedy_within_the_same_budget_and_capacities(
-    scored, greedy
+def test_the_joint_selection_gets_more_value_than_exact_and_greedy_within_the_same_budget_and_capacities(
+    decision_project, scored, greedy, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cfg, _, exact = scored
-    chosen = exact[exact["selected"]]
-    assert 0 < chosen["action_cost"].sum() <= float(cfg.actions.budget) + 1e-6
-    assert (chosen["expected_net_value"] > 0).all()
-    for action, count in chosen["action"].value_counts().items():
-        limit = cfg.actions.catalogue[action].get("capacity")
-        assert limit is None or count <= limit
-    exact_value = chosen["expected_net_value"].sum()
-    greedy_value = greedy.loc[greedy["selected"], "expected_net_value"].sum()
-    assert exact_value >= greedy_value - 1e-6, (exact_value, greedy_value)
+    cfg, _, joint = scored
+    _, make, _ = decision_project
+    folder = outputs_for(cfg, tmp_path)
+    with caplog.at_level("INFO", logger="decisions.scoring"):
+        exact = pd.read_parquet(
+            score(make(f"score.as_of={AS_OF}", "actions.selection=exact", f"score.output_dir={folder}")).path
+        )
+    assert any(r.getMessage().startswith("assumed effects take") for r in caplog.records)
+    totals = {}
+    for name, out in (("joint", joint), ("exact", exact), ("greedy", greedy)):
+        chosen = out[out["assignment"].notna()]  # the selection, controls included (they were chosen too)
+        assert (chosen["expected_net_value"] > 0).all()
+        for action, count in chosen["action"].value_counts().items():
+            limit = cfg.actions.catalogue[action].get("capacity")
+            assert limit is None or count <= int(
+                np.floor(limit / (1 - float(cfg.actions.control.share)) + 1e-9)
+            )
+        treated = out[out["selected"]]
+        assert 0 < treated["action_cost"].sum() <= float(cfg.actions.budget) + 1e-6
+        totals[name] = chosen["expected_net_value"].sum()
+    assert totals["joint"] >= totals["exact"] - 1e-6 >= totals["greedy"] - 2e-6, totals
+
+
+def test_actions_without_campaigns_are_assumed_and_their_budget_share_stated(scored) -> None:
+    # The demo model of this test has no learned effects (its effects bundle holds no uplift models): every
+    # action is assumed, the output says so per customer, and the run states the share of budget it takes.
+    cfg, result, out = scored
+    acted = out[out["action"].notna()]
+    assert len(acted) and (acted["effect_source"] == "assumed").all()
+    assert out.loc[out["action"].isna(), "effect_source"].isna().all()
+    metrics = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(result.run_id).data.metrics
+    tags = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(result.run_id).data.tags
+    assert metrics["budget_share_assumed"] == 1.0
+    assert metrics["budget_used_assumed"] == pytest.approx(out.loc[out["selected"], "action_cost"].sum())
+    assert metrics["expected_value_saved_assumed"] == pytest.approx(metrics["expected_value_saved"])
+    assert metrics["expected_value_saved_learned"] == 0.0
+    names = list(cfg.actions.catalogue)
+    assert all(metrics[f"action_{name}_learned"] == 0.0 for name in names)
+    assert tags["effects.assumed"] == ",".join(names)
+    assert tags["effects.note"] == (
+        f"assumed effects take 100% of the budget spent ({', '.join(names)}: no learned effect from campaign "
+        "history)"
+    )
+    assert result.summary.assumed_line() in result.summary.render([])
+    client = mlflow.MlflowClient(cfg.mlflow.tracking_uri)
+    assert "run_info/uplift_segments.csv" in {
+        a.path for a in client.list_artifacts(result.run_id, "run_info")
+    }
+    segments = result.summary.segments.set_index("uplift_segment")
+    assert segments["selected"].sum() == out.loc[out["selected"], "uplift_segment"].notna().sum()
+    assert (segments["assumed"] == segments["selected"]).all()
+
+
+def test_no_selected_customer_has_a_negative_effect_and_every_value_has_its_interval(scored) -> None:
+    cfg, _, out = scored
+    chosen = out[out["assignment"].notna()]
+    assert len(chosen) and (chosen["value_gain"] > 0).all() and (chosen["effect_on_churn"] <= 0).all()
+    acted = out[out["action"].notna()]
+    assert (acted["value_gain_low"] <= acted["value_gain"] + 1e-9).all()
+    assert (acted["value_gain"] <= acted["value_gain_high"] + 1e-9).all()
+    # assumed: the prior range 0.5 .. 1.5 x the point value, the cost taken off each end
+    assert np.allclose(acted["value_gain_low"], 0.5 * acted["value_gain"])
+    assert np.allclose(acted["value_gain_high"], 1.5 * acted["value_gain"])
+    assert np.allclose(acted["expected_net_value_low"], acted["value_gain_low"] - acted["action_cost"])
+    assert np.allclose(acted["expected_net_value"], acted["value_gain"] - acted["action_cost"])
+    assert set(acted["uplift_segment"]) <= {"persuadable", "sure_thing", "lost_cause", "sleeping_dog"}
 
 
 def test_scoring_without_reasons_uses_default_save_rates(decision_project, tmp_path: Path) -> None:
@@ -453,7 +509,7 @@ def test_the_output_config_is_recorded(scored) -> None:
     cfg, result, _ = scored
     run = mlflow.MlflowClient(cfg.mlflow.tracking_uri).get_run(result.run_id)
     assert run.data.params["actions.budget"] == str(OmegaConf.select(cfg, "actions.budget"))
-    assert run.data.params["actions.selection"] == "exact"
+    assert run.data.params["actions.selection"] == "joint"
 
 
 KILLED_MID_WRITE = """
@@ -569,3 +625,25 @@ def test_scoring_in_small_chunks_gives_the_same_output(decision_project, scored,
     chunked = pd.read_parquet(result.path)
     assert result.customers == whole.customers > 97 * 5  # many chunks
     pd.testing.assert_frame_equal(chunked, out)
+
+
+def test_a_history_written_before_the_effect_columns_gets_them_on_the_next_run(
+    decision_project, tmp_path: Path
+) -> None:
+    cfg, make, _ = decision_project
+    folder = outputs_for(cfg, tmp_path)
+    database = outputs_for(cfg, tmp_path, "history") / "history.duckdb"
+    first = score(make("score.as_of=2023-11-01", f"score.output_dir={folder}", f"score.database={database}"))
+    effect_columns = output_columns(3)[output_columns(3).index("expected_net_value_low") :][:8]
+    assert effect_columns[-1] == "uplift_segment"
+    with duckdb.connect(str(database)) as con:  # as a history written before these columns existed
+        for column in effect_columns:
+            con.execute(f"ALTER TABLE {first.table} DROP COLUMN {column}")
+    second = score(make(f"score.as_of={AS_OF}", f"score.output_dir={folder}", f"score.database={database}"))
+    with duckdb.connect(str(database), read_only=True) as con:
+        history = con.execute(f"SELECT * FROM {second.table}").df()
+    assert set(effect_columns) <= set(history.columns)
+    dates = pd.to_datetime(history["as_of"])
+    earlier, later = history[dates == pd.Timestamp("2023-11-01")], history[dates == pd.Timestamp(AS_OF)]
+    assert len(earlier) == first.customers and earlier[effect_columns].isna().all().all()
+    assert (later.loc[later["action"].notna(), "effect_source"] == "assumed").all()

@@ -82,7 +82,7 @@ def test_decision_configs_build_a_policy_whose_rules_bind_to_the_default_feature
             "~actions.catalogue.discount.cost",
             "actions.catalogue.discount: .*missing 1 required positional argument: 'cost'",
         ),
-        ("actions.selection=best", "actions.selection: 'best' is not greedy or exact"),
+        ("actions.selection=best", "actions.selection: 'best' is not one of joint, exact, greedy"),
         ("+ladder.rules.fan='tenure_days > 1'", r"ladder.rules: \['fan'\] are not rungs"),
     ],
 )

@@ -333,6 +333,14 @@ def test_policy_refuses_unknown_reason_families_rungs_and_names() -> None:
         CorrectiveAction("call", cost=5, save_rate={"complaints": 0.5})
     with pytest.raises(DecisionConfigError, match="conversion_rate must be in"):
         LadderIntervention("up", cost=1, from_rungs=["customer"], target_rung="client", conversion_rate=2.0)
+    assert policy().selection == "joint"  # the default: every customer x action at once
+    with pytest.raises(
+        DecisionConfigError, match="actions.selection: 'best' is not one of joint, exact, greedy"
+    ):
+        policy(selection="best")
+    with pytest.raises(DecisionConfigError, match=r"loyalty.prior_range: give \[low, high\]"):
+        LadderIntervention("loyalty", cost=1, from_rungs=["customer"], target_rung="client", conversion_rate=0.1,
+                           prior_range=(0.5, 0.9))  # fmt: skip
 
 
 def test_policy_check_names_every_bad_rule() -> None:
