@@ -103,7 +103,10 @@ def test_a_feature_that_flips_on_the_test_dates_is_reported_and_dropped(
 ) -> None:
     from models.training import summary_table, train
 
-    cfg = make_cfg("stability.action=drop", "evaluation.baseline=null", "model.min_child_samples=100")
+    # a hand-made feature table, no input tables behind it: no survival model, no campaigns to learn from
+    cfg = make_cfg(
+        "stability.action=drop", "evaluation.baseline=null", "model.min_child_samples=100", "survival=constant"
+    )
     result = train(cfg, drifting_feature_table(tmp_path))
     assert "drifting (flipped)" in result.stability and "dropped before fitting" in result.stability
     assert "stability       1 feature(s) dropped before fitting: drifting (flipped)" in summary_table(
