@@ -35,7 +35,7 @@ import dataclasses
 import logging
 import time
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -277,14 +277,20 @@ class TLearner(_Learner):
 
     def effect(self, X: pd.DataFrame | Matrix) -> np.ndarray:
         """E[y | treated, x] - E[y | control, x] (each arm's model predicts every level in one call)."""
-        stacked = Matrix.of(X).with_levels(self.levels_)
-        n = len(stacked) // len(self.levels_)
-        treated, control = self.treated_model_.predict(stacked), self.control_model_.predict(stacked)
-        total = np.zeros(n)
+        X = Matrix.of(X)
+        treated, control = (self._at_levels(m, X) for m in (self.treated_model_, self.control_model_))
+        total = np.zeros(len(X))
         for k, share in enumerate(self.level_shares_):
-            part = slice(k * n, (k + 1) * n)
-            total += share * (treated[part] - control[part])
+            total += share * (treated[k] - control[k])
         return total
+
+    def _at_levels(self, model: _OutcomeModel, X: Matrix) -> np.ndarray:
+        """(levels, rows): the model's predictions at each propensity level; predicted at one level when it
+        never splits on the propensity (the same numbers at every level)."""
+        n, levels = len(X), len(self.levels_)
+        if levels == 1 or not model.uses(PROPENSITY):
+            return np.broadcast_to(model.predict(X.with_levels(self.levels_[:1])), (levels, n))
+        return model.predict(X.with_levels(self.levels_)).reshape(levels, n)
 
 
 @dataclass
@@ -533,16 +539,20 @@ class UpliftBundle:
     def figures(self) -> dict[str, Figure]:
         """Per learned action and outcome with a held-out evaluation: `uplift/<action>_<outcome>_qini.png`
         and `uplift/<action>_<outcome>_deciles.png` (close them after logging)."""
-        out = {}
+        return dict(self.iter_figures())
+
+    def iter_figures(self) -> Iterator[tuple[str, Figure]]:
+        """The same figures one by one (log and close each before the next is drawn)."""
         for name, action in self.actions.items():
             for outcome, evaluation in action.evaluation.items():
-                out[f"uplift/{name}_{outcome}_qini.png"] = qini_figure(
-                    evaluation.curve, f"{name}: {outcome} Qini (held-out campaigns)"
+                yield (
+                    f"uplift/{name}_{outcome}_qini.png",
+                    qini_figure(evaluation.curve, f"{name}: {outcome} Qini (held-out campaigns)"),
                 )
-                out[f"uplift/{name}_{outcome}_deciles.png"] = decile_figure(
-                    evaluation.deciles, f"{name}: effect on {outcome} by decile (held-out)"
+                yield (
+                    f"uplift/{name}_{outcome}_deciles.png",
+                    decile_figure(evaluation.deciles, f"{name}: effect on {outcome} by decile (held-out)"),
                 )
-        return out
 
 
 def calibration_scale(deciles: pd.DataFrame, level: float = 0.90) -> float:
