@@ -7,8 +7,10 @@ run (`runs:/<run_id>/effects`), so the two never drift apart.
 
 It holds:
 - `survival`: the survival model of `conf/survival` (models/survival.py), for lifetime value;
-- `uplift`: per action name, its uplift model (models/uplift.py `ActionUplift`): empty until those are
-  trained; a documented slot so that adding them changes neither the bundle's name nor how it is loaded.
+- `uplift`: per action name, its uplift model (models/uplift.py `ActionUplift`), learned by the train stage
+  from the campaigns table (models/training.py `fit_campaign_uplift`); an action that is absent has no
+  campaign evidence (its effect stays assumed; the run's tag `uplift.assumed` says why), and the dict is
+  empty without a campaigns table or with `uplift.enabled: false`.
 
 `predict` gives each row's survival to the end of months 1..`months` (`survival_1` ..) for rows observed on
 `as_of` (params; else each row's `observation_date` column), for a look at the bundle from outside Python

@@ -30,6 +30,7 @@ from features.errors import ConfigError
 from features.labels import LabelWindow
 from features.provenance import resolved_config, resolved_yaml
 from features.snapshot import LabelPeriod
+from features.validation import DataContractError, ValidatedTables, Violation
 from models.calibration import NoCalibration, calibration_name
 from models.ceiling import true_probability
 from models.churn_model import ChurnModel, fit_churn_model, fit_cross_validated
@@ -52,6 +53,7 @@ from models.split import SplitSettings, load_snapshots, plan_split, slice_masks,
 from models.stability import StabilityResult, StabilitySettings, check_stability
 from models.survival import DiscreteHazard, SurvivalData, fit_survival
 from models.tracking import TrackingSettings, config_params, tracked_run
+from models.uplift import UpliftBundle, UpliftSettings, fit_uplift
 
 log = logging.getLogger(__name__)
 HEADLINE = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "capture_at_20")
@@ -77,6 +79,7 @@ class TrainResult:
     split_kind: str = "time"  # "time" or "kfold": what the promotion gate compares the models on
     fallback: str = ""  # why split=auto fell back to K-fold (empty when it did not)
     survival: str = ""  # the survival model's line of the summary
+    uplift: str = ""  # the uplift models' line of the summary
 
 
 def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
@@ -88,9 +91,10 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     started = time.time()
     data, fitted = fit_configured(cfg, built)
     hazard = instantiate(cfg.survival)
-    survival = fit_survival(
-        hazard, survival_data(cfg, built, data, fitted, isinstance(hazard, DiscreteHazard))
-    )
+    dated = isinstance(hazard, DiscreteHazard)
+    tables = input_tables(cfg) if dated or cfg.uplift.get("enabled", False) else None
+    survival = fit_survival(hazard, survival_data(cfg, built, data, fitted, tables if dated else None))
+    uplift = fit_campaign_uplift(cfg, built, data, tables)
     manifest, stability, features = data.manifest, data.stability, data.features
     model, test_rows, p_test, split = fitted.model, fitted.test_rows, fitted.p_test, fitted.description
     y_test = test_rows["churned"].to_numpy()
@@ -101,6 +105,7 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
     metrics |= fitted.extra_metrics
     metrics |= stability.metrics()
     metrics |= survival.metrics
+    metrics |= uplift.bundle.metrics() if uplift.bundle is not None else {}
     metrics["raw_test_roc_auc"] = mean_metrics(y_test, fitted.repeat_raw)["roc_auc"]
     if model.best_iteration:
         metrics["best_iteration"] = float(model.best_iteration)
@@ -156,8 +161,9 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
             mlflow.log_artifacts(str(folder), artifact_path="run_info")
         _log_predictions(fitted)
         model_info = _log_model(model, test_rows, features, manifest, cfg)
+        _log_uplift(uplift)
         effects_info = log_effects(
-            Effects(survival.model),
+            Effects(survival.model, uplift=dict(uplift.bundle.actions) if uplift.bundle is not None else {}),
             signature_example(test_rows, features, manifest),
             max(test_rows["observation_date"]),
             pinned_requirements(),
@@ -175,31 +181,136 @@ def train(cfg: DictConfig, built: FeatureTableResult) -> TrainResult:
         run.info.run_id, experiment_id, manifest["input"]["fingerprint"], f"models:/{name}/{version.version}",
         str(version.version), metrics, split, promoted=False, test_rows=test_rows, calibration=tags["calibration"],
         seconds=time.time() - started, split_kind=fitted.kind, fallback=fitted.fallback,
-        stability=stability.summary(), survival=survival.note,
+        stability=stability.summary(), survival=survival.note, uplift=uplift.note,
     )  # fmt: skip
 
 
-def survival_data(
-    cfg: DictConfig, built: FeatureTableResult, data: TrainingData, fitted: Fitted, dates: bool
-) -> SurvivalData:
-    """What `fit_survival` reads for this run: the tables the features were built from (with `dates`, and
-    none for a snapshot table), the labelled snapshots and the churn model's probabilities."""
+def input_tables(cfg: DictConfig) -> ValidatedTables | None:
+    """The validated tables the features were built from (None for a snapshot table), for the models that
+    read the customer tables beside the feature table (survival, uplift)."""
     from features.build import is_snapshot
     from features.dialect import install_duckdb_functions
     from features.inputs import load_inputs
 
-    con, present = None, set()
-    if dates and not is_snapshot(cfg):
-        tables, _ = load_inputs(cfg, copy=False)
-        con, present = tables.con, set(tables.report.present)
-        install_duckdb_functions(con)
-    window = built.manifest.get("data_window") or {}
-    end = window.get("end_exclusive")
+    if is_snapshot(cfg):
+        return None
+    tables, _ = load_inputs(cfg, copy=False)
+    install_duckdb_functions(tables.con)
+    return tables
+
+
+def data_end(built: FeatureTableResult) -> date | None:
+    """The end (exclusive) of the data the feature table was built from, when the manifest says it."""
+    end = (built.manifest.get("data_window") or {}).get("end_exclusive")
+    return date.fromisoformat(end) if end else None
+
+
+def survival_data(
+    cfg: DictConfig,
+    built: FeatureTableResult,
+    data: TrainingData,
+    fitted: Fitted,
+    tables: ValidatedTables | None,
+) -> SurvivalData:
+    """What `fit_survival` reads for this run: the tables the features were built from (`tables`; None: a
+    snapshot table, or a survival model without dates), the labelled snapshots and the churn model's
+    probabilities."""
+    con, present = (tables.con, set(tables.report.present)) if tables is not None else (None, set())
+    end = data_end(built)
     return SurvivalData(
-        con, present, dict(built.manifest["label"]), date.fromisoformat(end) if end else date.max,
+        con, present, dict(built.manifest["label"]), end or date.max,
         data.snapshots, data.features, data.categorical, data.min_level_rows,
         LabelWindow.from_config(cfg.label).approx_days, fitted.model.predict_proba, fitted.test_rows,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UpliftResult:
+    """The uplift models a training run learned from the campaigns table (`bundle` None: none tried) and the
+    run summary's line about them."""
+
+    bundle: UpliftBundle | None
+    note: str
+    seconds: float = 0.0
+
+
+def fit_campaign_uplift(
+    cfg: DictConfig, built: FeatureTableResult, data: TrainingData, tables: ValidatedTables | None
+) -> UpliftResult:
+    """Per catalogue action, an uplift model learned from the business's own campaigns (`uplift` config,
+    models/uplift.py) on the churn model's features, from the full feature table (a campaign is assigned on
+    a date whose label may not be known yet; its outcomes come from the customer tables). Without
+    `uplift.enabled` or a campaigns table, every action keeps its assumed effect (one log line). Campaign
+    rows that cannot be learned from raise DataContractError naming the table and rows."""
+    from models.campaign_data import KEYS, TABLE, campaign_data
+
+    started = time.time()
+    end = data_end(built)
+    skip = (
+        "uplift.enabled is false" if not cfg.uplift.get("enabled", False)
+        else "no campaigns table" if tables is None or not tables.has(TABLE)
+        else "no data window in the feature manifest" if end is None
+        else ""
+    )  # fmt: skip
+    if skip:
+        note = f"{skip}: every action keeps its assumed effect"
+        log.info("uplift: %s", note)
+        return UpliftResult(None, note)
+    snapshots = pd.read_parquet(built.table_path, columns=[*KEYS, *data.features])
+    campaigns = campaign_data(
+        tables, snapshots, dict(built.manifest["label"]), list(cfg.actions.catalogue), data_end=end,
+        margin_rate=float(cfg.value.margin_rate), annual_discount_rate=float(cfg.value.annual_discount_rate),
+        window_months=int(cfg.uplift.value_window_months), as_of=end, features=data.features,
+    )  # fmt: skip
+    if campaigns.rows.empty:
+        note = "the campaigns table has no row before the data end: every action keeps its assumed effect"
+        log.info("uplift: %s", note)
+        return UpliftResult(None, note)
+    settings = UpliftSettings.from_config(cfg.uplift)
+    try:
+        bundle = fit_uplift(
+            campaigns.rows,
+            campaigns.features,
+            settings,
+            data.categorical,
+            actions=list(cfg.actions.catalogue),
+        )
+    except ConfigError:
+        raise
+    except ValueError as error:  # rows the learners refuse (e.g. a control row with propensity 1)
+        raise DataContractError([Violation(TABLE, None, "uplift_rows", str(error))]) from None
+    seconds = time.time() - started
+    learner = type(settings.learner).__name__
+    note = (
+        f"{len(bundle.actions)} action(s) learned from {len(campaigns.rows):,} campaign rows ({learner}, "
+        f"{settings.n_bags} bags, {seconds:.0f} s)"
+        + (f"; {bundle.assumed_message().removeprefix('uplift: ')}" if bundle.assumed else "")
+    )
+    return UpliftResult(bundle, note, seconds)  # fit_uplift said which actions stay assumed
+
+
+def _log_uplift(uplift: UpliftResult) -> None:
+    """The uplift tags and held-out figures (`plots/uplift/`) in the active run."""
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    if uplift.bundle is None:
+        mlflow.set_tag("uplift", uplift.note[:5000])
+        return
+    bundle = uplift.bundle
+    mlflow.set_tags(
+        {
+            "uplift": uplift.note[:5000],
+            "uplift.learned": ",".join(sorted(bundle.actions)) or "none",
+            "uplift.assumed": ",".join(sorted(bundle.assumed)) or "none",
+        }
+    )
+    if bundle.assumed_message():
+        mlflow.set_tag("uplift.assumed_reasons", bundle.assumed_message()[:5000])
+    mlflow.log_metric("uplift_seconds", uplift.seconds)
+    for path, figure in bundle.iter_figures():
+        mlflow.log_figure(figure, f"plots/{path}")
+        plt.close(figure)
 
 
 def importance_table(model: ChurnModel) -> pd.DataFrame:
@@ -592,6 +703,8 @@ def summary_table(result: TrainResult, cfg: DictConfig) -> str:
         lines.append(f"  stability       {result.stability}")
     if result.survival:
         lines.append(f"  survival        {result.survival}")
+    if result.uplift:
+        lines.append(f"  uplift          {result.uplift}")
     lines += [
         f"  MLflow run      {result.run_id} (experiment '{cfg.mlflow.experiment_name}')",
         f"  model           {cfg.mlflow.registered_model_name} version {result.model_version}: challenger"

@@ -297,6 +297,7 @@ def test_each_uplift_config_builds_its_learner(
 ) -> None:
     cfg = make_cfg(f"uplift={option}", debug=False)
     built = UpliftSettings.from_config(cfg.uplift)
-    assert type(built.learner) is learner and built.learner.params["num_leaves"] == 15
+    assert type(built.learner) is learner and built.learner.params["num_leaves"] == 7
     assert built.seed == cfg.seed and built.min_level_rows == cfg.encoding.min_level_rows
-    assert dict(built.outcomes) == {"churn_h": "lower", "margin_w": "higher"} and built.n_bags == 10
+    assert dict(built.outcomes) == {"churn_h": "lower", "survive_w": "higher", "margin_w": "higher"}
+    assert built.n_bags == 5
