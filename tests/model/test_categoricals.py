@@ -105,7 +105,11 @@ def test_a_feature_that_flips_on_the_test_dates_is_reported_and_dropped(
 
     # a hand-made feature table, no input tables behind it: no survival model, no campaigns to learn from
     cfg = make_cfg(
-        "stability.action=drop", "evaluation.baseline=null", "model.min_child_samples=100", "survival=constant"
+        "stability.action=drop",
+        "evaluation.baseline=null",
+        "model.min_child_samples=100",
+        "survival=constant",
+        "uplift.enabled=false",
     )
     result = train(cfg, drifting_feature_table(tmp_path))
     assert "drifting (flipped)" in result.stability and "dropped before fitting" in result.stability
