@@ -13,17 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-CAMPAIGNS_SCHEMA = pa.schema(
-    [
-        ("campaign_id", pa.string()),
-        ("customer_id", pa.int64()),
-        ("action", pa.string()),
-        ("assigned_at", pa.date32()),
-        ("treated", pa.bool_()),
-        ("propensity", pa.float64()),
-        ("cost", pa.float64()),
-    ]
-)
+from features.demo.dated import SCHEMAS
+
+CAMPAIGNS_SCHEMA = SCHEMAS["campaigns"]  # the schema the demo generator writes
 ACTIONS = ("service_recovery_call", "discount", "price_lock", "loyalty_enrolment")
 
 

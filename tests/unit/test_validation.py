@@ -11,22 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.contract import CONTRACT
+from features.demo.dated import SCHEMAS
 from features.engine import data_window
 from features.io import discover_tables, fingerprint
 from features.validation import DataContractError, example_rows, load_tables
 
 # The Arrow schema the demo generator writes the campaigns table in.
-CAMPAIGNS_SCHEMA = pa.schema(
-    [
-        ("campaign_id", pa.string()),
-        ("customer_id", pa.int64()),
-        ("action", pa.string()),
-        ("assigned_at", pa.date32()),
-        ("treated", pa.bool_()),
-        ("propensity", pa.float64()),
-        ("cost", pa.float64()),
-    ]
-)
+CAMPAIGNS_SCHEMA = SCHEMAS["campaigns"]
 
 
 def write_csv(folder: Path, name: str, text: str) -> None:
