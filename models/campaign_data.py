@@ -15,7 +15,15 @@ Its rows are what the uplift learners fit on (treated against control, within ca
     margin_rate x recurring monthly revenue at `assigned_at` + t months x (1 + d)^-t, with d the monthly
     rate of `annual_discount_rate` (the terms of `decisions.value.lifetime_value`); the recurring revenue at a
     day is the `monthly_revenue` feature's rule: the monthly prices of the subscriptions held on the day
-    before it. Both NaN when the window passes the data end (or without subscriptions).
+    before it. Both NaN when the window passes the data end (or without subscriptions);
+  - `margin_end`: the margin of the window's last month, margin_rate x recurring monthly revenue at
+    `assigned_at` + W months, undiscounted (0 when no subscription is held then): what the customer is worth a
+    month once the window ends, so an action's effect on it, carried over the customer's remaining lifetime,
+    values what the action changes for good (a product added, a customer kept; decisions/effects.py); NaN as
+    margin_w;
+  - `cost`: what the assignment cost, from the table's optional `cost` column: a treated row's cost (NaN when
+    empty), 0 for a control (not contacted); NaN for every row without the column. Its treated-minus-control
+    effect is the action's expected cost per customer (paid on acceptance, say, or depending on the customer).
 
 Rows on or after `as_of` (the training or scoring date) are not known then: they are ignored, with one note
 of how many. An action that is not in the catalogue stops the run (`DataContractError`, with its lines).
@@ -42,7 +50,7 @@ log = logging.getLogger(__name__)
 TABLE = "campaigns"
 ROW_COLUMNS = (
     "campaign_id", "customer_id", "action", "assigned_at", "observation_date", "treated", "propensity",
-    "churn_h", "survive_w", "margin_w",
+    "churn_h", "survive_w", "margin_w", "margin_end", "cost",
 )  # fmt: skip
 KEYS = ("customer_id", "observation_date")
 NOT_FEATURES = (*KEYS, "churned", "label_status")
@@ -90,10 +98,14 @@ def campaign_data(
             notes.append(
                 f"campaigns: {later:,} row(s) assigned on or after {as_of} ignored (not known on that date)"
             )
+    has_cost = "cost" in {c[0] for c in con.execute("DESCRIBE campaigns").fetchall()}
     rows = con.execute(
-        f"SELECT campaign_id, customer_id, action, assigned_at, treated, propensity FROM campaigns "
+        f"SELECT campaign_id, customer_id, action, assigned_at, treated, propensity, "
+        f"{'CAST(cost AS DOUBLE)' if has_cost else 'CAST(NULL AS DOUBLE)'} AS cost FROM campaigns "
         f"WHERE {known} ORDER BY assigned_at, campaign_id, customer_id"
     ).df()
+    treated = rows["treated"].astype(bool).to_numpy()
+    rows["cost"] = np.where(treated, rows["cost"].astype(float), 0.0 if has_cost else np.nan)
     rows["assigned_at"] = pd.to_datetime(rows["assigned_at"]).dt.date
     # An empty propensity is the campaign-action's treated share.
     share = rows.groupby(["campaign_id", "action"])["treated"].transform("mean")
@@ -145,7 +157,7 @@ def _outcomes(
     margin_rate: float,
     annual_discount_rate: float,
 ) -> pd.DataFrame:
-    """customer_id, assigned_at, churn_h, survive_w, margin_w for each distinct assignment day."""
+    """customer_id, assigned_at, churn_h, survive_w, margin_w, margin_end for each distinct assignment day."""
     present = set(tables.report.present)
     grid = f"SELECT DISTINCT customer_id, assigned_at AS observation_date FROM campaigns WHERE {known}"
     labels = tables.con.execute(
@@ -153,7 +165,9 @@ def _outcomes(
         f"CAST(churned AS DOUBLE) AS churn_h FROM ({label_sql(label_cfg, data_end, present)}) l"
     ).df()
     if "subscriptions" not in present:
-        values = labels[["customer_id", "assigned_at"]].assign(survive_w=np.nan, margin_w=np.nan)
+        values = labels[["customer_id", "assigned_at"]].assign(
+            survive_w=np.nan, margin_w=np.nan, margin_end=np.nan
+        )
     else:
         monthly_discount = (1.0 + annual_discount_rate) ** (1.0 / 12.0) - 1.0
         w = literal(int(window_months))
@@ -177,7 +191,10 @@ def _outcomes(
                             ELSE CAST(bool_or(active) FILTER (WHERE t = {w}) AS DOUBLE) END AS survive_w,
                        CASE WHEN cw_add_months(assigned_at, {w}) > {literal(data_end)} THEN NULL
                             ELSE sum({literal(float(margin_rate))} * revenue
-                                     * power(1 + {literal(monthly_discount)}, -t)) END AS margin_w
+                                     * power(1 + {literal(monthly_discount)}, -t)) END AS margin_w,
+                       CASE WHEN cw_add_months(assigned_at, {w}) > {literal(data_end)} THEN NULL
+                            ELSE sum({literal(float(margin_rate))} * revenue) FILTER (WHERE t = {w})
+                       END AS margin_end
                 FROM monthly GROUP BY customer_id, assigned_at"""
         ).df()
     out = labels.merge(values, on=["customer_id", "assigned_at"], how="outer", validate="one_to_one")

@@ -383,6 +383,42 @@ class EffectEstimate:
         """Every effect times `factor` (>= 0)."""
         return EffectEstimate(self.mean * factor, self.low * factor, self.high * factor)
 
+    def standard_error(self, level: float = 0.90) -> np.ndarray:
+        """Each customer's standard error as the `level` interval states it (its half-width over the normal
+        quantile: with few bags the t interval is wider, and so is this, as the bags' spread is itself uncertain)."""
+        return (self.high - self.low) / (2.0 * float(norm.ppf(0.5 + level / 2.0)))
+
+    def prior_variance(self, level: float = 0.90) -> float:
+        """tau^2 = max(0, mean(mean^2 - se^2)): how far effects spread around none beyond their noise (the
+        method-of-moments variance of a prior centred on 0)."""
+        return (
+            max(0.0, float(np.mean(self.mean**2 - self.standard_error(level) ** 2)))
+            if len(self.mean)
+            else 0.0
+        )
+
+    def posterior(self, prior_variance: float, level: float = 0.90) -> EffectEstimate:
+        """Shrunk toward 0 under a sceptical normal prior N(0, tau^2): mean k x mean, k = tau^2 / (tau^2 + se^2)
+        per customer (a noisy estimate counts for little); the interval spans the posterior's (half-width sqrt(k)
+        x the half-width) and the estimate's own."""
+        se2 = self.standard_error(level) ** 2
+        k = np.divide(
+            prior_variance, prior_variance + se2, out=np.ones_like(se2), where=(prior_variance + se2) > 0
+        )
+        mean, half = k * self.mean, np.sqrt(k) * (self.high - self.low) / 2.0
+        # the interval also keeps the estimate's own: shrinking says what to expect, not that the data is surer
+        low, high = np.minimum(mean - half, self.low), np.maximum(mean + half, self.high)
+        return EffectEstimate(mean, low, high)
+
+    def shrunk(self, average: float, average_half: float, center: float, scale: float) -> EffectEstimate:
+        """The effect as the action's observed average effect plus `scale` x this estimate's deviation from
+        `center` (the learners' mean effect on their training rows): mean = average + scale x (mean - center);
+        the interval's half-widths combine the bags' (times scale) and the average's (`average_half`)."""
+        mean = average + scale * (self.mean - center)
+        below = np.hypot(scale * (self.mean - self.low), average_half)
+        above = np.hypot(scale * (self.high - self.mean), average_half)
+        return EffectEstimate(mean, mean - below, mean + above)
+
 
 def fit_bags(
     learner: UpliftLearner,
@@ -487,16 +523,35 @@ class ActionUplift:
     scale: dict[str, float]  # per outcome, from the held-out campaigns (1 = the learners at face value)
     evaluation: dict[str, OutcomeEvaluation]
     level: float = 0.90
+    # Per outcome (bundles from before them: None, effects = scale x the bags'): the action's observed average
+    # effect in its campaigns (Hajek), its interval's half-width, and the learners' mean effect on their training rows.
+    average: dict[str, float] | None = None
+    average_half: dict[str, float] | None = None
+    center: dict[str, float] | None = None
+    prior_variance: dict[str, float] | None = (
+        None  # per outcome, the sceptical prior's (EffectEstimate.posterior)
+    )
 
     def effects(self, X: pd.DataFrame, calibrated: bool = True) -> dict[str, EffectEstimate]:
-        """Per outcome, each customer's effect of this action (mean and interval of the bags)."""
+        """Per outcome, each customer's effect of this action: calibrated, the observed average effect plus the
+        held-out scale x the learners' deviation from their mean (`EffectEstimate.shrunk`), then shrunk toward 0
+        by its noise (`EffectEstimate.posterior`); else the bags' mean and interval."""
         encoded = Matrix.of(self.encoder.transform(X[self.features]))  # once for every outcome and bag
-        return {
-            outcome: bagged_effect(bags, encoded, self.level).scaled(
-                self.scale[outcome] if calibrated else 1.0
-            )
-            for outcome, bags in self.outcomes.items()
-        }
+        out = {}
+        for outcome, bags in self.outcomes.items():
+            raw = bagged_effect(bags, encoded, self.level)
+            if not calibrated:
+                out[outcome] = raw
+            elif self.average is None:
+                out[outcome] = raw.scaled(self.scale[outcome])
+            else:
+                out[outcome] = raw.shrunk(
+                    self.average[outcome],
+                    self.average_half[outcome],
+                    self.center[outcome],
+                    self.scale[outcome],
+                ).posterior(self.prior_variance[outcome], self.level)
+        return out
 
 
 @dataclass(frozen=True)
@@ -556,19 +611,23 @@ class UpliftBundle:
 
 
 def calibration_scale(deciles: pd.DataFrame, level: float = 0.90) -> float:
-    """Slope through the origin of observed on predicted effect by decile, inverse-variance weighted,
-    clipped to [0, 1]; 1 when the deciles cannot say (no interval)."""
+    """How much of the predicted differences between customers the held-out campaigns confirm: the slope of
+    observed on predicted effect by decile, with an intercept (the level is the shrunk average's, not the
+    slope's), inverse-variance weighted, clipped to [0, 1]; 1 when the deciles cannot say (no interval, or
+    every decile predicted alike)."""
     half = (deciles["high"] - deciles["low"]) / 2.0
     usable = np.isfinite(deciles["observed"]) & (half > 0)
-    if not usable.any():
+    if usable.sum() < 2:
         return 1.0
     z = float(norm.ppf(0.5 + level / 2.0))
     weight = (z / half[usable]) ** 2
     predicted, observed = deciles["predicted"][usable], deciles["observed"][usable]
-    denominator = float(np.sum(weight * predicted**2))
+    dx = predicted - np.average(predicted, weights=weight)
+    dy = observed - np.average(observed, weights=weight)
+    denominator = float(np.sum(weight * dx**2))
     if denominator <= 0:
         return 1.0
-    return float(np.clip(np.sum(weight * predicted * observed) / denominator, 0.0, 1.0))
+    return float(np.clip(np.sum(weight * dx * dy) / denominator, 0.0, 1.0))
 
 
 def _checked_rows(rows: pd.DataFrame, features: pd.DataFrame, outcomes: Sequence[str]) -> pd.DataFrame:
@@ -670,8 +729,12 @@ def fit_uplift(
     the learners fit on the rest. Actions with fewer than `min_control` controls, or fewer than
     `min_outcomes` labelled training rows in an arm of an outcome, stay assumed (`bundle.assumed`).
     """
-    outcomes = list(settings.outcomes)
-    rows = _checked_rows(rows, features, outcomes)
+    rows = _checked_rows(rows, features, list(settings.outcomes))
+    # an outcome the data never shows (campaign costs, say, from a table without a cost column) is not learned
+    unknown = [o for o in settings.outcomes if not rows[o].notna().any()]
+    if unknown:
+        log.info("uplift: %s unknown in every campaign row: not learned", ", ".join(unknown))
+    outcomes = [o for o in settings.outcomes if o not in unknown]
     if categorical is None:
         categorical = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
     held_out = {o: held_out_campaigns(rows, settings.test_campaigns, o) for o in outcomes}
@@ -692,7 +755,7 @@ def fit_uplift(
         started = time.time()
         encoder = SnapshotEncoder(categorical=list(categorical), min_level_rows=settings.min_level_rows)
         encoder.fit(features.loc[mine])
-        bags, metrics, scale, evaluation = {}, {}, {}, {}
+        bags, metrics, scale, evaluation, center, average, average_half = {}, {}, {}, {}, {}, {}, {}
         for index, outcome in enumerate(outcomes):
             train, test = rows[mine & is_train[outcome]], rows[mine & is_test[outcome]]
             bags[outcome] = fit_bags(
@@ -707,8 +770,31 @@ def fit_uplift(
             X_test = encoder.transform(features.loc[test.index])
             found, scale[outcome], curves = _evaluate(bags[outcome], X_test, test, outcome, settings)
             metrics |= found | {f"{outcome}_n_train": float(len(train))}
+            on_train = bagged_effect(
+                bags[outcome], encoder.transform(features.loc[train.index]), settings.level
+            )
+            center[outcome] = float(on_train.mean.mean())
+            known = rows[mine & rows[outcome].notna()]
+            observed, low, high = observed_uplift(
+                known[outcome].to_numpy(dtype=float), known["treated"].to_numpy(), known["propensity"].to_numpy(),
+                settings.level,
+            )  # fmt: skip
+            average[outcome], average_half[outcome] = float(observed), float((high - low) / 2.0)
             if curves is not None:
                 evaluation[outcome] = curves
+        prior = {}
+        for (
+            outcome
+        ) in outcomes:  # the sceptical prior's variance, from the calibrated effects on the training rows
+            train = rows[mine & is_train[outcome]]
+            calibrated = bagged_effect(
+                bags[outcome], encoder.transform(features.loc[train.index]), settings.level
+            ).shrunk(average[outcome], average_half[outcome], center[outcome], scale[outcome])
+            prior[outcome] = calibrated.prior_variance(settings.level)
+            metrics |= {
+                f"{outcome}_average_effect": average[outcome],
+                f"{outcome}_prior_sd": float(np.sqrt(prior[outcome])),
+            }
         n_treated, n_control = int(rows.loc[mine, "treated"].sum()), int((~rows.loc[mine, "treated"]).sum())
         log.info(
             "uplift: %s learned from %s treated and %s control rows (%.1f s)",
@@ -725,6 +811,10 @@ def fit_uplift(
             scale,
             evaluation,
             settings.level,
+            average=average,
+            average_half=average_half,
+            center=center,
+            prior_variance=prior,
         )
     bundle = UpliftBundle(learned, assumed, held_out)
     if bundle.assumed_message():

@@ -128,10 +128,12 @@ def test_fast_effects_give_exactly_the_numbers_of_per_model_predictions(trained)
     X = pd.read_parquet(Path(cfg.paths.features_dir) / "features.parquet").sample(500, random_state=3)
     for name in ("discount", "loyalty_programme", "cross_sell_offer"):
         action = effects.uplift[name]
-        fast, encoded = action.effects(X), action.encoder.transform(X[action.features])
+        fast = action.effects(
+            X, calibrated=False
+        )  # the learners' own (calibration: tests/unit/test_uplift.py)
+        encoded = action.encoder.transform(X[action.features])
         for outcome, bags in action.outcomes.items():
             slow = EffectEstimate.from_draws(_reference_draws(bags, encoded), action.level)
-            slow = slow.scaled(action.scale[outcome])
             for part in ("mean", "low", "high"):
                 np.testing.assert_array_equal(getattr(fast[outcome], part), getattr(slow, part))
     # campaigns whose outcome differs by treated share: the models split on the logged propensity, so each
@@ -191,3 +193,33 @@ def test_campaign_rows_the_learners_refuse_stop_the_run_before_anything_is_logge
     with pytest.raises(DataContractError, match=r"(?s)campaigns.*propensity.*below 1 for control rows"):
         retrain(root, tmp_path, control_at_one)
     assert len(mlflow.search_runs(experiment_names=[cfg.mlflow.experiment_name])) == runs_before
+
+
+def test_scoring_with_learned_effects_never_contacts_a_harmful_estimate_nor_sleeping_dogs_beyond_chance(
+    trained,
+) -> None:
+    """Scored with the learned effects: every selected customer's action is learned, with a positive value gain
+    and ENV; the generator's sleeping dogs (its truth table) are selected at most at the rate a random draw of as
+    many scored customers would reach (its 95% binomial quantile)."""
+    from scipy.stats import binom
+
+    from churnwise.api import score
+
+    cfg, result, root = trained  # the fixture's own version (other tests here train more)
+    name = cfg.mlflow.registered_model_name
+    scored = score(
+        compose_config(
+            root, "evaluation.baseline=null", f"score.model_uri=models:/{name}/{result.model_version}"
+        )
+    )
+    scores = pd.read_parquet(scored.path)
+    selected = scores[scores["selected"]]
+    assert len(selected) > 0 and (selected["effect_source"] == "learned").all()
+    assert (selected["value_gain"] > 0).all() and (selected["expected_net_value"] > 0).all()
+    truth = pd.read_parquet(Path(cfg.data.truth_path) / "true_action_values.parquet")
+    dogs = truth[truth["action"] == "none"].set_index("customer_id")["sleeping_dog"]
+    assert set(scores["customer_id"]) <= set(dogs.index)
+    rate = float(dogs.reindex(scores["customer_id"]).mean())
+    picked = int(dogs.reindex(selected["customer_id"]).sum())
+    assert 0 < rate < 0.5
+    assert picked <= binom.ppf(0.95, len(selected), rate), (picked, len(selected), rate)

@@ -193,7 +193,7 @@ def campaign_rows(seed: int = 11) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarra
 def settings(**changes: object) -> UpliftSettings:
     values = {
         "learner": TLearner(params=FAST),
-        "n_bags": 3,
+        "n_bags": 5,
         "min_outcomes": 200,
         "min_control": 100,
         "test_campaigns": 2,
@@ -250,12 +250,23 @@ def test_fit_uplift_evaluates_on_the_latest_campaigns_and_calibrates(bundle_and_
     assert {"discount__churn_h", "discount__churn_h__low", "discount__margin_w__high"} <= set(frame.columns)
     assert (frame["discount__churn_h__low"] <= frame["discount__churn_h"]).all()
     assert (frame["discount__churn_h"] <= frame["discount__churn_h__high"]).all()
-    by_segment = frame.groupby(features.loc[mine, "segment"])["discount__churn_h"].mean()
+    # the learners find whom it saves (a) and whom it hurts (c)
+    raw = discount.effects(features.loc[mine], calibrated=False)["churn_h"]
+    by_segment = pd.Series(raw.mean).groupby(features.loc[mine, "segment"].to_numpy()).mean()
     assert by_segment["a"] < -0.03 and by_segment["c"] > 0.01
     odd = features.head(3).assign(segment=["never seen", None, "a"])  # unseen and missing levels: no error
     assert np.isfinite(bundle.effect_frame(odd).to_numpy()).all()
-    raw = discount.effects(features.loc[mine], calibrated=False)["churn_h"].mean
-    assert np.allclose(frame["discount__churn_h"], raw * discount.scale["churn_h"])
+    # calibrated = the observed average + the held-out scale x the learners' deviation, then shrunk toward 0
+    shrunk = raw.shrunk(
+        discount.average["churn_h"], discount.average_half["churn_h"], discount.center["churn_h"],
+        discount.scale["churn_h"],
+    )  # fmt: skip
+    assert np.allclose(frame["discount__churn_h"], shrunk.posterior(discount.prior_variance["churn_h"]).mean)
+    assert np.all(np.abs(frame["discount__churn_h"]) <= np.abs(shrunk.mean) + 1e-12)
+    assert (
+        frame["discount__churn_h__low"] <= shrunk.low + 1e-12
+    ).all()  # the estimate's own interval is kept
+    assert metrics["uplift_discount_churn_h_average_effect"] == pytest.approx(discount.average["churn_h"])
     assert sorted(bundle.figures()) == [
         f"uplift/discount_{o}_{kind}.png" for o in ("churn_h", "margin_w") for kind in ("deciles", "qini")
     ]
@@ -268,7 +279,8 @@ def test_fit_uplift_is_deterministic_with_its_seed(bundle_and_data: tuple) -> No
     X = features.loc[rows["action"] == "discount"].head(500)
     assert bundle.effect_frame(X).equals(again.effect_frame(X))
     assert bundle.metrics() == again.metrics()
-    assert not bundle.effect_frame(X).equals(other.effect_frame(X))
+    first, second = (b.actions["discount"].effects(X, calibrated=False)["churn_h"].mean for b in (bundle, other))
+    assert not np.array_equal(first, second)
 
 
 def test_fit_uplift_refuses_bad_campaign_rows(bundle_and_data: tuple) -> None:
@@ -297,5 +309,34 @@ def test_each_uplift_config_builds_its_learner(
     built = UpliftSettings.from_config(cfg.uplift)
     assert type(built.learner) is learner and built.learner.params["num_leaves"] == 7
     assert built.seed == cfg.seed and built.min_level_rows == cfg.encoding.min_level_rows
-    assert dict(built.outcomes) == {"churn_h": "lower", "survive_w": "higher", "margin_w": "higher"}
+    assert dict(built.outcomes) == {
+        "churn_h": "lower",
+        "margin_w": "higher",
+        "margin_end": "higher",
+        "cost": "lower",
+    }
     assert built.n_bags == 5
+
+
+def test_the_posterior_shrinks_a_noisy_estimate_toward_none_and_keeps_a_clear_one() -> None:
+    """k = tau^2 / (tau^2 + se^2), se from the interval at its level; the interval keeps the estimate's own."""
+    z = 1.6448536269514722  # the normal quantile of a 90% interval
+    estimate = EffectEstimate(
+        np.array([1.0, 1.0, -2.0]), np.array([0.0, 0.9, -3.0]), np.array([2.0, 1.1, -1.0])
+    )
+    se = np.array([1.0, 0.1, 1.0]) / z
+    assert np.allclose(estimate.standard_error(0.90), se)
+    tau2 = 0.5
+    posterior = estimate.posterior(tau2, 0.90)
+    k = tau2 / (tau2 + se**2)
+    assert np.allclose(posterior.mean, k * estimate.mean)
+    assert (
+        posterior.mean[1] == pytest.approx(1.0, abs=0.02) and posterior.mean[0] < 0.7
+    )  # clear kept, noisy shrunk
+    assert np.all(posterior.low <= estimate.low) and np.all(posterior.high >= estimate.high)
+    assert np.all((posterior.low <= posterior.mean) & (posterior.mean <= posterior.high))
+    # the prior variance is the spread beyond the noise; none beyond it: every estimate is none
+    assert estimate.prior_variance(0.90) == pytest.approx(max(0.0, np.mean(estimate.mean**2 - se**2)))
+    nothing = EffectEstimate(np.array([0.1, -0.1]), np.array([-1.0, -1.2]), np.array([1.2, 1.0]))
+    assert nothing.prior_variance(0.90) == 0.0
+    assert np.all(nothing.posterior(0.0, 0.90).mean == 0.0)
