@@ -4,25 +4,31 @@ the effect on churn, where the effect comes from (`learned` or `assumed`) and th
 Per action the source is
 - `learned`: the action has an uplift model in the scored model's effects bundle (`models.effects.Effects.uplift`,
   an `ActionUplift` fitted on the business's randomised campaigns). Its estimates per customer are
-  `churn_h` (change in the probability of churning over the label horizon; negative = good) and `margin_w` (change
-  in discounted margin over the first W = `uplift.value_window_months` months). The value gain is
+  `churn_h` (change in the probability of churning over the label horizon; negative = good), `margin_w` (change
+  in discounted margin over the first W = `uplift.value_window_months` months), `margin_end` (change in the
+  margin of month W, 0 for a customer gone by then) and `cost` (what the action costs, treated minus control:
+  its expected cost, where the campaigns record costs). The value gain is
 
-      gain = margin_w + (-churn_h) x tail,   tail = sum_{t > W} m S(t) / S(W) (1 + d) ** -t
+      gain = margin_w + margin_end x annuity,   annuity = sum_{t > W} S(t) / S(W) (1 + d) ** -t
 
-  the window's margin effect plus the customers it keeps past the window, each worth the rest of its lifetime
-  value (the survival CLV of a customer alive at month W, discounted to today; with a constant retention r,
-  tail = (1 + d) ** -W x m r / (1 + d - r)). The rule carries the churn effect over the horizon to the end of the
-  window unchanged (a customer the action keeps stays kept): the window's margin effect counts what happens
-  inside it, the tail only what comes after, so nothing is counted twice. Its interval is the comonotone one:
-  low = margin_w.low + (-churn_h.high) x tail, high = margin_w.high + (-churn_h.low) x tail.
+  the window's margin effect plus the month-W margin the action changes (a customer kept, a product added)
+  carried over the rest of the customer's lifetime (their own survival after month W, discounted to today;
+  with a constant retention r, annuity = (1 + d) ** -W x r / (1 + d - r)): the window counts what happens inside
+  it, the annuity only what comes after, so nothing is counted twice. A bundle without `margin_end` (trained
+  before it was learned) carries the churn effect instead: gain = margin_w + (-churn_h) x m x annuity, a customer
+  kept worth the margin m they pay today. The interval is the comonotone one: low = margin_w.low +
+  margin_end.low x annuity, high likewise. The cost is the learned expected cost (never below 0) where the
+  bundle has it, else the configured cost (`action_cost`, what the budget counts either way).
 - `assumed`: no uplift model (no campaign history for it, or too little). The configured prior of today's rule:
   corrective p_churn x clv x save_rate, ladder conversion_rate x (CLV' - clv) (`decisions.actions`), with the
   interval `prior_range` x that point value (default 0.5 .. 1.5); its effect on churn is -p_churn x save_rate,
   or conversion_rate x p_churn x (churn_multiplier - 1), with the same range.
 
-ENV = gain - cost (low/high: the gain's interval minus the cost). An action is not eligible for a customer
-whose estimated effect is harmful or worthless: a learned churn effect with mean > 0, or a gain with mean <= 0,
-so no selected customer has a negative estimated effect. The low-risk split (`actions.low_risk_below`: corrective
+ENV = gain - cost (low/high: the gain's interval minus the cost; the cost: the learned expected cost of a learned
+action with one, else the configured cost). An action is not eligible for a customer
+whose estimated effect is harmful or worthless: a gain with mean <= 0, or a learned churn effect whose whole
+interval is above 0 (contact raises churn: a sleeping dog), so no selected customer has a negative estimated
+effect. (An action can raise a customer's value with a churn effect not told apart from 0: a product added.) The low-risk split (`actions.low_risk_below`: corrective
 at p_churn >= it, ladder below) holds for assumed priors only; a learned effect says itself whom an action helps
 (a ladder intervention still needs one of its `from_rungs`).
 
@@ -49,7 +55,12 @@ from decisions.value import ValueParameters, monthly_discount_rate, monthly_rete
 
 LEARNED, ASSUMED = "learned", "assumed"
 SEGMENTS = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
-CHURN, MARGIN = "churn_h", "margin_w"  # the uplift outcomes read (models/uplift.py)
+CHURN, MARGIN, MARGIN_END, COST = (
+    "churn_h",
+    "margin_w",
+    "margin_end",
+    "cost",
+)  # uplift outcomes (models/uplift.py)
 
 
 @dataclass(frozen=True)
@@ -79,25 +90,33 @@ def sources(catalogue: Sequence[Action], uplift: Mapping[str, Any]) -> tuple[str
     return tuple(LEARNED if a.name in uplift else ASSUMED for a in catalogue)
 
 
-def tail_value(customers: Customers, value: ValueParameters, window_months: int) -> np.ndarray:
-    """Discounted margin from month W + 1 on of a customer alive at month W (see the module docstring)."""
-    margin = value.margin_rate * np.nan_to_num(np.asarray(customers.monthly_revenue, dtype=float), nan=0.0)
+def annuity_after(customers: Customers, value: ValueParameters, window_months: int) -> np.ndarray:
+    """Per customer alive at month W: sum over t > W of S(t) / S(W) (1 + d) ** -t, what 1 a month from then on is
+    worth today (see the module docstring)."""
     d = monthly_discount_rate(value.annual_discount_rate)
     w = int(window_months)
     if customers.survival is None:
         r = monthly_retention(customers.p_churn, value.horizon_days)
-        return (1.0 + d) ** -w * margin * r / (1.0 + d - r)
+        return (1.0 + d) ** -w * r / (1.0 + d - r)
     survival = np.clip(np.asarray(customers.survival, dtype=float), 0.0, 1.0)
     if w >= survival.shape[1]:
-        return np.zeros(len(margin))
-    at_w = survival[:, w - 1] if w > 0 else np.ones(len(margin))
-    discount = (1.0 + d) ** -np.arange(w + 1, survival.shape[1] + 1, dtype=float)
-    later = survival[:, w:] @ discount
-    return margin * np.divide(later, at_w, out=np.zeros(len(margin)), where=at_w > 0)
+        return np.zeros(len(survival))
+    at_w = survival[:, w - 1] if w > 0 else np.ones(len(survival))
+    later = survival[:, w:] @ ((1.0 + d) ** -np.arange(w + 1, survival.shape[1] + 1, dtype=float))
+    return np.divide(later, at_w, out=np.zeros(len(survival)), where=at_w > 0)
 
 
-def learned_value(uplift: Any, features: pd.DataFrame, tail: np.ndarray) -> tuple[Estimate, Estimate]:
-    """(gain, churn effect) of one learned action (an `ActionUplift`) for the customers of `features`."""
+def tail_value(customers: Customers, value: ValueParameters, window_months: int) -> np.ndarray:
+    """Discounted margin from month W + 1 on of a customer alive at month W paying today's margin."""
+    margin = value.margin_rate * np.nan_to_num(np.asarray(customers.monthly_revenue, dtype=float), nan=0.0)
+    return margin * annuity_after(customers, value, window_months)
+
+
+def learned_value(
+    uplift: Any, features: pd.DataFrame, tail: np.ndarray, annuity: np.ndarray | None = None
+) -> tuple[Estimate, Estimate, np.ndarray | None]:
+    """(gain, churn effect, expected cost or None) of one learned action (an `ActionUplift`) for the customers of
+    `features`; `tail` = `tail_value`, `annuity` = `annuity_after` (default: tail per unit of today's margin)."""
     missing = sorted(set(uplift.features) - set(features.columns))
     if missing:
         raise DecisionConfigError(
@@ -106,10 +125,17 @@ def learned_value(uplift: Any, features: pd.DataFrame, tail: np.ndarray) -> tupl
         )
     effects = uplift.effects(features)
     churn, margin = effects[CHURN], effects[MARGIN]
-    gain = Estimate(
-        margin.mean - churn.mean * tail, margin.low - churn.high * tail, margin.high - churn.low * tail
-    )
-    return gain, Estimate(churn.mean, churn.low, churn.high)
+    if MARGIN_END in effects:
+        end = effects[MARGIN_END]
+        carried = annuity if annuity is not None else tail
+        gain = Estimate(margin.mean + end.mean * carried, margin.low + end.low * carried,
+                        margin.high + end.high * carried)  # fmt: skip
+    else:
+        gain = Estimate(
+            margin.mean - churn.mean * tail, margin.low - churn.high * tail, margin.high - churn.low * tail
+        )
+    cost = np.maximum(effects[COST].mean, 0.0) if COST in effects else None
+    return gain, Estimate(churn.mean, churn.low, churn.high), cost
 
 
 def assumed_value(
@@ -146,18 +172,22 @@ def action_values(
     usable = np.zeros((n, k), dtype=bool)
     candidate = eligible & ~np.isnan(costs)
     source = sources(catalogue, uplift)
+    annuity = annuity_after(customers, value, window_months) if uplift else None
     tail = tail_value(customers, value, window_months) if uplift else None
+    spend = np.array(costs, dtype=float)  # what ENV subtracts: the learned expected cost where there is one
     for j, action in enumerate(catalogue):
         if not candidate[:, j].any():
             continue
         if source[j] == LEARNED:
-            gain, churn = learned_value(uplift[action.name], customers.features, tail)
+            gain, churn, expected = learned_value(uplift[action.name], customers.features, tail, annuity)
+            if expected is not None:
+                spend[:, j] = np.where(np.isnan(costs[:, j]), np.nan, expected)
             applies = (
                 np.isin(customers.ladder_rung.astype(object), list(action.from_rungs))
                 if action.kind == "ladder"
                 else np.ones(n, dtype=bool)
             )
-            harmless = churn.mean <= 0
+            harmless = ~(churn.low > 0)  # not a sleeping dog by its interval (contact raises churn)
         else:
             gain, churn = assumed_value(action, customers, costs[:, j], value)
             applies, harmless = action.applies_to(customers, low_risk_below), np.ones(n, dtype=bool)
@@ -165,7 +195,7 @@ def action_values(
                               strict=True):  # fmt: skip
             arrays[key][:, j] = array
         usable[:, j] = candidate[:, j] & applies & harmless & (gain.mean > 0)
-    cost = np.where(usable, costs, np.nan)
+    cost = np.where(usable, spend, np.nan)
     gain = Estimate(arrays["g"], arrays["gl"], arrays["gh"])
     env = Estimate(*(np.where(usable, g, np.nan) - cost for g in (gain.mean, gain.low, gain.high)))
     return ActionValues(
