@@ -15,7 +15,7 @@ PACKAGES := pipeline churnwise analytics decisions models features
 # PYTEST_WORKERS= for one process, e.g. to use pdb.
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 
-.PHONY: help setup lock data validate features train tune promote score readout report test test-fast browser postgres bench bench-score bench-quality bench-clv lint format ui clean clean-data
+.PHONY: help setup lock data validate features train tune promote score readout report test test-fast browser postgres bench bench-score bench-quality bench-clv bench-decisions lint format ui clean clean-data
 
 help: ## List the targets and what they do
 	@echo "churnwise: make <target> [ARGS='hydra overrides']"
@@ -90,6 +90,9 @@ bench-quality: $(STAMP) ## Model quality on four demo shapes vs the true probabi
 
 bench-clv: $(STAMP) ## Lifetime value: the project's CLV vs BG/NBD + Gamma-Gamma on next year's real spend (retail demo)
 	$(PY) bench/clv.py $(ARGS)
+
+bench-decisions: $(STAMP) ## The plan's true value vs the oracle, risk-only and random on the 20k demo's truth (~8 min)
+	$(PY) bench/decisions.py $(ARGS)
 
 lint: $(STAMP) ## Check style with ruff
 	$(VENV)/bin/ruff check $(PACKAGES) tests bench
