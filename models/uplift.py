@@ -57,6 +57,7 @@ from models.uplift_eval import (
     qini_auc,
     qini_curve,
     qini_figure,
+    stratified_uplift,
     uplift_by_decile,
 )
 
@@ -775,9 +776,10 @@ def fit_uplift(
             )
             center[outcome] = float(on_train.mean.mean())
             known = rows[mine & rows[outcome].notna()]
-            observed, low, high = observed_uplift(
-                known[outcome].to_numpy(dtype=float), known["treated"].to_numpy(), known["propensity"].to_numpy(),
-                settings.level,
+            # within each campaign (one treated share), combined at each campaign's precision
+            observed, low, high = stratified_uplift(
+                known[outcome].to_numpy(dtype=float), known["treated"].to_numpy(),
+                known["campaign_id"].astype(str).to_numpy(), settings.level,
             )  # fmt: skip
             average[outcome], average_half[outcome] = float(observed), float((high - low) / 2.0)
             if curves is not None:

@@ -132,6 +132,38 @@ def observed_uplift(
     return effect, effect - half, effect + half
 
 
+def stratified_uplift(
+    y: np.ndarray, treated: np.ndarray, strata: np.ndarray, confidence: float = 0.90
+) -> tuple[float, float, float]:
+    """Treated minus control within each stratum (a campaign: one treated share, so a plain difference of means
+    is unbiased there), combined with inverse-variance weights, and its normal-approximation interval.
+
+    Against the Hajek estimate over all campaigns at once, whose weights 1/(1 - p) give a control row of a
+    p = 0.9 campaign ten times the weight of one of a p = 0.5 campaign, this reads every campaign at its own
+    precision: on the demo's campaigns (treated shares 0.5, 0.7, 0.9) its interval is the narrower one. Strata
+    without two rows in each arm are left out; with none left, the Hajek estimate without propensity (NaN
+    when an arm has fewer than two rows)."""
+    y, treated, strata = np.asarray(y, float), np.asarray(treated, bool), np.asarray(strata)
+    effects, variances = [], []
+    for stratum in np.unique(strata):
+        mine = strata == stratum
+        yt, yc = y[mine & treated], y[mine & ~treated]
+        if len(yt) < 2 or len(yc) < 2:
+            continue
+        effects.append(yt.mean() - yc.mean())
+        variances.append(yt.var(ddof=1) / len(yt) + yc.var(ddof=1) / len(yc))
+    if not effects:
+        return observed_uplift(y, treated, None, confidence)
+    effects, variances = np.asarray(effects), np.asarray(variances)
+    if np.all(variances <= 0):
+        effect, variance = float(effects.mean()), 0.0
+    else:
+        weight = 1.0 / np.maximum(variances, variances[variances > 0].min() * 1e-6)
+        effect, variance = float(np.sum(weight * effects) / weight.sum()), float(1.0 / weight.sum())
+    half = float(norm.ppf(0.5 + confidence / 2.0)) * np.sqrt(variance)
+    return effect, effect - half, effect + half
+
+
 def uplift_by_decile(
     y: np.ndarray,
     treated: np.ndarray,
