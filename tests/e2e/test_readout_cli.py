@@ -80,7 +80,8 @@ def test_a_past_run_is_read_out_per_action_logged_and_reported(project: Path) ->
     history.close()
     assert assigned and all(same and low == high == 0.5 for _, _, _, same, low, high in assigned)
 
-    result = run("readout", project)
+    # the debug run's learned effects, shrunk by their noise, pick few actions; 20 per arm gives one an interval
+    result = run("readout", project, "readout.min_group=20")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "churnwise readout as of 2024-01-01" in output
@@ -91,7 +92,7 @@ def test_a_past_run_is_read_out_per_action_logged_and_reported(project: Path) ->
     assert {r.action: (r.n_treated, r.n_control) for r in by_action.itertuples()} == expected
     with_interval = by_action[by_action["low"].notna()]
     assert len(with_interval) >= 1, by_action
-    assert ((with_interval["n_treated"] >= 30) & (with_interval["n_control"] >= 30)).all()
+    assert ((with_interval["n_treated"] >= 20) & (with_interval["n_control"] >= 20)).all()
     assert (with_interval["low"] <= with_interval["effect"]).all()
     assert (with_interval["effect"] <= with_interval["high"]).all()
     assert (by_action.loc[by_action["low"].isna(), "note"] != "").all()
