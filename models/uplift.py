@@ -23,10 +23,18 @@ benefit use score = -effect for churn (models/uplift_eval.py reads curves that w
 Intervals: `n_bags` bootstrap fits, resampled within the treated and within the control; per customer the
 bag mean and a 90% interval from the bags' spread (`EffectEstimate`). `fit_uplift` fits every action with enough evidence
 on all but the latest `test_campaigns` campaigns (per outcome: the latest where it is known), evaluates
-on those (Qini, AUUC, predicted against observed by decile) and scales each outcome's effects by the observed/predicted slope found there (at
-most 1: effects are never inflated), so the totals a plan claims are no larger than the held-out
-campaigns support. The train fit is kept (not refitted on all campaigns): the model that is used is the
-one that was evaluated and calibrated, at half the cost.
+on those (Qini, AUUC, predicted against observed by decile). The train fit is kept (not refitted on all
+campaigns): the model that is used is the one that was evaluated and calibrated, at half the cost.
+
+Calibrated effect (`ActionUplift.effects`), per customer and outcome:
+1. the action's average effect in its campaigns, read within each campaign and combined at each campaign's
+   precision (`models.uplift_eval.stratified_uplift`), with its interval;
+2. plus the learners' deviation from their own mean on the training rows, times the held-out slope of observed
+   on predicted effect by decile (with an intercept, clipped to [0, 1]: only the differences between customers
+   that the held-out campaigns confirm, never inflated);
+3. shrunk toward no effect by its noise, under a sceptical prior N(0, tau^2) whose variance is the spread of
+   the training rows' effects beyond their noise (`EffectEstimate.posterior`): a noisy estimate counts for
+   little, so a plan does not chase the largest of many noisy estimates (bench/results/decisions.md).
 """
 
 from __future__ import annotations
