@@ -106,10 +106,13 @@ def annuity_after(customers: Customers, value: ValueParameters, window_months: i
     return np.divide(later, at_w, out=np.zeros(len(survival)), where=at_w > 0)
 
 
-def tail_value(customers: Customers, value: ValueParameters, window_months: int) -> np.ndarray:
-    """Discounted margin from month W + 1 on of a customer alive at month W paying today's margin."""
+def tail_value(
+    customers: Customers, value: ValueParameters, window_months: int, annuity: np.ndarray | None = None
+) -> np.ndarray:
+    """Discounted margin from month W + 1 on of a customer alive at month W paying today's margin (`annuity`:
+    `annuity_after`, when already computed)."""
     margin = value.margin_rate * np.nan_to_num(np.asarray(customers.monthly_revenue, dtype=float), nan=0.0)
-    return margin * annuity_after(customers, value, window_months)
+    return margin * (annuity_after(customers, value, window_months) if annuity is None else annuity)
 
 
 def learned_value(
@@ -173,7 +176,7 @@ def action_values(
     candidate = eligible & ~np.isnan(costs)
     source = sources(catalogue, uplift)
     annuity = annuity_after(customers, value, window_months) if uplift else None
-    tail = tail_value(customers, value, window_months) if uplift else None
+    tail = tail_value(customers, value, window_months, annuity) if uplift else None
     spend = np.array(costs, dtype=float)  # what ENV subtracts: the learned expected cost where there is one
     for j, action in enumerate(catalogue):
         if not candidate[:, j].any():
