@@ -116,10 +116,10 @@ def tail_value(
 
 
 def learned_value(
-    uplift: Any, features: pd.DataFrame, tail: np.ndarray, annuity: np.ndarray | None = None
+    uplift: Any, features: pd.DataFrame, tail: np.ndarray, annuity: np.ndarray
 ) -> tuple[Estimate, Estimate, np.ndarray | None]:
     """(gain, churn effect, expected cost or None) of one learned action (an `ActionUplift`) for the customers of
-    `features`; `tail` = `tail_value`, `annuity` = `annuity_after` (default: tail per unit of today's margin)."""
+    `features`; `tail` = `tail_value` (a bundle without margin_end), `annuity` = `annuity_after`."""
     missing = sorted(set(uplift.features) - set(features.columns))
     if missing:
         raise DecisionConfigError(
@@ -130,9 +130,8 @@ def learned_value(
     churn, margin = effects[CHURN], effects[MARGIN]
     if MARGIN_END in effects:
         end = effects[MARGIN_END]
-        carried = annuity if annuity is not None else tail
-        gain = Estimate(margin.mean + end.mean * carried, margin.low + end.low * carried,
-                        margin.high + end.high * carried)  # fmt: skip
+        gain = Estimate(margin.mean + end.mean * annuity, margin.low + end.low * annuity,
+                        margin.high + end.high * annuity)  # fmt: skip
     else:
         gain = Estimate(
             margin.mean - churn.mean * tail, margin.low - churn.high * tail, margin.high - churn.low * tail
