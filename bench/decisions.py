@@ -147,17 +147,14 @@ def truth_matrices(truth_file: Path, ids: np.ndarray, names: Sequence[str]) -> d
     def wide(column: str) -> pd.DataFrame:
         return truth.pivot(index="customer_id", columns="action", values=column).reindex(ids)
 
-    margin, cost, p_h, p_12 = (
-        wide(c) for c in ("expected_margin", "expected_cost", "p_churn_horizon", "p_churn_12m")
-    )
+    margin, cost, p_12 = (wide(c) for c in ("expected_margin", "expected_cost", "p_churn_12m"))
     if margin.isna().to_numpy().any():
         absent = int(margin["none"].isna().sum())
         raise SystemExit(f"{absent} scored customers are not in the truth table {truth_file}")
     dogs = truth[truth["action"] == "none"].set_index("customer_id")["sleeping_dog"].reindex(ids)
     return {
         "margin": margin[list(names)].to_numpy(float), "margin_none": margin["none"].to_numpy(float),
-        "cost": cost[list(names)].to_numpy(float), "p_horizon_none": p_h["none"].to_numpy(float),
-        "p_horizon": p_h[list(names)].to_numpy(float), "p_12m_none": p_12["none"].to_numpy(float),
+        "cost": cost[list(names)].to_numpy(float), "p_12m_none": p_12["none"].to_numpy(float),
         "p_12m": p_12[list(names)].to_numpy(float), "sleeping_dog": dogs.to_numpy(bool),
         "as_of": np.asarray(sorted(truth["as_of"].unique())),
     }  # fmt: skip

@@ -23,7 +23,7 @@ def truth(gain: np.ndarray, dogs: np.ndarray) -> dict[str, np.ndarray]:
     none = np.full(n, 100.0)
     return {
         "margin": none[:, None] + gain + 1.0, "margin_none": none, "cost": np.ones((n, 2)),
-        "p_horizon_none": np.full(n, 0.1), "p_horizon": np.full((n, 2), 0.1), "p_12m_none": np.full(n, 0.3),
+        "p_12m_none": np.full(n, 0.3),
         "p_12m": np.full((n, 2), 0.25), "sleeping_dog": dogs, "as_of": np.array(["2025-01-01"]),
     }  # fmt: skip
 
