@@ -279,7 +279,9 @@ def test_fit_uplift_is_deterministic_with_its_seed(bundle_and_data: tuple) -> No
     X = features.loc[rows["action"] == "discount"].head(500)
     assert bundle.effect_frame(X).equals(again.effect_frame(X))
     assert bundle.metrics() == again.metrics()
-    first, second = (b.actions["discount"].effects(X, calibrated=False)["churn_h"].mean for b in (bundle, other))
+    first, second = (
+        b.actions["discount"].effects(X, calibrated=False)["churn_h"].mean for b in (bundle, other)
+    )
     assert not np.array_equal(first, second)
 
 
